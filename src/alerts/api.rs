@@ -1,0 +1,7 @@
+//! alerts routes.
+
+use crate::http::routes::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+}

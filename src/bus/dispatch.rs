@@ -1,0 +1,502 @@
+//! The tasks behind the bus: one dispatcher per durable consumer, the mirror that forwards
+//! committed durable events to ephemeral subscribers, and log retention.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redb::{ReadableTable, ReadableTableMetadata};
+use tokio_util::sync::CancellationToken;
+
+use super::store::{CONSUMERS, DLQ, LANES, LOG, RETRIES};
+use super::{
+    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, Inner, Message, Outcome,
+    Priority, Registered, Retry, StartAt, head_seq_read, publish_in, subject,
+};
+use crate::store::{codec, now_ms};
+
+/// One piece of work picked for delivery.
+struct Pick {
+    event: Arc<Event>,
+    /// Attempts already made (0 for a fresh event).
+    attempts: u32,
+    history: Vec<Attempt>,
+    /// Whether it came from the retry table (else from a lane).
+    from_retry: bool,
+}
+
+struct Round {
+    picks: Vec<Pick>,
+    /// New cursor per lane after this round.
+    cursors: [u64; 4],
+    /// Earliest time a not-yet-due retry becomes due.
+    next_retry_ms: Option<i64>,
+}
+
+pub(super) async fn run_consumer(
+    inner: Arc<Inner>,
+    consumer: Arc<Registered>,
+    delivered: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+) {
+    let name: Arc<str> = Arc::from(consumer.spec.name.as_str());
+    if let Err(e) = init_state(&inner, &consumer).await {
+        tracing::error!(consumer = %name, "cannot initialise bus consumer: {e}");
+        return;
+    }
+    let mut commits = inner.db.commits();
+    let backoff: Vec<Duration> = consumer
+        .spec
+        .backoff
+        .clone()
+        .unwrap_or_else(|| inner.config.backoff.iter().map(|d| d.get()).collect());
+    let max_deliver = consumer.spec.max_deliver.unwrap_or(inner.config.max_deliver).max(1);
+    loop {
+        // Mark the current commit as seen *before* reading, so a commit that lands while we
+        // read wakes the wait below instead of being lost.
+        commits.borrow_and_update();
+        let round = match pick_round(&inner, &consumer).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(consumer = %name, "bus read failed: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if round.picks.is_empty() {
+            let cursors_moved = round.cursors != current_cursors(&inner, &name).await;
+            if cursors_moved {
+                // Only non-matching events were scanned: persist the cursors and go on.
+                let _ = commit_round(&inner, &name, round.cursors, Vec::new(), max_deliver, &backoff).await;
+                continue;
+            }
+            let wait = round
+                .next_retry_ms
+                .map(|t| Duration::from_millis((t - now_ms()).max(1) as u64))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = commits.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        let concurrency = consumer.spec.concurrency;
+        let handler = consumer.handler.clone();
+        let results: Vec<(Pick, Outcome)> = futures_util::stream::iter(round.picks)
+            .map(|pick| {
+                let handler = handler.clone();
+                let delivery = Delivery {
+                    event: pick.event.clone(),
+                    attempt: pick.attempts + 1,
+                    consumer: name.clone(),
+                };
+                async move {
+                    let outcome = handler.handle(delivery).await;
+                    (pick, outcome)
+                }
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
+        let acked = results
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Ack)
+            .count() as u64;
+        // Outcomes are committed even during shutdown: the work was done.
+        if let Err(e) = commit_round(&inner, &name, round.cursors, results, max_deliver, &backoff).await {
+            tracing::error!(consumer = %name, "bus commit failed, the round will be redelivered: {e}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            delivered.fetch_add(acked, Ordering::Relaxed);
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+    }
+}
+
+async fn current_cursors(inner: &Arc<Inner>, name: &str) -> [u64; 4] {
+    let name = name.to_string();
+    inner
+        .db
+        .read(move |txn| {
+            let t = txn.open_table(CONSUMERS)?;
+            let state = t.get(name.as_str())?.map(|v| codec::decode::<ConsumerState>(v.value()));
+            Ok::<_, BusError>(state.transpose()?.map(|s| s.cursors).unwrap_or([0; 4]))
+        })
+        .await
+        .unwrap_or([0; 4])
+}
+
+async fn init_state(inner: &Arc<Inner>, consumer: &Registered) -> Result<(), BusError> {
+    let name = consumer.spec.name.clone();
+    let start = consumer.spec.start;
+    inner
+        .db
+        .write(move |txn| {
+            let head = {
+                let meta = txn.open_table(super::store::META)?;
+                meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1) - 1
+            };
+            let mut t = txn.open_table(CONSUMERS)?;
+            if t.get(name.as_str())?.is_none() {
+                let cursor = match start {
+                    StartAt::Beginning => 0,
+                    StartAt::Now => head,
+                };
+                let state = ConsumerState {
+                    cursors: [cursor; 4],
+                    created_ms: now_ms(),
+                };
+                t.insert(name.as_str(), codec::encode(&state).as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Round, BusError> {
+    let consumer = consumer.clone();
+    inner
+        .db
+        .read(move |txn| {
+            let spec = &consumer.spec;
+            let name = spec.name.as_str();
+            let now = now_ms();
+            let state: ConsumerState = match txn.open_table(CONSUMERS)?.get(name)? {
+                Some(v) => codec::decode(v.value())?,
+                None => return Err(BusError::UnknownConsumer(name.to_string())),
+            };
+            let log = txn.open_table(LOG)?;
+            let mut picks = Vec::new();
+            let mut next_retry_ms: Option<i64> = None;
+            let mut retrying = HashSet::new();
+            let retries = txn.open_table(RETRIES)?;
+            for row in retries.range((name, 0)..=(name, u64::MAX))? {
+                let (k, v) = row?;
+                let seq = k.value().1;
+                retrying.insert(seq);
+                let retry: Retry = codec::decode(v.value())?;
+                if retry.next_at_ms > now {
+                    next_retry_ms = Some(next_retry_ms.map_or(retry.next_at_ms, |t| t.min(retry.next_at_ms)));
+                    continue;
+                }
+                if picks.len() >= spec.batch {
+                    continue;
+                }
+                let event = match retry.event {
+                    Some(e) => e,
+                    None => match log.get(seq)? {
+                        Some(v) => codec::decode(v.value())?,
+                        // Pruned while pending cannot happen (retention keeps pending events);
+                        // if it does, there is nothing left to deliver.
+                        None => continue,
+                    },
+                };
+                picks.push(Pick {
+                    event: Arc::new(event),
+                    attempts: retry.attempts,
+                    history: retry.history,
+                    from_retry: true,
+                });
+            }
+            // Fresh events: urgent lane first, so a consumer that is behind serves them first.
+            let lanes = txn.open_table(LANES)?;
+            let mut cursors = state.cursors;
+            for p in Priority::ALL {
+                let lane = p.lane();
+                if picks.len() >= spec.batch {
+                    break;
+                }
+                let from = cursors[lane as usize] + 1;
+                for row in lanes.range((lane, from)..=(lane, u64::MAX))? {
+                    if picks.len() >= spec.batch {
+                        break;
+                    }
+                    let (k, _) = row?;
+                    let seq = k.value().1;
+                    cursors[lane as usize] = seq;
+                    if retrying.contains(&seq) {
+                        continue;
+                    }
+                    let Some(v) = log.get(seq)? else { continue };
+                    let event: Event = codec::decode(v.value())?;
+                    if !subject::matches_any(&spec.filter, &event.subject) {
+                        continue;
+                    }
+                    picks.push(Pick {
+                        event: Arc::new(event),
+                        attempts: 0,
+                        history: Vec::new(),
+                        from_retry: false,
+                    });
+                }
+            }
+            Ok(Round {
+                picks,
+                cursors,
+                next_retry_ms,
+            })
+        })
+        .await
+}
+
+async fn commit_round(
+    inner: &Arc<Inner>,
+    name: &Arc<str>,
+    cursors: [u64; 4],
+    results: Vec<(Pick, Outcome)>,
+    max_deliver: u32,
+    backoff: &[Duration],
+) -> Result<(), BusError> {
+    let name = name.clone();
+    let backoff = backoff.to_vec();
+    inner
+        .db
+        .write(move |txn| {
+            let name = &*name;
+            let now = now_ms();
+            {
+                let mut states = txn.open_table(CONSUMERS)?;
+                let mut state: ConsumerState = match states.get(name)? {
+                    Some(v) => codec::decode(v.value())?,
+                    None => return Err(BusError::UnknownConsumer(name.to_string())),
+                };
+                // A replay may have moved the cursors back while we delivered; keep the replay.
+                for (lane, c) in cursors.iter().enumerate() {
+                    if *c > state.cursors[lane] {
+                        state.cursors[lane] = *c;
+                    }
+                }
+                states.insert(name, codec::encode(&state).as_slice())?;
+            }
+            let mut dead = Vec::new();
+            {
+                let mut retries = txn.open_table(RETRIES)?;
+                let mut dlq = txn.open_table(DLQ)?;
+                for (pick, outcome) in results {
+                    let seq = pick.event.seq;
+                    let attempts = pick.attempts + 1;
+                    let mut history = pick.history;
+                    let (error, delay, terminal) = match outcome {
+                        Outcome::Ack => {
+                            if pick.from_retry {
+                                retries.remove((name, seq))?;
+                            }
+                            continue;
+                        }
+                        Outcome::Retry { error, delay } => (error, delay, false),
+                        Outcome::Term(error) => (error, None, true),
+                    };
+                    history.push(Attempt {
+                        at_ms: now,
+                        error: error.clone(),
+                    });
+                    if terminal || attempts >= max_deliver {
+                        retries.remove((name, seq))?;
+                        let letter = DeadLetter {
+                            consumer: name.to_string(),
+                            event: (*pick.event).clone(),
+                            error,
+                            attempts: history,
+                            dead_ms: now,
+                        };
+                        dlq.insert((name, seq), codec::encode(&letter).as_slice())?;
+                        dead.push(letter);
+                    } else {
+                        let wait = delay.unwrap_or_else(|| {
+                            let i = (attempts as usize - 1).min(backoff.len().saturating_sub(1));
+                            backoff.get(i).copied().unwrap_or(Duration::from_secs(1))
+                        });
+                        let retry = Retry {
+                            attempts,
+                            next_at_ms: now + wait.as_millis() as i64,
+                            history,
+                            event: if pick.from_retry {
+                                // Keep a DLQ-replayed copy; the log may no longer have it.
+                                retries
+                                    .get((name, seq))?
+                                    .map(|v| codec::decode::<Retry>(v.value()))
+                                    .transpose()?
+                                    .and_then(|r| r.event)
+                            } else {
+                                None
+                            },
+                        };
+                        retries.insert((name, seq), codec::encode(&retry).as_slice())?;
+                    }
+                }
+            }
+            for letter in dead {
+                tracing::warn!(
+                    consumer = name,
+                    seq = letter.event.seq,
+                    subject = %letter.event.subject,
+                    attempts = letter.attempts.len(),
+                    "event moved to the dead-letter queue: {}",
+                    letter.error
+                );
+                // A failure while handling a DLQ notice must not breed more notices.
+                if !letter.event.subject.starts_with("$sys.dlq.") {
+                    publish_in(
+                        txn,
+                        &format!("$sys.dlq.{name}"),
+                        Priority::High,
+                        &serde_json::json!({
+                            "consumer": name,
+                            "seq": letter.event.seq,
+                            "event_id": letter.event.id,
+                            "subject": letter.event.subject,
+                            "error": letter.error,
+                            "attempts": letter.attempts.len(),
+                        }),
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Forwards committed durable events to ephemeral subscribers (live dashboard).
+pub(super) async fn run_mirror(inner: Arc<Inner>, shutdown: CancellationToken) {
+    let mut commits = inner.db.commits();
+    let mut last = match inner.db.read(|txn| Ok::<_, BusError>(head_seq_read(txn)?)).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("bus mirror cannot start: {e}");
+            return;
+        }
+    };
+    loop {
+        commits.borrow_and_update();
+        if inner.ephemeral.receiver_count() > 0 {
+            let from = last;
+            let read = inner
+                .db
+                .read(move |txn| {
+                    let log = txn.open_table(LOG)?;
+                    let mut out = Vec::new();
+                    for row in log.range(from + 1..)?.take(1024) {
+                        let (_, v) = row?;
+                        out.push(codec::decode::<Event>(v.value())?);
+                    }
+                    let head = head_seq_read(txn)?;
+                    Ok::<_, BusError>((out, head))
+                })
+                .await;
+            match read {
+                Ok((events, head)) => {
+                    let full = events.len() == 1024;
+                    for ev in events {
+                        last = ev.seq;
+                        let msg = Message {
+                            payload: ev.json(),
+                            subject: ev.subject,
+                            time_ms: ev.time_ms,
+                            seq: Some(ev.seq),
+                        };
+                        let _ = inner.ephemeral.send(Arc::new(msg));
+                    }
+                    if full {
+                        continue;
+                    }
+                    last = last.max(head);
+                }
+                Err(e) => tracing::warn!("bus mirror read failed: {e}"),
+            }
+        } else if let Ok(h) = inner.db.read(|txn| Ok::<_, BusError>(head_seq_read(txn)?)).await {
+            last = h;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = commits.changed() => {}
+        }
+    }
+}
+
+pub(super) async fn run_retention(inner: Arc<Inner>, shutdown: CancellationToken) {
+    loop {
+        match prune_once(&inner).await {
+            Ok(n) if n > 0 => tracing::debug!(pruned = n, "bus retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("bus retention failed: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+/// Deletes log entries that are too old or beyond the count limit, but only those every
+/// registered consumer has moved past and none still has pending.
+pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
+    let names: Vec<String> = inner
+        .consumers
+        .lock()
+        .expect("bus registry")
+        .iter()
+        .map(|c| c.spec.name.clone())
+        .collect();
+    let max_age = inner.config.retention_max_age.get().as_millis() as i64;
+    let max_events = inner.config.retention_max_events;
+    inner
+        .db
+        .write(move |txn| {
+            let mut safe = [u64::MAX; 4];
+            {
+                let states = txn.open_table(CONSUMERS)?;
+                for name in &names {
+                    if let Some(v) = states.get(name.as_str())? {
+                        let s: ConsumerState = codec::decode(v.value())?;
+                        for lane in 0..4 {
+                            safe[lane] = safe[lane].min(s.cursors[lane]);
+                        }
+                    } else {
+                        // A registered consumer that has not started yet: keep everything.
+                        safe = [0; 4];
+                    }
+                }
+            }
+            let pending: HashSet<u64> = {
+                let retries = txn.open_table(RETRIES)?;
+                retries
+                    .iter()?
+                    .map(|r| r.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?
+            };
+            let mut log = txn.open_table(LOG)?;
+            let mut lanes = txn.open_table(LANES)?;
+            let mut len = log.len()?;
+            let cutoff = now_ms() - max_age;
+            let mut doomed = Vec::new();
+            for row in log.iter()? {
+                if doomed.len() >= 50_000 {
+                    break;
+                }
+                let (k, v) = row?;
+                let seq = k.value();
+                let ev: Event = codec::decode(v.value())?;
+                let over_count = len > max_events;
+                if ev.time_ms >= cutoff && !over_count {
+                    break;
+                }
+                if seq <= safe[ev.priority.lane() as usize] && !pending.contains(&seq) {
+                    doomed.push((seq, ev.priority.lane()));
+                    len -= 1;
+                }
+            }
+            for (seq, lane) in &doomed {
+                log.remove(*seq)?;
+                lanes.remove((*lane, *seq))?;
+            }
+            Ok(doomed.len() as u64)
+        })
+        .await
+}

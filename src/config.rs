@@ -1,0 +1,889 @@
+//! One configuration tree for the whole appliance.
+//!
+//! Precedence: built-in defaults < `config.toml` < `HEARTH_SECTION__KEY` environment variables <
+//! command-line flags. Any key may instead be given as `KEY_FILE` (in the file or the
+//! environment) naming a file whose contents become the value, which is how secrets are passed
+//! from systemd credentials or container secrets.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where `hearth` looks for a config file when `--config` is not given, in order.
+pub const DEFAULT_CONFIG_PATHS: &[&str] = &["/etc/hearth/config.toml", "./config.toml"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub bus: BusConfig,
+    pub ingest: IngestConfig,
+    pub issues: IssuesConfig,
+    pub search: SearchConfig,
+    pub smtp: SmtpConfig,
+    pub mail: MailConfig,
+    pub alerts: AlertsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// The URL users reach Hearth at; used in links (setup, alerts) and to decide whether
+    /// cookies are `Secure`. Empty means `http://<listen>`.
+    pub public_url: String,
+    /// Longest time one request may take before it is answered 503.
+    pub request_timeout: HumanDuration,
+    /// How long shutdown waits for in-flight requests and workers.
+    pub shutdown_grace: HumanDuration,
+    /// Largest JSON body accepted by the admin API.
+    pub max_json_body: ByteSize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            request_timeout: HumanDuration::secs(30),
+            shutdown_grace: HumanDuration::secs(10),
+            max_json_body: ByteSize::mb(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The public base URL without a trailing slash.
+    pub fn base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory holding `hearth.redb`, the search index and the admin socket.
+    pub data_dir: PathBuf,
+    /// redb page cache size.
+    pub cache_size: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./hearth-data"),
+            cache_size: ByteSize::mb(16),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a dashboard login lasts.
+    pub session_ttl: HumanDuration,
+    /// How long the first-start setup link stays valid.
+    pub setup_link_ttl: HumanDuration,
+    /// Failed logins allowed per client IP per window.
+    pub login_attempts_per_ip: u32,
+    /// Failed logins allowed per account per window.
+    pub login_attempts_per_account: u32,
+    /// The window for the two limits above.
+    pub login_window: HumanDuration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: HumanDuration::secs(14 * 24 * 3600),
+            setup_link_ttl: HumanDuration::secs(24 * 3600),
+            login_attempts_per_ip: 20,
+            login_attempts_per_account: 5,
+            login_window: HumanDuration::secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// Durable events older than this are pruned once every consumer has acked them.
+    pub retention_max_age: HumanDuration,
+    /// At most this many durable events are kept (acked ones are pruned first).
+    pub retention_max_events: u64,
+    /// Default number of delivery attempts before an event goes to the dead-letter queue.
+    pub max_deliver: u32,
+    /// Default waits between attempts; the last one repeats.
+    pub backoff: Vec<HumanDuration>,
+    /// Capacity of the in-memory broadcast for ephemeral subjects.
+    pub ephemeral_capacity: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            retention_max_age: HumanDuration::secs(7 * 24 * 3600),
+            retention_max_events: 1_000_000,
+            max_deliver: 8,
+            backoff: vec![
+                HumanDuration::secs(1),
+                HumanDuration::secs(5),
+                HumanDuration::secs(30),
+                HumanDuration::secs(120),
+                HumanDuration::secs(600),
+            ],
+            ephemeral_capacity: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body accepted before decompression (Sentry relay: 20 MB).
+    pub max_compressed_size: ByteSize,
+    /// Largest body after decompression (Sentry relay: 100 MB).
+    pub max_decompressed_size: ByteSize,
+    /// Largest single event item (Sentry relay: 1 MB).
+    pub max_event_size: ByteSize,
+    /// Largest single attachment stored.
+    pub max_attachment_size: ByteSize,
+    /// Events per minute accepted per DSN key; 0 disables the limit.
+    pub rate_limit_per_minute: u32,
+    /// Events waiting for the writer before ingest answers 429.
+    pub queue_capacity: usize,
+    /// Most events committed in one write transaction.
+    pub max_batch: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_compressed_size: ByteSize::mb(20),
+            max_decompressed_size: ByteSize::mb(100),
+            max_event_size: ByteSize::mb(1),
+            max_attachment_size: ByteSize::mb(10),
+            rate_limit_per_minute: 0,
+            queue_capacity: 4096,
+            max_batch: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuesConfig {
+    /// Events kept per issue; older ones are pruned, counters stay.
+    pub max_events_per_issue: u64,
+    /// Events older than this are pruned.
+    pub max_event_age: HumanDuration,
+    /// How often retention runs.
+    pub prune_interval: HumanDuration,
+}
+
+impl Default for IssuesConfig {
+    fn default() -> Self {
+        Self {
+            max_events_per_issue: 1000,
+            max_event_age: HumanDuration::secs(90 * 24 * 3600),
+            prune_interval: HumanDuration::secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Memory the index writer may use.
+    pub writer_memory: ByteSize,
+    /// Longest time between a new event and it being searchable.
+    pub commit_interval: HumanDuration,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            writer_memory: ByteSize::mb(15),
+            commit_interval: HumanDuration::millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (usually port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Implicit,
+    /// No TLS (a relay on localhost, port 25).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host name; empty disables sending (mail stays queued).
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: String,
+    pub password: Secret,
+    /// The From address of every message.
+    pub from: String,
+    pub timeout: HumanDuration,
+    /// Connections kept open to the relay.
+    pub pool_size: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: String::new(),
+            password: Secret::default(),
+            from: "Hearth <hearth@localhost>".into(),
+            timeout: HumanDuration::secs(30),
+            pool_size: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Messages per hour sent through the relay; 0 is unlimited. Over it, mail waits.
+    pub rate_limit_per_hour: u32,
+    /// How long transient failures are retried before a message is failed.
+    pub retry_for: HumanDuration,
+    /// First retry wait; doubles per attempt.
+    pub retry_base: HumanDuration,
+    /// Messages sent concurrently.
+    pub concurrency: usize,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_hour: 0,
+            retry_for: HumanDuration::secs(72 * 3600),
+            retry_base: HumanDuration::secs(30),
+            concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Recipients of the daily report; empty disables it.
+    pub daily_report_to: Vec<String>,
+    /// UTC time of day the daily report is sent, "HH:MM".
+    pub daily_report_at: String,
+    /// Default per-rule, per-issue throttle.
+    pub default_throttle: HumanDuration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            daily_report_to: Vec::new(),
+            daily_report_at: "08:00".into(),
+            default_throttle: HumanDuration::secs(30 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "hearth=debug,tower_http=info".
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}_file: cannot read {path}: {source}")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Overrides given on the command line; they win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// Where the configuration came from, for `config check`.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads defaults, then the file (explicit path, or the first of [`DEFAULT_CONFIG_PATHS`] that
+    /// exists), then `HEARTH_*` from `env`, then `cli`.
+    pub fn load(
+        explicit: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        cli: &CliOverrides,
+    ) -> Result<Loaded, ConfigError> {
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => DEFAULT_CONFIG_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file()),
+        };
+        let mut tree = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut tree, env)?;
+        resolve_secret_files(&mut tree, "")?;
+        let origin = file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<defaults and environment>"));
+        let mut config: Config =
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: origin,
+                    message: e.to_string(),
+                })?;
+        if let Some(l) = cli.listen {
+            config.server.listen = l;
+        }
+        if let Some(d) = &cli.data_dir {
+            config.storage.data_dir = d.clone();
+        }
+        if let Some(u) = &cli.public_url {
+            config.server.public_url = u.clone();
+        }
+        if let Some(l) = &cli.log_level {
+            config.log.level = l.clone();
+        }
+        config.validate()?;
+        Ok(Loaded { config, file })
+    }
+
+    /// Parses a config from TOML text alone (no environment), as the tests and `config check` do.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let mut tree = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse {
+                path: PathBuf::from("<text>"),
+                message: e.to_string(),
+            })?;
+        resolve_secret_files(&mut tree, "")?;
+        let config: Config =
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: PathBuf::from("<text>"),
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let pu = &self.server.public_url;
+        if !pu.is_empty() && !(pu.starts_with("http://") || pu.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "server.public_url must start with http:// or https:// (got {pu:?})"
+            )));
+        }
+        if self.bus.backoff.is_empty() {
+            return Err(ConfigError::Invalid(
+                "bus.backoff needs at least one duration, e.g. [\"1s\", \"30s\"]".into(),
+            ));
+        }
+        if self.bus.max_deliver == 0 {
+            return Err(ConfigError::Invalid("bus.max_deliver must be at least 1".into()));
+        }
+        if !self.alerts.daily_report_at.is_empty() && parse_hhmm(&self.alerts.daily_report_at).is_none()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "alerts.daily_report_at must be HH:MM in UTC (got {:?})",
+                self.alerts.daily_report_at
+            )));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML with every secret replaced by `"<redacted>"`.
+    pub fn to_redacted_toml(&self) -> String {
+        // Secret's Serialize already redacts; see [`Secret`].
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.storage.data_dir.join("hearth.redb")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.storage.data_dir.join("hearth.sock")
+    }
+
+    pub fn search_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("search")
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn https(&self) -> bool {
+        self.server.public_url.starts_with("https://")
+    }
+}
+
+/// Parses "HH:MM" into minutes after midnight.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// Applies `HEARTH_SECTION__KEY=value` variables. Values are read as TOML when they parse as a
+/// TOML value (numbers, booleans, arrays), else as plain strings.
+fn apply_env(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("HEARTH_") else {
+            continue;
+        };
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.len() < 2 || path.iter().any(|p| p.is_empty()) {
+            // HEARTH_CONFIG and friends are for the CLI, not the tree.
+            continue;
+        }
+        let parsed = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value.clone()));
+        let mut table = &mut *tree;
+        for section in &path[..path.len() - 1] {
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+                var: var.clone(),
+                message: format!("{section} is not a section"),
+            })?;
+        }
+        table.insert(path[path.len() - 1].clone(), parsed);
+    }
+    Ok(())
+}
+
+/// Replaces every `name_file = "/path"` with `name = "<contents of /path>"`.
+fn resolve_secret_files(table: &mut toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        if let Some(toml::Value::Table(inner)) = table.get_mut(&key) {
+            resolve_secret_files(inner, &format!("{prefix}{key}."))?;
+            continue;
+        }
+        let Some(name) = key.strip_suffix("_file") else {
+            continue;
+        };
+        let Some(toml::Value::String(path)) = table.remove(&key) else {
+            continue;
+        };
+        let contents = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+            key: format!("{prefix}{name}"),
+            path: PathBuf::from(&path),
+            source,
+        })?;
+        let value = contents.trim_end_matches(['\r', '\n']).to_string();
+        table.insert(name.to_string(), toml::Value::String(value));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed values
+
+/// A secret string: never printed, serialized as `"<redacted>"`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// A size written like "20 MB", "512 KiB" or a plain number of bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const fn mb(n: u64) -> Self {
+        Self(n * 1_000_000)
+    }
+    pub const fn kb(n: u64) -> Self {
+        Self(n * 1_000)
+    }
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size; write e.g. \"20 MB\" or \"512 KiB\""))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "k" => 1_000,
+            "mb" | "m" => 1_000_000,
+            "gb" | "g" => 1_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            other => return Err(format!("unknown size unit {other:?}; use B, KB, MB, GB, KiB, MiB or GiB")),
+        };
+        Ok(ByteSize((num * mult as f64).round() as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b >= 1_000_000_000 && b % 1_000_000_000 == 0 {
+            write!(f, "{} GB", b / 1_000_000_000)
+        } else if b >= 1_000_000 && b % 1_000_000 == 0 {
+            write!(f, "{} MB", b / 1_000_000)
+        } else if b >= 1_000 && b % 1_000 == 0 {
+            write!(f, "{} KB", b / 1_000)
+        } else {
+            write!(f, "{b} B")
+        }
+    }
+}
+
+impl fmt::Debug for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written like "30s", "5m", "72h", "1d", "250ms" or "1h30m".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub const fn secs(n: u64) -> Self {
+        Self(Duration::from_secs(n))
+    }
+    pub const fn millis(n: u64) -> Self {
+        Self(Duration::from_millis(n))
+    }
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl From<HumanDuration> for Duration {
+    fn from(d: HumanDuration) -> Duration {
+        d.0
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a duration; write e.g. \"30s\", \"5m\", \"72h\" or \"1h30m\"");
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut total = Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = rest[..unit_len].trim();
+            rest = rest[unit_len..].trim_start();
+            total += match unit {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                "d" => Duration::from_secs(n * 86400),
+                "w" => Duration::from_secs(n * 7 * 86400),
+                _ => return Err(bad()),
+            };
+        }
+        Ok(HumanDuration(total))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        if ms % 1000 != 0 {
+            return write!(f, "{ms}ms");
+        }
+        let s = ms / 1000;
+        for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+            if s % n == 0 {
+                return write!(f, "{}{unit}", s / n);
+            }
+        }
+        write!(f, "{s}s")
+    }
+}
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!("20 MB".parse::<ByteSize>().unwrap().0, 20_000_000);
+        assert_eq!("512KiB".parse::<ByteSize>().unwrap().0, 512 * 1024);
+        assert_eq!("100".parse::<ByteSize>().unwrap().0, 100);
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert_eq!("30s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
+        assert_eq!("1h30m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(5400));
+        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
+        assert!("soon".parse::<HumanDuration>().is_err());
+        assert!("5".parse::<HumanDuration>().is_err());
+        assert_eq!(HumanDuration::secs(72 * 3600).to_string(), "3d");
+    }
+
+    #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 3\n").unwrap();
+        let env = vec![
+            ("HEARTH_SERVER__LISTEN".to_string(), "127.0.0.1:9100".to_string()),
+            ("HEARTH_SMTP__HOST".to_string(), "mail.example".to_string()),
+            ("HEARTH_BUS__MAX_DELIVER".to_string(), "3".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ];
+        let loaded = Config::load(Some(&path), env.clone(), &CliOverrides::default()).unwrap();
+        assert_eq!(loaded.config.server.listen.port(), 9100);
+        assert_eq!(loaded.config.smtp.host, "mail.example");
+        assert_eq!(loaded.config.bus.max_deliver, 3);
+        assert_eq!(loaded.config.ingest.max_batch, 3);
+        let cli = CliOverrides {
+            listen: Some("127.0.0.1:9200".parse().unwrap()),
+            ..Default::default()
+        };
+        let loaded = Config::load(Some(&path), env, &cli).unwrap();
+        assert_eq!(loaded.config.server.listen.port(), 9200);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = Config::load(
+            None,
+            vec![("HEARTH_SERVER__LISTN".into(), "x".into())],
+            &CliOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn secret_file_is_read_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "hunter2\n").unwrap();
+        let env = vec![(
+            "HEARTH_SMTP__PASSWORD_FILE".to_string(),
+            secret.display().to_string(),
+        )];
+        let loaded = Config::load(None, env, &CliOverrides::default()).unwrap();
+        assert_eq!(loaded.config.smtp.password.expose(), "hunter2");
+        let shown = loaded.config.to_redacted_toml();
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let text = include_str!("../config.toml.example");
+        let config = Config::from_toml(text).expect("config.toml.example must load");
+        // The example documents the defaults; spot-check that it stays in sync.
+        let defaults = Config::default();
+        assert_eq!(config.server.listen, defaults.server.listen);
+        assert_eq!(config.ingest.max_compressed_size, defaults.ingest.max_compressed_size);
+    }
+
+    #[test]
+    fn example_documents_every_key() {
+        let text = include_str!("../config.toml.example");
+        let uncommented: String = text
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let defaults: toml::Table = toml::from_str(&Config::default().to_redacted_toml()).unwrap();
+        for (section, value) in defaults {
+            let header = format!("[{section}]");
+            assert!(text.contains(&header), "config.toml.example lacks {header}");
+            for key in value.as_table().unwrap().keys() {
+                assert!(
+                    uncommented.contains(&format!("\n{key} =")),
+                    "config.toml.example lacks {section}.{key}"
+                );
+            }
+        }
+    }
+}

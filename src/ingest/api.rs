@@ -1,0 +1,7 @@
+//! Sentry-compatible ingest routes.
+
+use crate::http::routes::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+}

@@ -1,0 +1,7 @@
+//! issues routes.
+
+use crate::http::routes::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+}

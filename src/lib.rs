@@ -1,0 +1,211 @@
+//! Hearth: Sentry-compatible error tracking, live chat, internal mail, uptime monitoring and
+//! alerting in one binary.
+//!
+//! `main.rs` only parses the command line; everything runs through [`build`] and [`App::serve`],
+//! which the integration tests call too.
+
+pub mod accounts;
+pub mod alerts;
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod issues;
+pub mod mail;
+pub mod search;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use app::AppState;
+pub use config::Config;
+
+/// Version and the git commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HEARTH_GIT_COMMIT"), ")");
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{part}: {message}")]
+    Part { part: &'static str, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built application: state and router, not yet serving.
+pub struct App {
+    state: AppState,
+    router: Router,
+}
+
+/// Opens the database, builds every part and registers their bus consumers.
+pub fn build(config: Config) -> Result<App, BuildError> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.storage.data_dir)?;
+    let db = store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
+    let bus = bus::Bus::new(db.clone(), config.bus.clone());
+    let accounts = accounts::Accounts::new(db.clone(), config.clone());
+    let search = search::Search::default();
+    let issues = issues::Issues::default();
+    let ingest = ingest::Ingest::default();
+    let mail = mail::Mail::default();
+    let alerts = alerts::Alerts::default();
+    let (_, table) = http::all_routes().into_parts();
+    let state = AppState::new(app::AppInner {
+        config,
+        db,
+        bus,
+        accounts,
+        search,
+        issues,
+        ingest,
+        mail,
+        alerts,
+        http_metrics: Default::default(),
+        routes: Arc::new(table),
+        shutdown: CancellationToken::new(),
+    });
+    state.accounts.register(&state);
+    state.search.register(&state);
+    state.issues.register(&state);
+    state.ingest.register(&state);
+    state.mail.register(&state);
+    state.alerts.register(&state);
+    let (router, _) = http::build_router(state.clone());
+    Ok(App { state, router })
+}
+
+impl App {
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves HTTP on `listener` (and the admin socket in the data directory) until `shutdown`
+    /// resolves, then drains requests and workers within `[server] shutdown_grace`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BuildError> {
+        let state = self.state.clone();
+        let token = state.shutdown.clone();
+        let mut tasks = state.bus.start(token.clone());
+        tasks.extend(state.accounts.start(&state, token.clone()));
+        tasks.extend(state.search.start(&state, token.clone()));
+        tasks.extend(state.issues.start(&state, token.clone()));
+        tasks.extend(state.ingest.start(&state, token.clone()));
+        tasks.extend(state.mail.start(&state, token.clone()));
+        tasks.extend(state.alerts.start(&state, token.clone()));
+        let socket = http::socket::bind(&state.config.socket_path()).await?;
+        tasks.push(tokio::spawn(http::socket::serve(
+            socket,
+            self.router.clone(),
+            token.clone(),
+        )));
+        {
+            let token = token.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                token.cancel();
+            });
+        }
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            version = VERSION,
+            "hearth listening on {}",
+            state.config.server.base_url()
+        );
+        let serve_token = token.clone();
+        axum::serve(
+            listener,
+            self.router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { serve_token.cancelled().await })
+        .await?;
+        let grace = state.config.server.shutdown_grace.get();
+        let drain = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("workers did not stop within {grace:?}; exiting anyway");
+        }
+        let _ = std::fs::remove_file(state.config.socket_path());
+        state.bus.clear();
+        // Give blocking tasks a moment to release their database handles.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tracing::info!("hearth stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Sets up the tracing subscriber from `[log]`.
+pub fn init_logging(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match log.format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Asks the server configured in `config` whether it is ready: `GET /health/ready` on its listen
+/// address (a wildcard address is reached through loopback).
+pub async fn healthcheck(config: &Config) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = config.server.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).to_string();
+        Some(head.starts_with("HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(5), attempt).await, Ok(Some(true)))
+}

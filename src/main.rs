@@ -1,0 +1,114 @@
+//! The `hearth` command line. It only parses arguments and calls the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use hearth::config::{CliOverrides, Config};
+
+#[derive(Parser)]
+#[command(name = "hearth", version = hearth::VERSION, about = "Self-hosted error tracking, chat, mail, uptime and alerting in one binary")]
+struct Cli {
+    /// Config file (default: /etc/hearth/config.toml, then ./config.toml, else built-in defaults).
+    #[arg(long, short, global = true, env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Overrides {
+    /// Data directory (overrides [storage] data_dir).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Listen address (overrides [server] listen).
+    #[arg(long, global = true)]
+    listen: Option<std::net::SocketAddr>,
+    /// Public URL (overrides [server] public_url).
+    #[arg(long, global = true)]
+    public_url: Option<String>,
+    /// Log filter (overrides [log] level).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Exit 0 if the server answers /health/ready, 1 otherwise (for container health checks).
+    Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Load and validate the configuration; exit non-zero with the problem if it is invalid.
+    Check,
+    /// Print the effective configuration with secrets redacted.
+    Show,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let overrides = CliOverrides {
+        listen: cli.overrides.listen,
+        data_dir: cli.overrides.data_dir.clone(),
+        public_url: cli.overrides.public_url.clone(),
+        log_level: cli.overrides.log_level.clone(),
+    };
+    let loaded = match Config::load(cli.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(cli.command, loaded) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hearth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::process::ExitCode> {
+    let config = loaded.config;
+    match command {
+        Command::Serve => {
+            hearth::init_logging(&config.log);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let listen = config.server.listen;
+                let app = hearth::build(config).context("starting hearth")?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}; is another server using the port?"))?;
+                app.serve(listener, hearth::shutdown_signal()).await?;
+                Ok(std::process::ExitCode::SUCCESS)
+            })
+        }
+        Command::Config(ConfigCmd::Check) => {
+            match &loaded.file {
+                Some(f) => println!("config OK ({})", f.display()),
+                None => println!("config OK (built-in defaults and environment)"),
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCmd::Show) => {
+            print!("{}", config.to_redacted_toml());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Healthcheck => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let ok = rt.block_on(hearth::healthcheck(&config));
+            Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Ordered schema migrations.
+//!
+//! Tables are created by each part's `ensure_tables` on every start (opening a redb table in a
+//! write transaction creates it). Migrations are for changes to data already stored: each one
+//! runs once, in order, inside a single write transaction together with the version bump, so a
+//! crash mid-migration leaves the old version intact.
+
+use redb::{Database, ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::{META, SCHEMA_VERSION_KEY, StoreResult};
+
+#[derive(Clone, Copy)]
+pub struct Migration {
+    pub version: u64,
+    pub name: &'static str,
+    pub run: fn(&WriteTransaction) -> StoreResult<()>,
+}
+
+/// Every part's table set, created (if missing) at each start.
+const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
+    crate::bus::store::ensure_tables,
+    crate::accounts::store::ensure_tables,
+    crate::issues::store::ensure_tables,
+    crate::mail::store::ensure_tables,
+    crate::alerts::store::ensure_tables,
+];
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        run: |_| Ok(()),
+    },
+    Migration {
+        version: 2,
+        name: "accounts: index users by email",
+        run: crate::accounts::store::migrate_v2_email_index,
+    },
+];
+
+pub const CURRENT_VERSION: u64 = 2;
+
+pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
+    match txn.open_table(META) {
+        Ok(t) => Ok(t.get(SCHEMA_VERSION_KEY)?.map(|v| v.value()).unwrap_or(0)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) fn run(db: &Database, steps: &[Migration]) -> StoreResult<()> {
+    let supported = steps.last().map(|m| m.version).unwrap_or(0);
+    let txn = db.begin_write()?;
+    let found = {
+        let meta = txn.open_table(META)?;
+        meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value()).unwrap_or(0)
+    };
+    if found > CURRENT_VERSION {
+        return Err(super::StoreError::TooNew {
+            found,
+            supported: CURRENT_VERSION,
+        });
+    }
+    for ensure in TABLE_SETS {
+        ensure(&txn)?;
+    }
+    txn.commit()?;
+    for m in steps.iter().filter(|m| m.version > found) {
+        let txn = db.begin_write()?;
+        tracing::info!(version = m.version, name = m.name, "running migration");
+        (m.run)(&txn)?;
+        txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, m.version)?;
+        txn.commit()?;
+    }
+    debug_assert!(supported <= CURRENT_VERSION);
+    Ok(())
+}

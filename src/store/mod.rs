@@ -1,0 +1,227 @@
+//! The one redb database: opening, schema migrations, and the blocking-call bridge.
+//!
+//! Each part declares its own tables in its `store.rs`; this module only knows about `meta`
+//! and the ordered list of migrations. Everything that touches redb goes through
+//! [`Db::read`] / [`Db::write`], which run the closure on the blocking pool so the async runtime
+//! never stalls on disk I/O.
+
+pub mod codec;
+mod migrations;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use tokio::sync::watch;
+
+pub use migrations::{CURRENT_VERSION, MIGRATIONS, Migration};
+
+/// `meta`: small named values, among them the schema version.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("the database is in use by another hearth process (is `hearth serve` running?)")]
+    Locked,
+    #[error("the database schema version {found} is newer than this hearth understands ({supported}); upgrade hearth")]
+    TooNew { found: u64, supported: u64 },
+    #[error("stored value is corrupt: {0}")]
+    Codec(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::CompactionError
+);
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+            other => StoreError::Db(other.into()),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Lets `?` turn redb's error types into a part's error enum (which must be
+/// `From<StoreError>`), so closures passed to [`Db::read`]/[`Db::write`] stay terse.
+#[macro_export]
+macro_rules! impl_from_redb {
+    ($t:ty) => {
+        impl From<redb::TableError> for $t {
+            fn from(e: redb::TableError) -> Self {
+                <$t>::from($crate::store::StoreError::from(e))
+            }
+        }
+        impl From<redb::StorageError> for $t {
+            fn from(e: redb::StorageError) -> Self {
+                <$t>::from($crate::store::StoreError::from(e))
+            }
+        }
+    };
+}
+
+/// A handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Database>,
+    path: Arc<std::path::PathBuf>,
+    /// Bumped after every write transaction commits, so the bus dispatcher sees new durable
+    /// events without polling (a watch, unlike a Notify, cannot lose a wake-up).
+    committed: Arc<watch::Sender<u64>>,
+}
+
+impl Db {
+    /// Opens (or creates) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, cache_bytes: usize) -> StoreResult<Db> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        let db = Db {
+            inner: Arc::new(db),
+            path: Arc::new(path.to_path_buf()),
+            committed: Arc::new(watch::channel(0).0),
+        };
+        migrations::run(&db.inner, MIGRATIONS)?;
+        Ok(db)
+    }
+
+    /// Opens the database applying only migrations up to `version` (for migration tests).
+    #[doc(hidden)]
+    pub fn open_at_version(path: &Path, version: u64) -> StoreResult<Db> {
+        let db = Database::create(path)?;
+        let steps: Vec<Migration> = MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|m| m.version <= version)
+            .collect();
+        migrations::run(&db, &steps)?;
+        Ok(Db {
+            inner: Arc::new(db),
+            path: Arc::new(path.to_path_buf()),
+            committed: Arc::new(watch::channel(0).0),
+        })
+    }
+
+    pub fn schema_version(&self) -> StoreResult<u64> {
+        let txn = self.inner.begin_read()?;
+        migrations::version_in(&txn)
+    }
+
+    /// The raw database, for code already on a blocking thread.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn raw(&self) -> &Database {
+        &self.inner
+    }
+
+    /// Changes after each commit made through [`Db::write`] or [`Db::write_blocking`].
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Runs `f` in a read transaction on the blocking pool.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        run_blocking(move || db.read_blocking(f)).await
+    }
+
+    /// Runs `f` in a write transaction on the blocking pool and commits if it returns `Ok`.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        run_blocking(move || db.write_blocking(f)).await
+    }
+
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&ReadTransaction) -> Result<T, E>,
+    {
+        let txn = self.inner.begin_read().map_err(StoreError::from)?;
+        f(&txn)
+    }
+
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&WriteTransaction) -> Result<T, E>,
+    {
+        let txn = self.inner.begin_write().map_err(StoreError::from)?;
+        let out = f(&txn)?;
+        txn.commit().map_err(StoreError::from)?;
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    /// Writes a consistent copy of the database to `dest` while the server keeps running.
+    ///
+    /// Holding a write transaction (without writing) keeps every other writer out while the
+    /// committed file is copied, so the copy is exactly the last committed state. Readers go on.
+    pub async fn backup_to(&self, dest: std::path::PathBuf) -> StoreResult<u64> {
+        let db = self.clone();
+        let src = (*self.path).clone();
+        run_blocking(move || {
+            let txn = db.inner.begin_write()?;
+            let tmp = dest.with_extension("partial");
+            let n = std::fs::copy(&src, &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &dest)?;
+            txn.abort()?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
+/// Runs blocking work on tokio's blocking pool, re-raising a panic instead of swallowing it.
+pub async fn run_blocking<T, F>(f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("blocking task cancelled: {e}"),
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

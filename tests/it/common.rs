@@ -1,0 +1,109 @@
+//! Shared helpers: start a real Hearth server on port 0 with its own data directory.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hearth::{AppState, Config};
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub data_dir: PathBuf,
+    /// Kept so the directory lives as long as the server (None when the caller owns it).
+    _tmp: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    pub http: reqwest::Client,
+}
+
+/// A config for tests: temp data dir, loopback port 0, quiet.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.storage.data_dir = data_dir.to_path_buf();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.log.level = "warn".into();
+    config
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_with(test_config(&dir)).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `config` (its data dir is the caller's).
+    pub async fn start_with(mut config: Config) -> TestServer {
+        install_crypto();
+        let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.server.listen = addr;
+        if config.server.public_url.is_empty() {
+            config.server.public_url = format!("http://{addr}");
+        }
+        let data_dir = config.storage.data_dir.clone();
+        let app = hearth::build(config).expect("build app");
+        let state = app.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        let http = reqwest::Client::builder()
+            .cookie_store(false)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            data_dir,
+            _tmp: None,
+            stop: Some(tx),
+            task: Some(task),
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the server and waits until it has released the database.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.shutdown().await;
+        self._tmp.take()
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
