@@ -8,7 +8,10 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     });
-    println!("cargo:rustc-env=HEARTH_GIT_COMMIT={}", commit.unwrap_or_else(|| "unknown".into()));
+    println!(
+        "cargo:rustc-env=HEARTH_GIT_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown".into())
+    );
     println!("cargo:rerun-if-env-changed=HEARTH_GIT_COMMIT");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");

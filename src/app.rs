@@ -48,7 +48,9 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(inner: AppInner) -> Self {
-        AppState { inner: Arc::new(inner) }
+        AppState {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Every part's own metrics, appended to `/metrics`.

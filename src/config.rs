@@ -464,9 +464,12 @@ impl Config {
             ));
         }
         if self.bus.max_deliver == 0 {
-            return Err(ConfigError::Invalid("bus.max_deliver must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "bus.max_deliver must be at least 1".into(),
+            ));
         }
-        if !self.alerts.daily_report_at.is_empty() && parse_hhmm(&self.alerts.daily_report_at).is_none()
+        if !self.alerts.daily_report_at.is_empty()
+            && parse_hhmm(&self.alerts.daily_report_at).is_none()
         {
             return Err(ConfigError::Invalid(format!(
                 "alerts.daily_report_at must be HH:MM in UTC (got {:?})",
@@ -556,11 +559,12 @@ fn resolve_secret_files(table: &mut toml::Table, prefix: &str) -> Result<(), Con
         let Some(toml::Value::String(path)) = table.remove(&key) else {
             continue;
         };
-        let contents = std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
-            key: format!("{prefix}{name}"),
-            path: PathBuf::from(&path),
-            source,
-        })?;
+        let contents =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                key: format!("{prefix}{name}"),
+                path: PathBuf::from(&path),
+                source,
+            })?;
         let value = contents.trim_end_matches(['\r', '\n']).to_string();
         table.insert(name.to_string(), toml::Value::String(value));
     }
@@ -585,7 +589,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "<redacted>" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
     }
 }
 
@@ -639,7 +647,11 @@ impl FromStr for ByteSize {
             "kib" => 1 << 10,
             "mib" => 1 << 20,
             "gib" => 1 << 30,
-            other => return Err(format!("unknown size unit {other:?}; use B, KB, MB, GB, KiB, MiB or GiB")),
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?}; use B, KB, MB, GB, KiB, MiB or GiB"
+                ));
+            }
         };
         Ok(ByteSize((num * mult as f64).round() as u64))
     }
@@ -712,16 +724,15 @@ impl From<HumanDuration> for Duration {
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a duration; write e.g. \"30s\", \"5m\", \"72h\" or \"1h30m\"");
+        let bad =
+            || format!("{s:?} is not a duration; write e.g. \"30s\", \"5m\", \"72h\" or \"1h30m\"");
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(bad());
         }
         let mut total = Duration::ZERO;
         while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .ok_or_else(bad)?;
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
             if digits == 0 {
                 return Err(bad());
             }
@@ -795,9 +806,18 @@ mod tests {
         assert_eq!("512KiB".parse::<ByteSize>().unwrap().0, 512 * 1024);
         assert_eq!("100".parse::<ByteSize>().unwrap().0, 100);
         assert!("12 parsecs".parse::<ByteSize>().is_err());
-        assert_eq!("30s".parse::<HumanDuration>().unwrap().0, Duration::from_secs(30));
-        assert_eq!("1h30m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(5400));
-        assert_eq!("250ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(250));
+        assert_eq!(
+            "30s".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            "1h30m".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            "250ms".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(250)
+        );
         assert!("soon".parse::<HumanDuration>().is_err());
         assert!("5".parse::<HumanDuration>().is_err());
         assert_eq!(HumanDuration::secs(72 * 3600).to_string(), "3d");
@@ -807,9 +827,16 @@ mod tests {
     fn env_overrides_file_and_cli_overrides_env() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nmax_batch = 3\n",
+        )
+        .unwrap();
         let env = vec![
-            ("HEARTH_SERVER__LISTEN".to_string(), "127.0.0.1:9100".to_string()),
+            (
+                "HEARTH_SERVER__LISTEN".to_string(),
+                "127.0.0.1:9100".to_string(),
+            ),
             ("HEARTH_SMTP__HOST".to_string(), "mail.example".to_string()),
             ("HEARTH_BUS__MAX_DELIVER".to_string(), "3".to_string()),
             ("PATH".to_string(), "/bin".to_string()),
@@ -863,7 +890,10 @@ mod tests {
         // The example documents the defaults; spot-check that it stays in sync.
         let defaults = Config::default();
         assert_eq!(config.server.listen, defaults.server.listen);
-        assert_eq!(config.ingest.max_compressed_size, defaults.ingest.max_compressed_size);
+        assert_eq!(
+            config.ingest.max_compressed_size,
+            defaults.ingest.max_compressed_size
+        );
     }
 
     #[test]

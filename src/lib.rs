@@ -28,7 +28,12 @@ pub use app::AppState;
 pub use config::Config;
 
 /// Version and the git commit it was built from.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HEARTH_GIT_COMMIT"), ")");
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HEARTH_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -130,7 +135,8 @@ impl App {
         let serve_token = token.clone();
         axum::serve(
             listener,
-            self.router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move { serve_token.cancelled().await })
         .await?;
@@ -200,12 +206,16 @@ pub async fn healthcheck(config: &Config) -> bool {
     }
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await.ok()?;
         let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).to_string();
         Some(head.starts_with("HTTP/1.1 200"))
     };
-    matches!(tokio::time::timeout(Duration::from_secs(5), attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), attempt).await,
+        Ok(Some(true))
+    )
 }

@@ -89,7 +89,9 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
                 let app = hearth::build(config).context("starting hearth")?;
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("cannot listen on {listen}; is another server using the port?"))?;
+                    .with_context(|| {
+                        format!("cannot listen on {listen}; is another server using the port?")
+                    })?;
                 app.serve(listener, hearth::shutdown_signal()).await?;
                 Ok(std::process::ExitCode::SUCCESS)
             })
@@ -106,9 +108,15 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Healthcheck => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let ok = rt.block_on(hearth::healthcheck(&config));
-            Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+            Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
     }
 }

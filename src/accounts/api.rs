@@ -13,11 +13,41 @@ use crate::http::routes::{Access, Routes};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .add(Method::GET, "/api/projects", Access::Viewer, "List projects", get(list_projects))
-        .add(Method::POST, "/api/projects", Access::Admin, "Create a project and its first DSN key", post(create_project))
-        .add(Method::GET, "/api/projects/{id}/keys", Access::Viewer, "List a project's DSN keys", get(list_keys))
-        .add(Method::POST, "/api/projects/{id}/keys", Access::Admin, "Add a DSN key", post(create_key))
-        .add(Method::POST, "/api/projects/{id}/keys/{key}/revoke", Access::Admin, "Revoke a DSN key", post(revoke_key))
+        .add(
+            Method::GET,
+            "/api/projects",
+            Access::Viewer,
+            "List projects",
+            get(list_projects),
+        )
+        .add(
+            Method::POST,
+            "/api/projects",
+            Access::Admin,
+            "Create a project and its first DSN key",
+            post(create_project),
+        )
+        .add(
+            Method::GET,
+            "/api/projects/{id}/keys",
+            Access::Viewer,
+            "List a project's DSN keys",
+            get(list_keys),
+        )
+        .add(
+            Method::POST,
+            "/api/projects/{id}/keys",
+            Access::Admin,
+            "Add a DSN key",
+            post(create_key),
+        )
+        .add(
+            Method::POST,
+            "/api/projects/{id}/keys/{key}/revoke",
+            Access::Admin,
+            "Revoke a DSN key",
+            post(revoke_key),
+        )
 }
 
 #[derive(Deserialize)]
@@ -37,10 +67,16 @@ async fn create_project(
 ) -> ApiResult<ApiJson<Value>> {
     let (project, key) = s.accounts.create_project(&body.name).await?;
     let dsn = key.dsn(&s.config.server.base_url());
-    Ok(ApiJson(json!({ "project": project, "key": key, "dsn": dsn })))
+    Ok(ApiJson(
+        json!({ "project": project, "key": key, "dsn": dsn }),
+    ))
 }
 
-async fn list_keys(_: Viewer, State(s): State<AppState>, Path(id): Path<u64>) -> ApiResult<ApiJson<Value>> {
+async fn list_keys(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(id): Path<u64>,
+) -> ApiResult<ApiJson<Value>> {
     let base = s.config.server.base_url();
     let keys: Vec<Value> = s
         .accounts

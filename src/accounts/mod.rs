@@ -49,6 +49,25 @@ impl From<AccountsError> for ApiError {
     }
 }
 
+/// An API token as stored: only the hash of the secret is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: u64,
+    pub user_id: u64,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+}
+
+/// Token secrets start with this, so a leaked one is recognisable (and greppable).
+pub const TOKEN_PREFIX: &str = "hth_";
+
+/// sha256 of a secret, hex: how tokens and session ids are stored.
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
 /// What ingest learns from a DSN public key.
 #[derive(Debug, Clone)]
 pub struct KeyInfo {
@@ -78,7 +97,131 @@ impl Accounts {
             });
         }
         let _ = &self.config;
+        if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        crate::http::error::Code::InvalidAuth,
+                        "the Authorization header must be `Bearer <api token>`",
+                    )
+                })?;
+            return self.authenticate_token(token).await;
+        }
         Err(ApiError::missing_auth())
+    }
+
+    async fn authenticate_token(&self, token: &str) -> Result<Authed, ApiError> {
+        let invalid = || {
+            ApiError::new(
+                crate::http::error::Code::InvalidAuth,
+                "this API token is unknown or revoked; create a new one under System → API tokens",
+            )
+        };
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(invalid());
+        }
+        let hash = secret_hash(token);
+        let found = self
+            .db
+            .read(move |txn| {
+                let tokens = txn.open_table(store::API_TOKENS)?;
+                let Some(v) = tokens.get(hash.as_str())? else {
+                    return Ok::<_, AccountsError>(None);
+                };
+                let t: ApiToken = codec::decode(v.value())?;
+                let users = txn.open_table(store::USERS)?;
+                let user: Option<User> = users
+                    .get(t.user_id)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?;
+                Ok(user)
+            })
+            .await?;
+        match found {
+            Some(u) if !u.disabled => Ok(Authed {
+                user_id: u.id,
+                email: u.email,
+                role: u.role,
+                via: AuthVia::Token,
+            }),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// Creates a user. `password` may be `None` (they set it later through a link).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        name: &str,
+        role: Role,
+        password: Option<&str>,
+    ) -> Result<User, AccountsError> {
+        let email = email.trim().to_string();
+        if !email.contains('@') || email.len() > 254 {
+            return Err(AccountsError::Invalid(format!(
+                "{email:?} is not an email address"
+            )));
+        }
+        let hash = password.map(hash_password).transpose()?;
+        let name = name.trim().to_string();
+        self.db
+            .write(move |txn| {
+                let key = email.to_ascii_lowercase();
+                let mut by_email = txn.open_table(store::USERS_BY_EMAIL)?;
+                if by_email.get(key.as_str())?.is_some() {
+                    return Err(AccountsError::Invalid(format!(
+                        "a user with email {email} exists"
+                    )));
+                }
+                let id = store::next_id(txn, "user")?;
+                let user = User {
+                    id,
+                    email,
+                    name,
+                    role,
+                    password_hash: hash,
+                    created_ms: now_ms(),
+                    disabled: false,
+                };
+                by_email.insert(key.as_str(), id)?;
+                txn.open_table(store::USERS)?
+                    .insert(id, codec::encode(&user).as_slice())?;
+                Ok(user)
+            })
+            .await
+    }
+
+    /// Issues an API token for `user_id`; the secret is returned once and stored only hashed.
+    pub async fn create_api_token(
+        &self,
+        user_id: u64,
+        name: &str,
+    ) -> Result<(ApiToken, String), AccountsError> {
+        let name = name.trim().to_string();
+        self.db
+            .write(move |txn| {
+                if txn.open_table(store::USERS)?.get(user_id)?.is_none() {
+                    return Err(AccountsError::NotFound("user"));
+                }
+                let secret = format!("{TOKEN_PREFIX}{}", random_hex(24));
+                let token = ApiToken {
+                    id: store::next_id(txn, "token")?,
+                    user_id,
+                    name,
+                    created_ms: now_ms(),
+                    last_used_ms: None,
+                };
+                txn.open_table(store::API_TOKENS)?.insert(
+                    secret_hash(&secret).as_str(),
+                    codec::encode(&token).as_slice(),
+                )?;
+                Ok((token, secret))
+            })
+            .await
     }
 
     pub async fn create_project(&self, name: &str) -> Result<(Project, ProjectKey), AccountsError> {
@@ -105,7 +248,11 @@ impl Accounts {
             .await
     }
 
-    pub async fn create_key(&self, project_id: u64, label: &str) -> Result<ProjectKey, AccountsError> {
+    pub async fn create_key(
+        &self,
+        project_id: u64,
+        label: &str,
+    ) -> Result<ProjectKey, AccountsError> {
         let label = label.to_string();
         self.db
             .write(move |txn| {
@@ -117,7 +264,11 @@ impl Accounts {
             .await
     }
 
-    pub async fn revoke_key(&self, project_id: u64, public_key: &str) -> Result<ProjectKey, AccountsError> {
+    pub async fn revoke_key(
+        &self,
+        project_id: u64,
+        public_key: &str,
+    ) -> Result<ProjectKey, AccountsError> {
         let public_key = public_key.to_string();
         self.db
             .write(move |txn| {
@@ -198,6 +349,31 @@ impl Accounts {
         let public_key = public_key.to_string();
         crate::store::run_blocking(move || this.key_info_blocking(&public_key)).await
     }
+}
+
+/// argon2id with the crate's recommended parameters and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, AccountsError> {
+    use argon2::PasswordHasher;
+    if password.len() < 10 {
+        return Err(AccountsError::Invalid(
+            "a password needs at least 10 characters".into(),
+        ));
+    }
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AccountsError::Invalid(format!("cannot hash password: {e}")))
+}
+
+/// Checks `password` against a stored PHC string.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::PasswordVerifier;
+    let Ok(parsed) = argon2::password_hash::phc::PasswordHash::new(phc) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 fn insert_key(txn: &WriteTransaction, project_id: u64, label: &str) -> StoreResult<ProjectKey> {

@@ -7,16 +7,22 @@ use crate::store::StoreResult;
 /// user id → codec(User)
 pub const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts_users");
 /// lowercase email → user id (schema v2)
-pub const USERS_BY_EMAIL: TableDefinition<&str, u64> = TableDefinition::new("accounts_users_by_email");
+pub const USERS_BY_EMAIL: TableDefinition<&str, u64> =
+    TableDefinition::new("accounts_users_by_email");
 /// project id → codec(Project)
 pub const PROJECTS: TableDefinition<u64, &[u8]> = TableDefinition::new("accounts_projects");
 /// public key → codec(ProjectKey)
-pub const PROJECT_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts_project_keys");
+pub const PROJECT_KEYS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("accounts_project_keys");
+/// sha256(token) hex → codec(ApiToken)
+pub const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts_api_tokens");
 /// counter name → last issued id
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("accounts_counters");
 
 pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(USERS)?;
+    txn.open_table(USERS_BY_EMAIL)?;
+    txn.open_table(API_TOKENS)?;
     txn.open_table(PROJECTS)?;
     txn.open_table(PROJECT_KEYS)?;
     txn.open_table(COUNTERS)?;

@@ -14,20 +14,68 @@ use crate::http::routes::{Access, Routes};
 
 pub fn routes() -> Routes {
     Routes::new()
-        .add(Method::GET, "/api/bus", Access::Viewer, "Bus consumers with lag, pending and dead letters", get(stats))
-        .add(Method::GET, "/api/bus/dlq", Access::Viewer, "List dead letters (?consumer=&limit=)", get(dlq_list))
-        .add(Method::DELETE, "/api/bus/dlq", Access::Admin, "Purge dead letters (?consumer=&seq=)", delete(dlq_purge))
-        .add(Method::GET, "/api/bus/dlq/{consumer}/{seq}", Access::Viewer, "One dead letter with its attempts", get(dlq_get))
-        .add(Method::POST, "/api/bus/dlq/{consumer}/{seq}/replay", Access::Admin, "Send one dead letter back to its consumer", post(dlq_replay_one))
-        .add(Method::POST, "/api/bus/dlq/{consumer}/replay", Access::Admin, "Send all of a consumer's dead letters back", post(dlq_replay_all))
-        .add(Method::POST, "/api/bus/consumers/{consumer}/replay", Access::Admin, "Re-deliver from a sequence number or a time", post(replay))
+        .add(
+            Method::GET,
+            "/api/bus",
+            Access::Viewer,
+            "Bus consumers with lag, pending and dead letters",
+            get(stats),
+        )
+        .add(
+            Method::GET,
+            "/api/bus/dlq",
+            Access::Viewer,
+            "List dead letters (?consumer=&limit=)",
+            get(dlq_list),
+        )
+        .add(
+            Method::DELETE,
+            "/api/bus/dlq",
+            Access::Admin,
+            "Purge dead letters (?consumer=&seq=)",
+            delete(dlq_purge),
+        )
+        .add(
+            Method::GET,
+            "/api/bus/dlq/{consumer}/{seq}",
+            Access::Viewer,
+            "One dead letter with its attempts",
+            get(dlq_get),
+        )
+        .add(
+            Method::POST,
+            "/api/bus/dlq/{consumer}/{seq}/replay",
+            Access::Admin,
+            "Send one dead letter back to its consumer",
+            post(dlq_replay_one),
+        )
+        .add(
+            Method::POST,
+            "/api/bus/dlq/{consumer}/replay",
+            Access::Admin,
+            "Send all of a consumer's dead letters back",
+            post(dlq_replay_all),
+        )
+        .add(
+            Method::POST,
+            "/api/bus/consumers/{consumer}/replay",
+            Access::Admin,
+            "Re-deliver from a sequence number or a time",
+            post(replay),
+        )
 }
 
 impl From<BusError> for ApiError {
     fn from(e: BusError) -> Self {
         match e {
-            BusError::UnknownConsumer(c) => ApiError::new(Code::NotFound, format!("no bus consumer named {c:?}; GET /api/bus lists them")),
-            BusError::UnknownDeadLetter(c, s) => ApiError::new(Code::NotFound, format!("no dead letter {s} for consumer {c:?}")),
+            BusError::UnknownConsumer(c) => ApiError::new(
+                Code::NotFound,
+                format!("no bus consumer named {c:?}; GET /api/bus lists them"),
+            ),
+            BusError::UnknownDeadLetter(c, s) => ApiError::new(
+                Code::NotFound,
+                format!("no dead letter {s} for consumer {c:?}"),
+            ),
             BusError::BadSubject(s) => ApiError::bad_request(format!("invalid subject {s:?}")),
             other => ApiError::internal(other),
         }
@@ -35,7 +83,9 @@ impl From<BusError> for ApiError {
 }
 
 async fn stats(_: Viewer, State(s): State<AppState>) -> ApiResult<ApiJson<Value>> {
-    Ok(ApiJson(serde_json::to_value(s.bus.stats().await?).map_err(ApiError::internal)?))
+    Ok(ApiJson(
+        serde_json::to_value(s.bus.stats().await?).map_err(ApiError::internal)?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -45,8 +95,15 @@ struct DlqQuery {
     limit: Option<usize>,
 }
 
-async fn dlq_list(_: Viewer, State(s): State<AppState>, Query(q): Query<DlqQuery>) -> ApiResult<ApiJson<Value>> {
-    let letters = s.bus.dlq_list(q.consumer, q.limit.unwrap_or(100).min(1000)).await?;
+async fn dlq_list(
+    _: Viewer,
+    State(s): State<AppState>,
+    Query(q): Query<DlqQuery>,
+) -> ApiResult<ApiJson<Value>> {
+    let letters = s
+        .bus
+        .dlq_list(q.consumer, q.limit.unwrap_or(100).min(1000))
+        .await?;
     let items: Vec<Value> = letters
         .into_iter()
         .map(|d| {
@@ -63,7 +120,11 @@ async fn dlq_list(_: Viewer, State(s): State<AppState>, Query(q): Query<DlqQuery
     Ok(ApiJson(json!({ "dead_letters": items })))
 }
 
-async fn dlq_get(_: Viewer, State(s): State<AppState>, Path((consumer, seq)): Path<(String, u64)>) -> ApiResult<ApiJson<Value>> {
+async fn dlq_get(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path((consumer, seq)): Path<(String, u64)>,
+) -> ApiResult<ApiJson<Value>> {
     let d = s.bus.dlq_get(&consumer, seq).await?;
     Ok(ApiJson(json!({
         "consumer": d.consumer,
@@ -75,19 +136,33 @@ async fn dlq_get(_: Viewer, State(s): State<AppState>, Path((consumer, seq)): Pa
     })))
 }
 
-async fn dlq_replay_one(_: Admin, State(s): State<AppState>, Path((consumer, seq)): Path<(String, u64)>) -> ApiResult<ApiJson<Value>> {
+async fn dlq_replay_one(
+    _: Admin,
+    State(s): State<AppState>,
+    Path((consumer, seq)): Path<(String, u64)>,
+) -> ApiResult<ApiJson<Value>> {
     let n = s.bus.dlq_replay(&consumer, Some(seq)).await?;
     Ok(ApiJson(json!({ "replayed": n })))
 }
 
-async fn dlq_replay_all(_: Admin, State(s): State<AppState>, Path(consumer): Path<String>) -> ApiResult<ApiJson<Value>> {
+async fn dlq_replay_all(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(consumer): Path<String>,
+) -> ApiResult<ApiJson<Value>> {
     let n = s.bus.dlq_replay(&consumer, None).await?;
     Ok(ApiJson(json!({ "replayed": n })))
 }
 
-async fn dlq_purge(_: Admin, State(s): State<AppState>, Query(q): Query<DlqQuery>) -> ApiResult<ApiJson<Value>> {
+async fn dlq_purge(
+    _: Admin,
+    State(s): State<AppState>,
+    Query(q): Query<DlqQuery>,
+) -> ApiResult<ApiJson<Value>> {
     if q.seq.is_some() && q.consumer.is_none() {
-        return Err(ApiError::bad_request("purging one dead letter needs ?consumer= as well as ?seq="));
+        return Err(ApiError::bad_request(
+            "purging one dead letter needs ?consumer= as well as ?seq=",
+        ));
     }
     let n = s.bus.dlq_purge(q.consumer, q.seq).await?;
     Ok(ApiJson(json!({ "purged": n })))
@@ -116,7 +191,11 @@ async fn replay(
             seq
         }
         (None, Some(t)) => s.bus.replay_from_time(&consumer, t).await?,
-        _ => return Err(ApiError::bad_request("give exactly one of from_seq or from_time_ms")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of from_seq or from_time_ms",
+            ));
+        }
     };
     Ok(ApiJson(json!({ "consumer": consumer, "from_seq": from })))
 }

@@ -52,7 +52,11 @@ pub(super) async fn run_consumer(
         .backoff
         .clone()
         .unwrap_or_else(|| inner.config.backoff.iter().map(|d| d.get()).collect());
-    let max_deliver = consumer.spec.max_deliver.unwrap_or(inner.config.max_deliver).max(1);
+    let max_deliver = consumer
+        .spec
+        .max_deliver
+        .unwrap_or(inner.config.max_deliver)
+        .max(1);
     loop {
         // Mark the current commit as seen *before* reading, so a commit that lands while we
         // read wakes the wait below instead of being lost.
@@ -71,7 +75,15 @@ pub(super) async fn run_consumer(
             let cursors_moved = round.cursors != current_cursors(&inner, &name).await;
             if cursors_moved {
                 // Only non-matching events were scanned: persist the cursors and go on.
-                let _ = commit_round(&inner, &name, round.cursors, Vec::new(), max_deliver, &backoff).await;
+                let _ = commit_round(
+                    &inner,
+                    &name,
+                    round.cursors,
+                    Vec::new(),
+                    max_deliver,
+                    &backoff,
+                )
+                .await;
                 continue;
             }
             let wait = round
@@ -103,12 +115,11 @@ pub(super) async fn run_consumer(
             .buffered(concurrency)
             .collect()
             .await;
-        let acked = results
-            .iter()
-            .filter(|(_, o)| *o == Outcome::Ack)
-            .count() as u64;
+        let acked = results.iter().filter(|(_, o)| *o == Outcome::Ack).count() as u64;
         // Outcomes are committed even during shutdown: the work was done.
-        if let Err(e) = commit_round(&inner, &name, round.cursors, results, max_deliver, &backoff).await {
+        if let Err(e) =
+            commit_round(&inner, &name, round.cursors, results, max_deliver, &backoff).await
+        {
             tracing::error!(consumer = %name, "bus commit failed, the round will be redelivered: {e}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else {
@@ -126,7 +137,9 @@ async fn current_cursors(inner: &Arc<Inner>, name: &str) -> [u64; 4] {
         .db
         .read(move |txn| {
             let t = txn.open_table(CONSUMERS)?;
-            let state = t.get(name.as_str())?.map(|v| codec::decode::<ConsumerState>(v.value()));
+            let state = t
+                .get(name.as_str())?
+                .map(|v| codec::decode::<ConsumerState>(v.value()));
             Ok::<_, BusError>(state.transpose()?.map(|s| s.cursors).unwrap_or([0; 4]))
         })
         .await
@@ -183,7 +196,8 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
                 retrying.insert(seq);
                 let retry: Retry = codec::decode(v.value())?;
                 if retry.next_at_ms > now {
-                    next_retry_ms = Some(next_retry_ms.map_or(retry.next_at_ms, |t| t.min(retry.next_at_ms)));
+                    next_retry_ms =
+                        Some(next_retry_ms.map_or(retry.next_at_ms, |t| t.min(retry.next_at_ms)));
                     continue;
                 }
                 if picks.len() >= spec.batch {
@@ -366,7 +380,11 @@ async fn commit_round(
 /// Forwards committed durable events to ephemeral subscribers (live dashboard).
 pub(super) async fn run_mirror(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut commits = inner.db.commits();
-    let mut last = match inner.db.read(|txn| Ok::<_, BusError>(head_seq_read(txn)?)).await {
+    let mut last = match inner
+        .db
+        .read(|txn| Ok::<_, BusError>(head_seq_read(txn)?))
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
             tracing::error!("bus mirror cannot start: {e}");
@@ -410,7 +428,11 @@ pub(super) async fn run_mirror(inner: Arc<Inner>, shutdown: CancellationToken) {
                 }
                 Err(e) => tracing::warn!("bus mirror read failed: {e}"),
             }
-        } else if let Ok(h) = inner.db.read(|txn| Ok::<_, BusError>(head_seq_read(txn)?)).await {
+        } else if let Ok(h) = inner
+            .db
+            .read(|txn| Ok::<_, BusError>(head_seq_read(txn)?))
+            .await
+        {
             last = h;
         }
         tokio::select! {

@@ -498,7 +498,11 @@ impl Bus {
     }
 
     /// Dead letters, newest last; `consumer` narrows to one consumer.
-    pub async fn dlq_list(&self, consumer: Option<String>, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
+    pub async fn dlq_list(
+        &self,
+        consumer: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BusError> {
         self.inner
             .db
             .read(move |txn| {
@@ -574,7 +578,11 @@ impl Bus {
     }
 
     /// Deletes dead letters: one, all of a consumer's, or every one. Returns how many.
-    pub async fn dlq_purge(&self, consumer: Option<String>, seq: Option<u64>) -> Result<u64, BusError> {
+    pub async fn dlq_purge(
+        &self,
+        consumer: Option<String>,
+        seq: Option<u64>,
+    ) -> Result<u64, BusError> {
         self.inner
             .db
             .write(move |txn| {
@@ -641,7 +649,10 @@ impl Bus {
             .db
             .read(move |txn| {
                 let log = txn.open_table(LOG)?;
-                Ok(log.get(seq)?.map(|v| codec::decode(v.value())).transpose()?)
+                Ok(log
+                    .get(seq)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?)
             })
             .await
     }

@@ -31,7 +31,10 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Response {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     let mut resp = Response::new(Body::from(file.data.into_owned()));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(mime.as_ref()).expect("mime"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime.as_ref()).expect("mime"),
+    );
     h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("etag"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp

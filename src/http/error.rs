@@ -209,7 +209,10 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 Code::InvalidJson,
                 "send the body as JSON with `Content-Type: application/json`",
             ),
-            other => ApiError::new(Code::InvalidJson, format!("invalid JSON body: {}", other.body_text())),
+            other => ApiError::new(
+                Code::InvalidJson,
+                format!("invalid JSON body: {}", other.body_text()),
+            ),
         }
     }
 }
@@ -235,7 +238,10 @@ mod tests {
         for c in Code::ALL {
             let s = c.as_str();
             assert!(seen.insert(s), "duplicate code {s}");
-            assert!(s.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'), "{s}");
+            assert!(
+                s.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{s}"
+            );
         }
     }
 }

@@ -13,7 +13,9 @@ use axum::response::Response;
 
 use crate::app::AppState;
 
-const BUCKETS_MS: [f64; 12] = [1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0];
+const BUCKETS_MS: [f64; 12] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
+];
 
 #[derive(Default)]
 struct RouteStats {
@@ -31,7 +33,9 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     pub fn record(&self, method: &str, route: &str, status: u16, ms: f64) {
         let mut routes = self.routes.lock().expect("metrics");
-        let s = routes.entry((method.to_string(), route.to_string())).or_default();
+        let s = routes
+            .entry((method.to_string(), route.to_string()))
+            .or_default();
         *s.by_status.entry(status).or_default() += 1;
         for (i, b) in BUCKETS_MS.iter().enumerate() {
             if ms <= *b {
@@ -48,10 +52,15 @@ impl HttpMetrics {
         out.push_str("# TYPE hearth_http_requests_total counter\n");
         for ((m, r), s) in routes.iter() {
             for (status, n) in &s.by_status {
-                let _ = writeln!(out, "hearth_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "hearth_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{status}\"}} {n}"
+                );
             }
         }
-        out.push_str("# HELP hearth_http_request_duration_seconds HTTP request latency by route.\n");
+        out.push_str(
+            "# HELP hearth_http_request_duration_seconds HTTP request latency by route.\n",
+        );
         out.push_str("# TYPE hearth_http_request_duration_seconds histogram\n");
         for ((m, r), s) in routes.iter() {
             for (i, b) in BUCKETS_MS.iter().enumerate() {
@@ -62,9 +71,21 @@ impl HttpMetrics {
                     s.buckets[i]
                 );
             }
-            let _ = writeln!(out, "hearth_http_request_duration_seconds_bucket{{method=\"{m}\",route=\"{r}\",le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "hearth_http_request_duration_seconds_sum{{method=\"{m}\",route=\"{r}\"}} {}", s.sum_ms / 1000.0);
-            let _ = writeln!(out, "hearth_http_request_duration_seconds_count{{method=\"{m}\",route=\"{r}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "hearth_http_request_duration_seconds_bucket{{method=\"{m}\",route=\"{r}\",le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "hearth_http_request_duration_seconds_sum{{method=\"{m}\",route=\"{r}\"}} {}",
+                s.sum_ms / 1000.0
+            );
+            let _ = writeln!(
+                out,
+                "hearth_http_request_duration_seconds_count{{method=\"{m}\",route=\"{r}\"}} {}",
+                s.count
+            );
         }
     }
 }

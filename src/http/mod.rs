@@ -38,12 +38,48 @@ pub fn all_routes() -> Routes {
 
 fn system_routes() -> Routes {
     Routes::new()
-        .add(Method::GET, "/health/live", Access::Public, "The process is up", get(live))
-        .add(Method::GET, "/health/ready", Access::Public, "The database answers", get(ready))
-        .add(Method::GET, "/metrics", Access::Viewer, "Prometheus metrics", get(metrics_text))
-        .add(Method::GET, "/api/openapi.json", Access::Viewer, "This API's routes as an OpenAPI document", get(openapi))
-        .add(Method::GET, "/", Access::Public, "The dashboard", get(assets::index))
-        .add(Method::GET, "/static/{*path}", Access::Public, "Dashboard assets", get(assets::static_file))
+        .add(
+            Method::GET,
+            "/health/live",
+            Access::Public,
+            "The process is up",
+            get(live),
+        )
+        .add(
+            Method::GET,
+            "/health/ready",
+            Access::Public,
+            "The database answers",
+            get(ready),
+        )
+        .add(
+            Method::GET,
+            "/metrics",
+            Access::Viewer,
+            "Prometheus metrics",
+            get(metrics_text),
+        )
+        .add(
+            Method::GET,
+            "/api/openapi.json",
+            Access::Viewer,
+            "This API's routes as an OpenAPI document",
+            get(openapi),
+        )
+        .add(
+            Method::GET,
+            "/",
+            Access::Public,
+            "The dashboard",
+            get(assets::index),
+        )
+        .add(
+            Method::GET,
+            "/static/{*path}",
+            Access::Public,
+            "Dashboard assets",
+            get(assets::static_file),
+        )
 }
 
 /// The finished router with its state and middleware, and the route table.
@@ -52,18 +88,31 @@ pub fn build_router(state: AppState) -> (Router, Vec<RouteInfo>) {
     let timeout = state.config.server.request_timeout.get();
     let router = router
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(middleware::from_fn(security_headers))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(Code::Internal, "internal error; the server log has the details").into_response()
+            ApiError::new(
+                Code::Internal,
+                "internal error; the server log has the details",
+            )
+            .into_response()
         }))
         .with_state(state);
     (router, table)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(Code::NotFound, "no such route; GET /api/openapi.json lists them")
+    ApiError::new(
+        Code::NotFound,
+        "no such route; GET /api/openapi.json lists them",
+    )
 }
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -73,14 +122,19 @@ async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
-        h.entry(HeaderName::from_static(k)).or_insert(HeaderValue::from_static(v));
+        h.entry(HeaderName::from_static(k))
+            .or_insert(HeaderValue::from_static(v));
     };
     set(h, "content-security-policy", CSP);
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
     set(h, "referrer-policy", "same-origin");
     set(h, "cross-origin-opener-policy", "same-origin");
-    set(h, "permissions-policy", "camera=(), microphone=(), geolocation=()");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    );
     resp
 }
 
@@ -89,14 +143,19 @@ async fn live() -> impl IntoResponse {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    let check = tokio::time::timeout(Duration::from_secs(5), s.db.read(|txn| {
-        crate::store::StoreResult::Ok(txn.open_table(crate::store::META).is_ok())
-    }))
+    let check = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.db.read(|txn| crate::store::StoreResult::Ok(txn.open_table(crate::store::META).is_ok())),
+    )
     .await;
     match check {
-        Ok(Ok(true)) if !s.shutdown.is_cancelled() => ApiJson(json!({ "status": "ready" })).into_response(),
+        Ok(Ok(true)) if !s.shutdown.is_cancelled() => {
+            ApiJson(json!({ "status": "ready" })).into_response()
+        }
         Ok(Ok(_)) => ApiError::new(Code::Unavailable, "shutting down").into_response(),
-        Ok(Err(e)) => ApiError::new(Code::Unavailable, format!("database check failed: {e}")).into_response(),
+        Ok(Err(e)) => {
+            ApiError::new(Code::Unavailable, format!("database check failed: {e}")).into_response()
+        }
         Err(_) => ApiError::new(Code::Unavailable, "database check timed out").into_response(),
     }
 }
@@ -107,15 +166,24 @@ async fn metrics_text(_: Viewer, State(s): State<AppState>) -> Response {
     if let Ok(stats) = s.bus.stats().await {
         out.push_str("# HELP hearth_bus_consumer_lag Durable events a consumer has not looked at yet.\n# TYPE hearth_bus_consumer_lag gauge\n");
         for c in &stats.consumers {
-            out.push_str(&format!("hearth_bus_consumer_lag{{consumer=\"{}\"}} {}\n", c.name, c.lag));
+            out.push_str(&format!(
+                "hearth_bus_consumer_lag{{consumer=\"{}\"}} {}\n",
+                c.name, c.lag
+            ));
         }
         out.push_str("# HELP hearth_bus_consumer_pending Delivered but unacked events.\n# TYPE hearth_bus_consumer_pending gauge\n");
         for c in &stats.consumers {
-            out.push_str(&format!("hearth_bus_consumer_pending{{consumer=\"{}\"}} {}\n", c.name, c.pending));
+            out.push_str(&format!(
+                "hearth_bus_consumer_pending{{consumer=\"{}\"}} {}\n",
+                c.name, c.pending
+            ));
         }
         out.push_str("# HELP hearth_bus_consumer_delivered_total Events acked since start.\n# TYPE hearth_bus_consumer_delivered_total counter\n");
         for c in &stats.consumers {
-            out.push_str(&format!("hearth_bus_consumer_delivered_total{{consumer=\"{}\"}} {}\n", c.name, c.delivered));
+            out.push_str(&format!(
+                "hearth_bus_consumer_delivered_total{{consumer=\"{}\"}} {}\n",
+                c.name, c.delivered
+            ));
         }
         out.push_str(&format!(
             "# HELP hearth_bus_dlq_size Dead letters.\n# TYPE hearth_bus_dlq_size gauge\nhearth_bus_dlq_size {}\n\
@@ -134,9 +202,7 @@ async fn metrics_text(_: Viewer, State(s): State<AppState>) -> Response {
 async fn openapi(_: Viewer, State(s): State<AppState>) -> ApiJson<serde_json::Value> {
     let mut paths = serde_json::Map::new();
     for r in s.routes.iter() {
-        let entry = paths
-            .entry(r.path.to_string())
-            .or_insert_with(|| json!({}));
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         let security = if matches!(r.access, Access::Public | Access::DsnKey) {
             json!([])
         } else {

@@ -17,7 +17,10 @@ pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
         if tokio::net::UnixStream::connect(path).await.is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{} is in use: another hearth is serving this data directory", path.display()),
+                format!(
+                    "{} is in use: another hearth is serving this data directory",
+                    path.display()
+                ),
             ));
         }
         std::fs::remove_file(path)?;

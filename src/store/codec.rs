@@ -47,7 +47,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_version_check() {
-        let row = Row { a: 7, b: "x".into() };
+        let row = Row {
+            a: 7,
+            b: "x".into(),
+        };
         let bytes = encode(&row);
         assert_eq!(bytes[0], V1);
         assert_eq!(decode::<Row>(&bytes).unwrap(), row);

@@ -53,7 +53,9 @@ pub(super) fn run(db: &Database, steps: &[Migration]) -> StoreResult<()> {
     let txn = db.begin_write()?;
     let found = {
         let meta = txn.open_table(META)?;
-        meta.get(SCHEMA_VERSION_KEY)?.map(|v| v.value()).unwrap_or(0)
+        meta.get(SCHEMA_VERSION_KEY)?
+            .map(|v| v.value())
+            .unwrap_or(0)
     };
     if found > CURRENT_VERSION {
         return Err(super::StoreError::TooNew {
@@ -69,7 +71,8 @@ pub(super) fn run(db: &Database, steps: &[Migration]) -> StoreResult<()> {
         let txn = db.begin_write()?;
         tracing::info!(version = m.version, name = m.name, "running migration");
         (m.run)(&txn)?;
-        txn.open_table(META)?.insert(SCHEMA_VERSION_KEY, m.version)?;
+        txn.open_table(META)?
+            .insert(SCHEMA_VERSION_KEY, m.version)?;
         txn.commit()?;
     }
     debug_assert!(supported <= CURRENT_VERSION);

@@ -26,7 +26,9 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("the database is in use by another hearth process (is `hearth serve` running?)")]
     Locked,
-    #[error("the database schema version {found} is newer than this hearth understands ({supported}); upgrade hearth")]
+    #[error(
+        "the database schema version {found} is newer than this hearth understands ({supported}); upgrade hearth"
+    )]
     TooNew { found: u64, supported: u64 },
     #[error("stored value is corrupt: {0}")]
     Codec(String),
