@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod socket;
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
@@ -71,14 +73,21 @@ fn system_routes() -> Routes {
             "/",
             Access::Public,
             "The dashboard",
-            get(assets::index),
+            get(assets::index).layer(CompressionLayer::new()),
         )
         .add(
             Method::GET,
             "/static/{*path}",
             Access::Public,
             "Dashboard assets",
-            get(assets::static_file),
+            get(assets::static_file).layer(CompressionLayer::new()),
+        )
+        .add(
+            Method::GET,
+            "/api/live",
+            Access::Viewer,
+            "Live updates as Server-Sent Events (?subjects=issue.>,event.stored)",
+            get(live::live),
         )
 }
 

@@ -1,0 +1,294 @@
+// One issue: state and actions, the latest (or a chosen) event with its exception chain,
+// frames, breadcrumbs, request, user, contexts and tags; tag distributions, history, comments.
+// Every string from an event is attacker-controlled: it only ever becomes text.
+import { h, s, fmtNum, timeEl, when } from '../dom.js';
+import { get, post, del } from '../api.js';
+import { can, navigate, panel, errorBox, attempt, badge, statusLabel, confirmDialog, toast, session } from '../ui.js';
+
+const str = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v, null, 2));
+
+function kv(obj) {
+  const dl = h('dl', { class: 'kv' });
+  const entries = Array.isArray(obj) ? obj.map((p) => (Array.isArray(p) ? p : [p && p.key, p && p.value])) : Object.entries(obj || {});
+  for (const [k, v] of entries) {
+    if (v == null || v === '') continue;
+    dl.append(h('dt', null, String(k)), h('dd', null, h('pre', null, str(v))));
+  }
+  return dl.children.length ? dl : null;
+}
+
+function eventMessage(ev) {
+  const le = ev.logentry || (typeof ev.message === 'object' ? ev.message : null);
+  if (le) return le.formatted || le.message || '';
+  return typeof ev.message === 'string' ? ev.message : '';
+}
+
+function exceptions(ev) {
+  const ex = ev.exception;
+  if (!ex) return [];
+  if (Array.isArray(ex)) return ex;
+  return Array.isArray(ex.values) ? ex.values : [];
+}
+
+function contextLines(f) {
+  const lines = [];
+  const pre = Array.isArray(f.pre_context) ? f.pre_context : [];
+  const post = Array.isArray(f.post_context) ? f.post_context : [];
+  if (f.context_line == null && !pre.length && !post.length) return null;
+  const lineno = Number(f.lineno) || null;
+  const start = lineno ? lineno - pre.length : null;
+  const add = (text, n, cur) => lines.push(h('div', { class: ['ctx-line', cur ? 'cur' : ''] },
+    h('span', { class: 'ln' }, n == null ? '' : String(n)), h('code', null, String(text ?? ''))));
+  pre.forEach((t, i) => add(t, start != null ? start + i : null, false));
+  if (f.context_line != null) add(f.context_line, lineno, true);
+  post.forEach((t, i) => add(t, lineno ? lineno + 1 + i : null, false));
+  return h('div', { class: 'ctx' }, lines);
+}
+
+function frameEl(f, open) {
+  const file = f.filename || f.abs_path || f.module || '?';
+  const loc = [file, f.lineno, f.colno].filter((x) => x != null).join(':');
+  const details = h('details', { class: ['frame', f.in_app ? 'inapp' : 'system'], open },
+    h('summary', null,
+      h('span', { class: 'fn' }, f.function || '<anonymous>'),
+      h('span', { class: 'muted' }, 'in'),
+      h('span', { class: 'file' }, loc),
+      f.in_app ? badge('in app', 'inapp') : null),
+    contextLines(f),
+    f.vars && typeof f.vars === 'object' ? h('div', { class: 'vars' }, kv(f.vars)) : null);
+  return details;
+}
+
+function exceptionEl(exc, idx) {
+  const frames = (exc.stacktrace && Array.isArray(exc.stacktrace.frames)) ? exc.stacktrace.frames.slice().reverse() : [];
+  const anyInApp = frames.some((f) => f.in_app);
+  const mech = exc.mechanism && exc.mechanism.type;
+  return h('div', { class: 'exc' },
+    idx > 0 ? h('div', { class: 'caused' }, 'Caused by') : null,
+    h('div', { class: 'exc-type' }, exc.type || 'Error', exc.module ? h('span', { class: 'muted small' }, ` (${exc.module})`) : null,
+      mech ? h('span', { class: 'muted small' }, ` · mechanism: ${mech}${exc.mechanism.handled === false ? ', unhandled' : ''}`) : null),
+    h('div', { class: 'exc-value' }, exc.value || ''),
+    frames.length
+      ? h('div', { class: 'frames' }, frames.map((f, i) => frameEl(f, anyInApp ? !!f.in_app : i === 0)))
+      : h('div', { class: 'muted small' }, 'No stack trace.'));
+}
+
+function breadcrumbsEl(ev) {
+  const bc = ev.breadcrumbs;
+  const vals = Array.isArray(bc) ? bc : (bc && Array.isArray(bc.values) ? bc.values : []);
+  if (!vals.length) return null;
+  const fmtTs = (t) => {
+    if (t == null) return '';
+    const d = typeof t === 'number' ? new Date(t * 1000) : new Date(t);
+    return isNaN(d) ? String(t) : d.toLocaleTimeString();
+  };
+  const rows = vals.slice(-100).map((b) => h('tr', null,
+    h('td', { class: 'muted' }, fmtTs(b.timestamp)),
+    h('td', null, b.category || b.type || ''),
+    h('td', null, b.level ? badge(b.level) : ''),
+    h('td', { class: 'msg' }, b.message || '', b.data ? h('pre', { class: 'muted' }, str(b.data)) : null)));
+  return panel('Breadcrumbs', h('div', { class: 'table-wrap' }, h('table', { class: 'tbl crumbs' },
+    h('thead', null, h('tr', null, h('th', null, 'Time'), h('th', null, 'Category'), h('th', null, 'Level'), h('th', null, 'Message'))),
+    h('tbody', null, rows))));
+}
+
+function requestEl(ev) {
+  const r = ev.request;
+  if (!r || typeof r !== 'object') return null;
+  return panel('Request', [
+    h('div', { class: 'mono' }, `${r.method || ''} ${r.url || ''}`.trim()),
+    kv({ query: r.query_string, data: r.data, cookies: r.cookies, env: r.env }),
+    r.headers ? h('h3', null, 'Headers') : null,
+    r.headers ? kv(r.headers) : null,
+  ]);
+}
+
+function tagsOf(ev) {
+  const t = ev.tags;
+  if (!t) return [];
+  if (Array.isArray(t)) return t.map((p) => (Array.isArray(p) ? p : [p.key, p.value]));
+  return Object.entries(t);
+}
+
+function eventEl(issueId, data) {
+  const ev = (data && data.event) || {};
+  const eid = ev.event_id || ev.id || '';
+  const navBtn = (label, target, key) => target
+    ? h('a', { class: 'btn small', href: `#/issues/${issueId}/events/${target}`, dataset: { nav: key } }, label)
+    : h('button', { class: 'btn small', type: 'button', disabled: true }, label);
+  const msg = eventMessage(ev);
+  const excs = exceptions(ev).slice().reverse();
+  const tags = tagsOf(ev);
+  const contexts = ev.contexts && typeof ev.contexts === 'object' ? Object.entries(ev.contexts) : [];
+  return h('div', { class: 'stack', id: 'event' },
+    panel('Event', [
+      h('div', { class: 'row between' },
+        h('div', { class: 'muted small mono' }, eid ? `ID ${eid}` : '', ev.timestamp ? ' · ' : '',
+          ev.timestamp ? when(typeof ev.timestamp === 'number' ? ev.timestamp * 1000 : Date.parse(ev.timestamp)) : ''),
+        h('div', { class: 'event-nav' },
+          navBtn('‹ Older', data.prev_event_id, 'prev'),
+          navBtn('Newer ›', data.next_event_id, 'next'),
+          h('a', { class: 'btn small', href: `#/issues/${issueId}`, dataset: { nav: 'latest' } }, 'Latest'))),
+      msg ? h('pre', { class: 'exc-value', id: 'event-message' }, msg) : null,
+      excs.length ? h('div', { id: 'exceptions' }, excs.map(exceptionEl)) : null,
+      !msg && !excs.length ? h('div', { class: 'muted' }, 'This event has no message or exception.') : null,
+      tags.length ? h('h3', null, 'Tags') : null,
+      tags.length ? h('div', null, tags.map(([k, v]) => h('span', { class: 'chip' }, h('span', null, String(k)), h('span', null, str(v))))) : null,
+    ]),
+    breadcrumbsEl(ev),
+    requestEl(ev),
+    ev.user ? panel('User', kv(ev.user)) : null,
+    contexts.length ? panel('Contexts', contexts.map(([name, c]) => [h('h3', null, name), kv(c) || h('div', { class: 'muted' }, str(c))])) : null,
+    panel('Environment', kv({ release: ev.release, environment: ev.environment, platform: ev.platform, server_name: ev.server_name, sdk: ev.sdk && `${ev.sdk.name || ''} ${ev.sdk.version || ''}`.trim() })),
+  );
+}
+
+function distributions(tags) {
+  const out = [];
+  for (const [key, vals] of Object.entries(tags || {})) {
+    const list = Array.isArray(vals) ? vals : [];
+    const total = list.reduce((a, v) => a + (v.count || 0), 0) || 1;
+    out.push(h('div', { class: 'dist' }, h('div', { class: 'dist-key' }, key),
+      list.slice(0, 5).map((v) => {
+        const pct = Math.round(((v.count || 0) / total) * 100);
+        return h('div', { class: 'dist-bar', title: `${v.value}: ${v.count}` },
+          h('div', { class: 'dist-track' },
+            s('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none', 'aria-hidden': 'true' }, s('rect', { x: 0, y: 0, width: pct, height: 10 })),
+            h('span', null, String(v.value))),
+          h('span', { class: 'muted' }, `${pct}%`));
+      })));
+  }
+  return out;
+}
+
+function listOf(values) {
+  const arr = Array.isArray(values) ? values : [];
+  if (!arr.length) return h('div', { class: 'muted small' }, 'None recorded.');
+  return h('div', null, arr.map((v) => h('span', { class: 'chip' }, h('span', null, typeof v === 'object' ? str(v.value ?? v.name ?? v) : String(v)),
+    typeof v === 'object' && v.count != null ? h('span', null, fmtNum(v.count)) : null)));
+}
+
+export async function view(ctx) {
+  const { root } = ctx;
+  const id = Number(ctx.params[0]);
+  const eventId = ctx.params[1];
+  const [ir, er] = await Promise.all([
+    get(`/api/issues/${id}`),
+    get(eventId ? `/api/issues/${id}/events/${encodeURIComponent(eventId)}` : `/api/issues/${id}/events/latest`).catch((e) => ({ error: e })),
+  ]);
+  if (!ctx.alive()) return;
+  const it = (ir && (ir.issue || ir)) || {};
+  const userName = (uid) => {
+    if (uid == null) return 'Hearth';
+    if (session.me && uid === session.me.id) return 'you';
+    return (users.find((u) => u.id === uid) || {}).name || `user #${uid}`;
+  };
+  let users = [];
+  if (can('admin')) {
+    try { users = ((await get('/api/users')) || {}).users || []; } catch { users = []; }
+  }
+
+  // Header
+  root.append(h('div', { class: 'detail-head' },
+    h('div', { class: 'row' },
+      h('a', { href: `#/projects/${it.project_id}/issues`, class: 'small' }, '‹ Issues'),
+      badge(statusLabel(it.status), it.status), it.level ? badge(it.level) : null),
+    h('h1', { id: 'issue-title' }, it.title || '(no title)'),
+    it.culprit ? h('div', { class: 'culprit' }, it.culprit) : null,
+    h('div', { class: 'meta row' },
+      h('span', null, h('strong', null, fmtNum(it.count)), ' events'),
+      h('span', null, h('strong', null, fmtNum(it.user_count)), ' users'),
+      h('span', null, 'first seen ', timeEl(it.first_seen_ms)),
+      h('span', null, 'last seen ', timeEl(it.last_seen_ms)),
+      it.assignee_id != null ? h('span', null, 'assigned to ', userName(it.assignee_id)) : null)));
+
+  // Actions (hidden below the needed role; the API refuses anyway).
+  const setStatus = async (status, extra = {}) => {
+    if (await attempt(() => post(`/api/issues/${id}/status`, { status, ...extra }), `Issue ${statusLabel(status)}`)) navigate(location.hash);
+  };
+  const actions = h('div', { class: 'actions row', id: 'issue-actions' });
+  if (can('agent')) {
+    if (it.status !== 'resolved') actions.append(h('button', { class: 'btn primary', type: 'button', dataset: { action: 'resolve' }, onclick: () => setStatus('resolved') }, 'Resolve'));
+    if (it.status !== 'resolved_next_release' && it.status !== 'resolved') actions.append(h('button', { class: 'btn', type: 'button', dataset: { action: 'resolve-next' }, onclick: () => setStatus('resolved_next_release') }, 'Resolve in next release'));
+    if (it.status && it.status !== 'unresolved') actions.append(h('button', { class: 'btn', type: 'button', dataset: { action: 'reopen' }, onclick: () => setStatus('unresolved') }, 'Reopen'));
+    if (it.status !== 'muted') {
+      const mute = h('select', { class: 'btn', 'aria-label': 'Mute', dataset: { action: 'mute' } },
+        h('option', { value: '' }, 'Mute…'), h('option', { value: 'forever' }, 'Until unmuted'),
+        h('option', { value: '1h' }, 'For 1 hour'), h('option', { value: '24h' }, 'For 24 hours'), h('option', { value: '7d' }, 'For 7 days'),
+        h('option', { value: '100ev' }, 'For the next 100 events'));
+      mute.addEventListener('change', () => {
+        const v = mute.value;
+        const hours = { '1h': 1, '24h': 24, '7d': 168 }[v];
+        if (v === 'forever') setStatus('muted');
+        else if (hours) setStatus('muted', { mute_until_ms: Date.now() + hours * 3600e3 });
+        else if (v === '100ev') setStatus('muted', { mute_for_events: 100 });
+      });
+      actions.append(mute);
+    }
+    const assign = h('select', { class: 'btn', 'aria-label': 'Assign', dataset: { action: 'assign' } },
+      h('option', { value: '' }, it.assignee_id != null ? `Assigned: ${userName(it.assignee_id)}` : 'Assign…'),
+      session.me ? h('option', { value: String(session.me.id) }, 'Assign to me') : null,
+      users.filter((u) => !session.me || u.id !== session.me.id).map((u) => h('option', { value: String(u.id) }, u.name || u.email)),
+      it.assignee_id != null ? h('option', { value: 'none' }, 'Unassign') : null);
+    assign.addEventListener('change', async () => {
+      if (!assign.value) return;
+      const user_id = assign.value === 'none' ? null : Number(assign.value);
+      if (await attempt(() => post(`/api/issues/${id}/assign`, { user_id }), user_id == null ? 'Unassigned' : 'Assigned')) navigate(location.hash);
+    });
+    actions.append(assign);
+  }
+  if (can('admin')) {
+    actions.append(h('button', {
+      class: 'btn danger', type: 'button', dataset: { action: 'delete' },
+      onclick: async () => {
+        if (!(await confirmDialog('Delete this issue and all its events? Future events with the same fingerprint will open a new issue.', 'Delete'))) return;
+        if (await attempt(() => del(`/api/issues/${id}`), 'Issue deleted')) navigate(`#/projects/${it.project_id}/issues`);
+      },
+    }, 'Delete'));
+  }
+  root.append(actions);
+
+  // Main column: the event. Side column: distributions, releases, history, comments.
+  const main = h('div', { class: 'stack' });
+  if (er && er.error) main.append(panel('Event', er.error.status === 404 ? h('div', { class: 'muted' }, 'No event stored for this issue (it may have been removed by retention).') : errorBox(er.error)));
+  else main.append(eventEl(id, er));
+
+  const side = h('div', { class: 'stack' });
+  const tagPanel = distributions(it.tags);
+  side.append(panel('Tags', tagPanel.length ? tagPanel : h('div', { class: 'muted small' }, 'No tags.')));
+  side.append(panel('Releases', listOf(it.releases)));
+  side.append(panel('Environments', listOf(it.environments)));
+  const hist = Array.isArray(it.history) ? it.history : [];
+  side.append(panel('History', hist.length ? h('ul', { class: 'history', id: 'history' }, hist.slice().reverse().map((x) => h('li', null,
+    timeEl(x.at_ms), ' · ', h('strong', null, userName(x.user_id)), ` ${x.action || ''}`,
+    x.from != null || x.to != null ? ` ${x.from ?? ''} → ${x.to ?? ''}` : '',
+    x.detail ? h('div', { class: 'muted' }, str(x.detail)) : null))) : h('div', { class: 'muted small' }, 'No changes yet.')));
+
+  const comments = Array.isArray(it.comments) ? it.comments : [];
+  const cbox = h('div', { id: 'comments' }, comments.map((c) => h('div', { class: 'comment' },
+    h('div', { class: 'muted small' }, h('strong', null, userName(c.user_id)), ' · ', timeEl(c.at_ms)),
+    h('div', { class: 'text' }, c.text || ''))));
+  let cform = null;
+  if (can('agent')) {
+    const ta = h('textarea', { id: 'comment-text', placeholder: 'Add a comment…', 'aria-label': 'Comment' });
+    cform = h('form', null, ta, h('div', { class: 'row end' }, h('button', { class: 'btn small', type: 'submit' }, 'Comment')));
+    cform.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!ta.value.trim()) return;
+      if (await attempt(() => post(`/api/issues/${id}/comments`, { text: ta.value }))) navigate(location.hash);
+    });
+  }
+  side.append(panel('Comments', [comments.length ? cbox : h('div', { class: 'muted small' }, 'No comments.'), cform]));
+
+  root.append(h('div', { class: 'detail' }, main, side));
+
+  // Live: this issue changed (new event, state change) → refresh the header quietly.
+  ctx.onLive = (msg) => {
+    const p = msg.payload || {};
+    const issueId = p.issue_id ?? p.id ?? (p.issue && p.issue.id);
+    if (Number(issueId) === id && (msg.subject || '').startsWith('issue.')) {
+      toast('This issue changed; reloading.');
+      navigate(location.hash);
+    }
+  };
+}

@@ -1,0 +1,168 @@
+// Projects: list, create, DSN keys with copy buttons and ready-to-paste SDK snippets.
+import { h, timeEl } from '../dom.js';
+import { get, post } from '../api.js';
+import { can, navigate, panel, errorBox, copyButton, attempt, confirmDialog, badge, toast } from '../ui.js';
+
+export async function list(ctx) {
+  const { root } = ctx;
+  const r = await get('/api/projects');
+  if (!ctx.alive()) return;
+  const projects = (r && r.projects) || [];
+  root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Projects'),
+    h('div', { class: 'muted' }, 'Each project has its own issues and DSN keys.'))));
+
+  if (can('admin')) {
+    const name = h('input', { type: 'text', id: 'new-project-name', placeholder: 'e.g. web-backend', required: true, 'aria-label': 'Project name' });
+    const err = h('div');
+    const form = h('form', { class: 'row', id: 'new-project' }, name,
+      h('button', { class: 'btn primary', type: 'submit' }, 'Create project'), err);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.replaceChildren();
+      try {
+        const out = await post('/api/projects', { name: name.value.trim() });
+        await ctx.app.loadProjects();
+        toast(`Project ${out.project.name} created`);
+        navigate(`#/projects/${out.project.id}`);
+      } catch (ex) {
+        err.replaceChildren(errorBox(ex));
+      }
+    });
+    root.append(h('div', { class: 'panel pad' }, form));
+    root.append(h('div', { class: 'pad' }));
+  }
+
+  if (!projects.length) {
+    root.append(h('div', { class: 'empty panel' }, 'No projects yet.', can('admin') ? ' Create one above to get a DSN.' : ''));
+    return;
+  }
+  const grid = h('div', { class: 'grid cols-3', id: 'project-list' });
+  for (const p of projects) {
+    grid.append(h('section', { class: 'panel card project-card', dataset: { id: p.id } },
+      h('h2', null, h('a', { href: `#/projects/${p.id}/issues` }, p.name)),
+      h('div', { class: 'muted small' }, 'Created ', timeEl(p.created_ms)),
+      h('div', { class: 'row' },
+        h('a', { class: 'btn small', href: `#/projects/${p.id}/issues` }, 'Issues'),
+        h('a', { class: 'btn small', href: `#/projects/${p.id}/stats` }, 'Stats'),
+        h('a', { class: 'btn small', href: `#/projects/${p.id}` }, 'Keys & setup'))));
+  }
+  root.append(grid);
+}
+
+/** SDK snippets keyed by tab name; `dsn` and `base` are plain strings placed as text. */
+function snippets(dsn, base) {
+  return {
+    Python: `pip install sentry-sdk
+
+import sentry_sdk
+sentry_sdk.init(
+    dsn="${dsn}",
+    release="my-app@1.0.0",
+    environment="production",
+)`,
+    Node: `npm install @sentry/node
+
+const Sentry = require("@sentry/node");
+Sentry.init({
+  dsn: "${dsn}",
+  release: "my-app@1.0.0",
+  environment: "production",
+});`,
+    'Browser (Sentry SDK)': `npm install @sentry/browser
+
+import * as Sentry from "@sentry/browser";
+Sentry.init({ dsn: "${dsn}" });`,
+    'Browser (capture.js)': `<!-- No SDK needed: Hearth's own tiny capture script -->
+<script src="${base}/static/capture.js" data-dsn="${dsn}" defer></script>`,
+    Rust: `# Cargo.toml
+sentry = "0.49"
+
+// main.rs
+let _guard = sentry::init(("${dsn}", sentry::ClientOptions {
+    release: sentry::release_name!(),
+    ..Default::default()
+}));`,
+  };
+}
+
+export function snippetBox(text, id) {
+  const pre = h('pre', { id }, h('code', null, text));
+  return h('div', { class: 'snippet' }, pre, copyButton(() => text, pre));
+}
+
+export async function detail(ctx) {
+  const { root } = ctx;
+  const id = Number(ctx.params[0]);
+  const [plist, keysR] = await Promise.all([get('/api/projects'), get(`/api/projects/${id}/keys`)]);
+  if (!ctx.alive()) return;
+  const project = ((plist && plist.projects) || []).find((p) => p.id === id);
+  if (!project) {
+    root.append(errorBox(new Error('No such project.')));
+    return;
+  }
+  const keys = (keysR && keysR.keys) || [];
+  root.append(h('div', { class: 'page-head' },
+    h('div', null, h('h1', null, project.name), h('div', { class: 'muted' }, `Project #${project.id} · created `, timeEl(project.created_ms))),
+    h('div', { class: 'row' },
+      h('a', { class: 'btn', href: `#/projects/${id}/issues` }, 'Issues'),
+      h('a', { class: 'btn', href: `#/projects/${id}/stats` }, 'Stats'))));
+
+  // Keys
+  const tbody = h('tbody');
+  for (const k of keys) {
+    const key = k.key || {};
+    const code = h('code', { class: 'dsn-text', dataset: { key: key.public_key } }, k.dsn);
+    tbody.append(h('tr', { class: key.revoked_ms ? 'revoked' : '' },
+      h('td', null, key.label || h('span', { class: 'muted' }, 'default')),
+      h('td', null, h('div', { class: 'dsn' }, code, copyButton(() => k.dsn, code, 'Copy DSN'))),
+      h('td', null, key.revoked_ms ? badge('revoked') : badge('active', 'resolved')),
+      h('td', null, !key.revoked_ms && can('admin')
+        ? h('button', {
+          class: 'btn small danger', type: 'button', dataset: { action: 'revoke' },
+          onclick: async () => {
+            if (!(await confirmDialog(`Revoke this key? SDKs using it will be refused.`, 'Revoke'))) return;
+            if (await attempt(() => post(`/api/projects/${id}/keys/${key.public_key}/revoke`), 'Key revoked')) navigate(location.hash);
+          },
+        }, 'Revoke') : null)));
+  }
+  let addKey = null;
+  if (can('admin')) {
+    const label = h('input', { type: 'text', placeholder: 'label, e.g. staging', 'aria-label': 'Key label' });
+    addKey = h('form', { class: 'row' }, label, h('button', { class: 'btn small', type: 'submit' }, 'Add key'));
+    addKey.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (await attempt(() => post(`/api/projects/${id}/keys`, { label: label.value.trim() }), 'Key added')) navigate(location.hash);
+    });
+  }
+  root.append(panel('DSN keys', [
+    h('div', { class: 'table-wrap' }, h('table', { class: 'tbl', id: 'keys' },
+      h('thead', null, h('tr', null, h('th', null, 'Label'), h('th', null, 'DSN'), h('th', null, 'State'), h('th', null, ''))),
+      tbody)),
+  ], addKey));
+
+  // Snippets for the first active key.
+  const active = keys.find((k) => !(k.key && k.key.revoked_ms));
+  root.append(h('div', { class: 'pad' }));
+  if (!active) {
+    root.append(panel('Set up an SDK', h('div', { class: 'note' }, 'Add a key to get setup snippets.')));
+    return;
+  }
+  const snips = snippets(active.dsn, location.origin);
+  const tabs = h('div', { class: 'tabs', role: 'tablist' });
+  const body = h('div');
+  const show = (name) => {
+    for (const b of tabs.children) {
+      b.classList.toggle('active', b.dataset.tab === name);
+      b.setAttribute('aria-selected', String(b.dataset.tab === name));
+    }
+    body.replaceChildren(snippetBox(snips[name], 'snippet'));
+  };
+  for (const name of Object.keys(snips)) {
+    tabs.append(h('button', { class: 'btn small', type: 'button', role: 'tab', dataset: { tab: name }, onclick: () => show(name) }, name));
+  }
+  show('Python');
+  root.append(panel('Set up an SDK', [
+    h('p', { class: 'muted' }, 'Any Sentry SDK works: point it at this DSN. Events show up under Issues within a second.'),
+    tabs, body,
+  ]));
+}
