@@ -60,26 +60,29 @@ pub async fn live(
         .event("ready")
         .data(json!({ "subjects": patterns }).to_string());
     let state = (sub, shutdown, 0u64, Some(hello));
-    let events = stream::unfold(state, |(mut sub, shutdown, seen_missed, hello)| async move {
-        if let Some(h) = hello {
-            return Some((Ok(h), (sub, shutdown, seen_missed, None)));
-        }
-        let msg = tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            m = sub.recv() => m?,
-        };
-        let missed = sub.missed();
-        let event = if missed > seen_missed {
-            // The client fell behind and the bus skipped messages: say so (with the message in
-            // hand) so the client refetches instead of trusting a partial picture.
-            Event::default()
-                .event("missed")
-                .data(json!({ "missed": missed - seen_missed, "last": &*msg }).to_string())
-        } else {
-            Event::default().data(serde_json::to_string(&*msg).unwrap_or_else(|_| "{}".into()))
-        };
-        Some((Ok(event), (sub, shutdown, missed, None)))
-    });
+    let events = stream::unfold(
+        state,
+        |(mut sub, shutdown, seen_missed, hello)| async move {
+            if let Some(h) = hello {
+                return Some((Ok(h), (sub, shutdown, seen_missed, None)));
+            }
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                m = sub.recv() => m?,
+            };
+            let missed = sub.missed();
+            let event = if missed > seen_missed {
+                // The client fell behind and the bus skipped messages: say so (with the message in
+                // hand) so the client refetches instead of trusting a partial picture.
+                Event::default()
+                    .event("missed")
+                    .data(json!({ "missed": missed - seen_missed, "last": &*msg }).to_string())
+            } else {
+                Event::default().data(serde_json::to_string(&*msg).unwrap_or_else(|_| "{}".into()))
+            };
+            Some((Ok(event), (sub, shutdown, missed, None)))
+        },
+    );
     Ok(Sse::new(events).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))
