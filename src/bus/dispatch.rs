@@ -42,10 +42,6 @@ pub(super) async fn run_consumer(
     shutdown: CancellationToken,
 ) {
     let name: Arc<str> = Arc::from(consumer.spec.name.as_str());
-    if let Err(e) = init_state(&inner, &consumer).await {
-        tracing::error!(consumer = %name, "cannot initialise bus consumer: {e}");
-        return;
-    }
     let mut commits = inner.db.commits();
     let backoff: Vec<Duration> = consumer
         .spec
@@ -146,31 +142,31 @@ async fn current_cursors(inner: &Arc<Inner>, name: &str) -> [u64; 4] {
         .unwrap_or([0; 4])
 }
 
-async fn init_state(inner: &Arc<Inner>, consumer: &Registered) -> Result<(), BusError> {
-    let name = consumer.spec.name.clone();
-    let start = consumer.spec.start;
-    inner
-        .db
-        .write(move |txn| {
-            let head = {
-                let meta = txn.open_table(super::store::META)?;
-                meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1) - 1
+pub(super) fn init_state_blocking(
+    db: &crate::store::Db,
+    spec: &super::ConsumerSpec,
+) -> Result<(), BusError> {
+    let name = spec.name.clone();
+    let start = spec.start;
+    db.write_blocking(move |txn| {
+        let head = {
+            let meta = txn.open_table(super::store::META)?;
+            meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1) - 1
+        };
+        let mut t = txn.open_table(CONSUMERS)?;
+        if t.get(name.as_str())?.is_none() {
+            let cursor = match start {
+                StartAt::Beginning => 0,
+                StartAt::Now => head,
             };
-            let mut t = txn.open_table(CONSUMERS)?;
-            if t.get(name.as_str())?.is_none() {
-                let cursor = match start {
-                    StartAt::Beginning => 0,
-                    StartAt::Now => head,
-                };
-                let state = ConsumerState {
-                    cursors: [cursor; 4],
-                    created_ms: now_ms(),
-                };
-                t.insert(name.as_str(), codec::encode(&state).as_slice())?;
-            }
-            Ok(())
-        })
-        .await
+            let state = ConsumerState {
+                cursors: [cursor; 4],
+                created_ms: now_ms(),
+            };
+            t.insert(name.as_str(), codec::encode(&state).as_slice())?;
+        }
+        Ok(())
+    })
 }
 
 async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Round, BusError> {

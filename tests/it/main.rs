@@ -1,4 +1,5 @@
 //! Black-box integration tests: one binary, real servers on 127.0.0.1:0.
 
+mod bus;
 mod common;
 mod system;
