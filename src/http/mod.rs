@@ -97,7 +97,9 @@ pub fn build_router(state: AppState) -> (Router, Vec<RouteInfo>) {
             state.clone(),
             metrics::track,
         ))
-        .layer(middleware::from_fn(move |req, next| security_headers(https, req, next)))
+        .layer(middleware::from_fn(move |req, next| {
+            security_headers(https, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

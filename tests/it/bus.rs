@@ -533,3 +533,134 @@ async fn committed_events_survive_sigkill() {
     );
     stop(token, tasks, bus).await;
 }
+
+#[tokio::test]
+async fn dead_letters_over_the_admin_api() {
+    use crate::common::{TestServer, test_config};
+    use hearth::accounts::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with_hook(test_config(dir.path()), |state| {
+        state
+            .bus
+            .register(ConsumerSpec::new("flaky", &["flaky.*"]), |_d: Delivery| {
+                std::future::ready(Outcome::Term("receiver is gone".into()))
+            });
+    })
+    .await;
+    let seq = publish(
+        &s.state.db,
+        &s.state.bus,
+        "flaky.thing",
+        Priority::Normal,
+        1,
+    )
+    .await[0];
+    let admin = s.client(Role::Admin).await;
+    let viewer = s.client(Role::Viewer).await;
+    let list: serde_json::Value =
+        wait_for("dead letter listed", Duration::from_secs(10), || async {
+            let v: serde_json::Value = viewer
+                .get("/api/bus/dlq?consumer=flaky")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v["dead_letters"].as_array().unwrap().len() == 1).then_some(v)
+        })
+        .await;
+    assert_eq!(list["dead_letters"][0]["error"], "receiver is gone");
+    assert_eq!(list["dead_letters"][0]["event"]["subject"], "flaky.thing");
+    let one: serde_json::Value = viewer
+        .get(&format!("/api/bus/dlq/flaky/{seq}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["attempts"].as_array().unwrap().len(), 1);
+    let stats: serde_json::Value = viewer
+        .get("/api/bus")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flaky = stats["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "flaky")
+        .unwrap()
+        .clone();
+    assert_eq!(flaky["dead_letters"], 1);
+    // Viewers may look but not act.
+    let r = viewer
+        .post(&format!("/api/bus/dlq/flaky/{seq}/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r: serde_json::Value = admin
+        .post(&format!("/api/bus/dlq/flaky/{seq}/replay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["replayed"], 1);
+    // It fails again (Term) and comes back to the queue; then purge it.
+    wait_for("dead again", Duration::from_secs(10), || async {
+        let v: serde_json::Value = viewer
+            .get("/api/bus/dlq")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (v["dead_letters"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    let metrics = viewer
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("hearth_bus_dlq_size 1"), "{metrics}");
+    assert!(
+        metrics.contains("hearth_bus_consumer_lag{consumer=\"flaky\"}"),
+        "{metrics}"
+    );
+    let r: serde_json::Value = admin
+        .delete("/api/bus/dlq?consumer=flaky")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["purged"], 1);
+    let r = admin
+        .post("/api/bus/consumers/flaky/replay")
+        .json(&serde_json::json!({"from_seq": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = admin
+        .post("/api/bus/consumers/nobody/replay")
+        .json(&serde_json::json!({"from_seq": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    s.stop().await;
+}
