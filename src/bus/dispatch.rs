@@ -29,6 +29,9 @@ struct Pick {
 
 struct Round {
     picks: Vec<Pick>,
+    /// Cursors when the round was read; the round only moves a cursor still at this value,
+    /// so a replay issued meanwhile is not overwritten.
+    start: [u64; 4],
     /// New cursor per lane after this round.
     cursors: [u64; 4],
     /// Earliest time a not-yet-due retry becomes due.
@@ -42,10 +45,6 @@ pub(super) async fn run_consumer(
     shutdown: CancellationToken,
 ) {
     let name: Arc<str> = Arc::from(consumer.spec.name.as_str());
-    if let Err(e) = init_state(&inner, &consumer).await {
-        tracing::error!(consumer = %name, "cannot initialise bus consumer: {e}");
-        return;
-    }
     let mut commits = inner.db.commits();
     let backoff: Vec<Duration> = consumer
         .spec
@@ -72,12 +71,12 @@ pub(super) async fn run_consumer(
             }
         };
         if round.picks.is_empty() {
-            let cursors_moved = round.cursors != current_cursors(&inner, &name).await;
-            if cursors_moved {
+            if round.cursors != round.start {
                 // Only non-matching events were scanned: persist the cursors and go on.
                 let _ = commit_round(
                     &inner,
                     &name,
+                    round.start,
                     round.cursors,
                     Vec::new(),
                     max_deliver,
@@ -117,8 +116,16 @@ pub(super) async fn run_consumer(
             .await;
         let acked = results.iter().filter(|(_, o)| *o == Outcome::Ack).count() as u64;
         // Outcomes are committed even during shutdown: the work was done.
-        if let Err(e) =
-            commit_round(&inner, &name, round.cursors, results, max_deliver, &backoff).await
+        if let Err(e) = commit_round(
+            &inner,
+            &name,
+            round.start,
+            round.cursors,
+            results,
+            max_deliver,
+            &backoff,
+        )
+        .await
         {
             tracing::error!(consumer = %name, "bus commit failed, the round will be redelivered: {e}");
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -131,46 +138,31 @@ pub(super) async fn run_consumer(
     }
 }
 
-async fn current_cursors(inner: &Arc<Inner>, name: &str) -> [u64; 4] {
-    let name = name.to_string();
-    inner
-        .db
-        .read(move |txn| {
-            let t = txn.open_table(CONSUMERS)?;
-            let state = t
-                .get(name.as_str())?
-                .map(|v| codec::decode::<ConsumerState>(v.value()));
-            Ok::<_, BusError>(state.transpose()?.map(|s| s.cursors).unwrap_or([0; 4]))
-        })
-        .await
-        .unwrap_or([0; 4])
-}
-
-async fn init_state(inner: &Arc<Inner>, consumer: &Registered) -> Result<(), BusError> {
-    let name = consumer.spec.name.clone();
-    let start = consumer.spec.start;
-    inner
-        .db
-        .write(move |txn| {
-            let head = {
-                let meta = txn.open_table(super::store::META)?;
-                meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1) - 1
+pub(super) fn init_state_blocking(
+    db: &crate::store::Db,
+    spec: &super::ConsumerSpec,
+) -> Result<(), BusError> {
+    let name = spec.name.clone();
+    let start = spec.start;
+    db.write_blocking(move |txn| {
+        let head = {
+            let meta = txn.open_table(super::store::META)?;
+            meta.get("next_seq")?.map(|v| v.value()).unwrap_or(1) - 1
+        };
+        let mut t = txn.open_table(CONSUMERS)?;
+        if t.get(name.as_str())?.is_none() {
+            let cursor = match start {
+                StartAt::Beginning => 0,
+                StartAt::Now => head,
             };
-            let mut t = txn.open_table(CONSUMERS)?;
-            if t.get(name.as_str())?.is_none() {
-                let cursor = match start {
-                    StartAt::Beginning => 0,
-                    StartAt::Now => head,
-                };
-                let state = ConsumerState {
-                    cursors: [cursor; 4],
-                    created_ms: now_ms(),
-                };
-                t.insert(name.as_str(), codec::encode(&state).as_slice())?;
-            }
-            Ok(())
-        })
-        .await
+            let state = ConsumerState {
+                cursors: [cursor; 4],
+                created_ms: now_ms(),
+            };
+            t.insert(name.as_str(), codec::encode(&state).as_slice())?;
+        }
+        Ok(())
+    })
 }
 
 async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Round, BusError> {
@@ -253,6 +245,7 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
             }
             Ok(Round {
                 picks,
+                start: state.cursors,
                 cursors,
                 next_retry_ms,
             })
@@ -263,6 +256,7 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
 async fn commit_round(
     inner: &Arc<Inner>,
     name: &Arc<str>,
+    start: [u64; 4],
     cursors: [u64; 4],
     results: Vec<(Pick, Outcome)>,
     max_deliver: u32,
@@ -281,10 +275,10 @@ async fn commit_round(
                     Some(v) => codec::decode(v.value())?,
                     None => return Err(BusError::UnknownConsumer(name.to_string())),
                 };
-                // A replay may have moved the cursors back while we delivered; keep the replay.
-                for (lane, c) in cursors.iter().enumerate() {
-                    if *c > state.cursors[lane] {
-                        state.cursors[lane] = *c;
+                // A replay may have moved a cursor while we delivered; keep the replay.
+                for lane in 0..4 {
+                    if state.cursors[lane] == start[lane] {
+                        state.cursors[lane] = cursors[lane];
                     }
                 }
                 states.insert(name, codec::encode(&state).as_slice())?;

@@ -382,6 +382,11 @@ impl Bus {
             spec.name,
             spec.filter
         );
+        // The persisted state is created now, so `StartAt::Now` means "from registration":
+        // events published between registration and `start` are not missed.
+        if let Err(e) = dispatch::init_state_blocking(&self.inner.db, &spec) {
+            panic!("cannot initialise bus consumer {}: {e}", spec.name);
+        }
         let mut consumers = self.inner.consumers.lock().expect("bus registry");
         assert!(
             consumers.iter().all(|c| c.spec.name != spec.name),

@@ -95,13 +95,20 @@ fn system_routes() -> Routes {
 pub fn build_router(state: AppState) -> (Router, Vec<RouteInfo>) {
     let (router, table) = all_routes().into_parts();
     let timeout = state.config.server.request_timeout.get();
+    let https = state.config.https();
+    // Admin JSON bodies are small; routes that take more (ingest) set their own limit, which
+    // wins because it is applied closer to the handler.
+    let body_limit = state.config.server.max_json_body.as_usize();
     let router = router
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(move |req, next| {
+            security_headers(https, req, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
@@ -127,7 +134,7 @@ async fn not_found() -> ApiError {
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(https: bool, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
@@ -144,6 +151,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
         "permissions-policy",
         "camera=(), microphone=(), geolocation=()",
     );
+    if https {
+        set(h, "strict-transport-security", "max-age=31536000");
+    }
     resp
 }
 

@@ -44,7 +44,13 @@ impl TestServer {
     }
 
     /// Starts a server on `config` (its data dir is the caller's).
-    pub async fn start_with(mut config: Config) -> TestServer {
+    pub async fn start_with(config: Config) -> TestServer {
+        Self::start_with_hook(config, |_| {}).await
+    }
+
+    /// Like [`TestServer::start_with`], running `hook` on the built app before it serves (to
+    /// register extra bus consumers, for instance).
+    pub async fn start_with_hook(mut config: Config, hook: impl FnOnce(&AppState)) -> TestServer {
         install_crypto();
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -57,6 +63,7 @@ impl TestServer {
         let data_dir = config.storage.data_dir.clone();
         let app = hearth::build(config).expect("build app");
         let state = app.state().clone();
+        hook(&state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.serve(listener, async move {
