@@ -3,7 +3,7 @@
 // Every string from an event is attacker-controlled: it only ever becomes text.
 import { h, s, fmtNum, timeEl, when } from '../dom.js';
 import { get, post, del } from '../api.js';
-import { can, navigate, panel, errorBox, attempt, badge, statusLabel, confirmDialog, toast, session } from '../ui.js';
+import { can, navigate, panel, errorBox, attempt, badge, statusLabel, confirmDialog, session } from '../ui.js';
 
 const str = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v, null, 2));
 
@@ -282,13 +282,15 @@ export async function view(ctx) {
 
   root.append(h('div', { class: 'detail' }, main, side));
 
-  // Live: this issue changed (new event, state change) → refresh the header quietly.
+  // Live: this issue changed (new event, state change, comment) → re-render it, debounced so
+  // a burst of events (or our own action's echo) re-renders once.
+  let timer = null;
   ctx.onLive = (msg) => {
     const p = msg.payload || {};
     const issueId = p.issue_id ?? p.id ?? (p.issue && p.issue.id);
-    if (Number(issueId) === id && (msg.subject || '').startsWith('issue.')) {
-      toast('This issue changed; reloading.');
-      navigate(location.hash);
-    }
+    if (Number(issueId) !== id || !(msg.subject || '').startsWith('issue.')) return;
+    clearTimeout(timer);
+    timer = setTimeout(() => { if (ctx.alive()) navigate(location.hash); }, 600);
   };
+  ctx.cleanup = () => clearTimeout(timer);
 }
