@@ -126,7 +126,7 @@ async function tokensPanel() {
   const form = h('form', { class: 'row' }, label, h('button', { class: 'btn', type: 'submit' }, 'Create token'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    const r = await attempt(() => post('/api/tokens', { label: label.value.trim() }));
+    const r = await attempt(() => post('/api/tokens', { name: label.value.trim() || 'dashboard', label: label.value.trim() }));
     if (!r) return;
     const secret = r.secret || r.token_secret || (typeof r.token === 'string' ? r.token : '');
     const code = h('code', { id: 'new-token' }, secret);
