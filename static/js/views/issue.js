@@ -196,8 +196,8 @@ export async function view(ctx) {
     h('h1', { id: 'issue-title' }, it.title || '(no title)'),
     it.culprit ? h('div', { class: 'culprit' }, it.culprit) : null,
     h('div', { class: 'meta row' },
-      h('span', null, h('strong', null, fmtNum(it.count)), ' events'),
-      h('span', null, h('strong', null, fmtNum(it.user_count)), ' users'),
+      h('span', null, h('strong', null, fmtNum(it.count)), it.count === 1 ? ' event' : ' events'),
+      h('span', null, h('strong', null, fmtNum(it.user_count)), it.user_count === 1 ? ' user' : ' users'),
       h('span', null, 'first seen ', timeEl(it.first_seen_ms)),
       h('span', null, 'last seen ', timeEl(it.last_seen_ms)),
       it.assignee_id != null ? h('span', null, 'assigned to ', userName(it.assignee_id)) : null)));
