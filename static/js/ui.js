@@ -72,7 +72,7 @@ export function panel(title, body, headExtra) {
 }
 
 export function notAvailable(what) {
-  return h('div', { class: 'note' }, `${what} is not available on this server yet.`);
+  return h('div', { class: 'note', dataset: { unavailable: what } }, 'Not available on this server yet.');
 }
 
 export function badge(text, cls = '') {

@@ -840,3 +840,33 @@ async fn anonymous_visitor_sees_login_under_csp() {
     b.close().await;
     s.stop().await;
 }
+
+/// The alerts and mail screens render their lists (or say the part is not in this build)
+/// without errors.
+#[tokio::test]
+async fn alerts_and_mail_screens() {
+    let s = TestServer::start().await;
+    if !apis_present(&s).await {
+        return;
+    }
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (email, password) = user(&s, Role::Owner).await;
+    b.login(&s, &email, &password).await;
+    for (hash, panels) in [("#/alerts", 3), ("#/mail", 3)] {
+        b.c.goto(&s.url(&format!("/{hash}"))).await.unwrap();
+        b.wait_js(
+            &format!("the {hash} panels"),
+            &format!("return document.querySelectorAll('#app .panel').length >= {panels}"),
+        )
+        .await;
+        let errors = b
+            .js("return [...document.querySelectorAll('#app .error-box')].map(e => e.textContent)")
+            .await;
+        assert_eq!(errors, json!([]), "{hash} shows no errors");
+        b.screenshot(&hash[2..]).await;
+    }
+    b.close().await;
+    s.stop().await;
+}

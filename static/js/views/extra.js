@@ -2,20 +2,28 @@
 // each screen shows "not available" on a 404 and renders whatever lists it gets generically.
 import { h, timeEl } from '../dom.js';
 import { get, post } from '../api.js';
-import { can, panel, errorBox, attempt, notAvailable } from '../ui.js';
+import { can, panel, errorBox, attempt, notAvailable, badge } from '../ui.js';
 
 const str = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v));
 const isTime = (k) => /_ms$/.test(k);
 
-/** A table of objects: columns are the union of their scalar keys (first 7). */
-function table(items, actions) {
+/** A table of objects: `columns` (keys, or `[key, fn(item)]`) or the first 7 keys seen. */
+function table(items, actions, columns) {
   if (!items.length) return h('div', { class: 'muted small' }, 'None yet.');
-  const cols = [];
-  for (const it of items) for (const k of Object.keys(it)) if (!cols.includes(k) && cols.length < 7) cols.push(k);
+  let cols = columns;
+  if (!cols) {
+    cols = [];
+    for (const it of items) for (const k of Object.keys(it)) if (!cols.includes(k) && cols.length < 7) cols.push(k);
+  }
+  const cell = (it, c) => {
+    if (Array.isArray(c)) return c[1](it);
+    return isTime(c) && typeof it[c] === 'number' ? timeEl(it[c]) : str(it[c]).slice(0, 200);
+  };
+  const head = (c) => (Array.isArray(c) ? c[0] : c).replace(/_ms$/, '').replace(/_/g, ' ');
   return h('div', { class: 'table-wrap' }, h('table', { class: 'tbl' },
-    h('thead', null, h('tr', null, cols.map((c) => h('th', null, c.replace(/_/g, ' '))), actions ? h('th') : null)),
+    h('thead', null, h('tr', null, cols.map((c) => h('th', null, head(c))), actions ? h('th') : null)),
     h('tbody', null, items.map((it) => h('tr', null,
-      cols.map((c) => h('td', { class: 'small' }, isTime(c) && typeof it[c] === 'number' ? timeEl(it[c]) : str(it[c]).slice(0, 200))),
+      cols.map((c) => h('td', { class: 'small' }, cell(it, c))),
       actions ? h('td', null, actions(it)) : null)))));
 }
 
@@ -27,9 +35,10 @@ async function fetchList(path) {
   return [];
 }
 
-async function section(title, path, actions) {
+async function section(title, path, actions, columns, render) {
   try {
-    return panel(title, table(await fetchList(path), actions));
+    const items = await fetchList(path);
+    return panel(title, render ? render(items) : table(items, actions, columns));
   } catch (e) {
     return panel(title, e.status === 404 ? notAvailable(title) : errorBox(e));
   }
@@ -39,24 +48,51 @@ export async function alerts(ctx) {
   const { root } = ctx;
   root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Alerts'),
     h('div', { class: 'muted' }, 'Rules watch the bus (new issue, regression, frequency, monitors, DLQ growth) and notify channels.'))));
-  const testBtn = (kind) => (it) => can('admin') && it.id != null
-    ? h('button', { class: 'btn small', type: 'button', onclick: () => attempt(() => post(`/api/alerts/${kind}/${it.id}/test`), 'Test sent') }, 'Send test')
+  const testBtn = (it) => can('admin') && it.id != null
+    ? h('button', { class: 'btn small', type: 'button', dataset: { test: it.id }, onclick: () => attempt(() => post(`/api/alerts/channels/${it.id}/test`), 'Test alert delivered') }, 'Send test')
     : null;
   const parts = await Promise.all([
-    section('Rules', '/api/alerts/rules', testBtn('rules')),
-    section('Channels', '/api/alerts/channels', testBtn('channels')),
+    section('Rules', '/api/alerts/rules', null, ['name',
+      ['enabled', (r) => badge(r.enabled === false ? 'off' : 'on', r.enabled === false ? 'muted' : 'resolved')],
+      ['when', (r) => h('code', null, r.when && typeof r.when === 'object' ? (r.when.type || str(r.when)) : str(r.when))],
+      ['channels', (r) => str(Array.isArray(r.channels) ? r.channels.length : r.channels)],
+      ['throttle', (r) => (r.throttle_minutes ? `${r.throttle_minutes} min` : '–')], 'updated_ms']),
+    can('admin') ? section('Channels', '/api/alerts/channels', testBtn, ['name', ['type', (c) => h('code', null, c.type || c.kind || '')], 'created_ms']) : null,
+    section('Recently fired', '/api/alerts/history?limit=50', null, [
+      ['rule', (f) => (f.alert && f.alert.rule_name) || f.rule_name || ''],
+      ['kind', (f) => (f.alert && f.alert.kind) || f.kind || ''],
+      ['title', (f) => (f.alert && (f.alert.title || f.alert.message)) || ''],
+      ['deliveries', (f) => (Array.isArray(f.deliveries) ? f.deliveries.map((d) => d.status || d.outcome || str(d)).join(', ') : '')],
+      ['at', (f) => { const t = (f.alert && (f.alert.at_ms || f.alert.fired_ms)) || f.at_ms; return t ? timeEl(t) : ''; }]]),
   ]);
   if (!ctx.alive()) return;
   root.append(h('div', { class: 'stack' }, parts));
+}
+
+/** Templates as expandable rows: the sources are shown as text, never rendered. */
+function templates(items) {
+  if (!items.length) return h('div', { class: 'muted small' }, 'None yet.');
+  return h('div', { id: 'templates' }, items.map((t) => h('details', { class: 'frame' },
+    h('summary', null, h('span', { class: 'fn' }, t.name || ''), t.builtin ? badge('built in') : null,
+      h('span', { class: 'file' }, t.description || t.subject || '')),
+    h('div', { class: 'vars stack' },
+      h('dl', { class: 'kv' }, h('dt', null, 'subject'), h('dd', null, t.subject || '')),
+      h('h3', null, 'Text'), h('pre', { class: 'snippet' }, t.text || ''),
+      t.html ? h('h3', null, 'HTML source') : null, t.html ? h('pre', { class: 'snippet' }, t.html) : null))));
 }
 
 export async function mail(ctx) {
   const { root } = ctx;
   root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Mail'),
     h('div', { class: 'muted' }, 'The outbox, its delivery log and templates.'))));
+  const retry = (m) => can('admin') && m.id != null && /fail|dead|bounce/.test(String(m.status || ''))
+    ? h('button', { class: 'btn small', type: 'button', onclick: () => attempt(() => post(`/api/mail/messages/${m.id}/retry`), 'Queued again') }, 'Retry')
+    : null;
   const parts = await Promise.all([
-    section('Delivery log', '/api/mail/messages'),
-    section('Templates', '/api/mail/templates'),
+    section('Delivery log', '/api/mail/messages', retry, [
+      ['status', (m) => badge(String(m.status || ''), /sent|deliver/.test(String(m.status)) ? 'resolved' : /fail|dead|bounce/.test(String(m.status)) ? 'regressed' : 'unresolved')],
+      ['to', (m) => (Array.isArray(m.to) ? m.to.join(', ') : str(m.to))], 'subject', 'template', 'attempts', 'created_ms']),
+    section('Templates', '/api/mail/templates', null, null, templates),
   ]);
   if (!ctx.alive()) return;
   let testForm = null;
