@@ -13,12 +13,13 @@ async function healthPanel() {
   ]);
   const version = spec && spec.info ? spec.info.version : '?';
   const routes = spec && spec.paths ? Object.keys(spec.paths).length : 0;
-  return panel('Server', h('dl', { class: 'kv', id: 'server-info' },
-    h('dt', null, 'Health'), h('dd', null, ready ? badge('ready', 'resolved') : badge('not ready', 'regressed')),
-    h('dt', null, 'Version'), h('dd', { id: 'version' }, version),
-    h('dt', null, 'API'), h('dd', null, `${routes} paths · `, h('a', { href: '/api/openapi.json' }, 'openapi.json')),
-    h('dt', null, 'Metrics'), h('dd', null, h('a', { href: '/metrics' }, '/metrics')),
-    h('dt', null, 'Signed in'), h('dd', null, `${session.me.email} (${session.me.role})`)));
+  const card = (label, ...value) => h('div', { class: 'panel card' }, h('div', { class: 'muted small' }, label), h('div', { class: 'card-value' }, value));
+  return h('div', { class: 'cards', id: 'server-info' },
+    card('Health', ready ? badge('ready', 'resolved') : badge('not ready', 'regressed')),
+    card('Version', h('span', { id: 'version' }, version)),
+    card('API', `${routes} paths · `, h('a', { href: '/api/openapi.json' }, 'openapi.json')),
+    card('Metrics', h('a', { href: '/metrics' }, '/metrics')),
+    card('Signed in as', `${session.me.name || session.me.email} (${session.me.role})`));
 }
 
 async function busPanel() {
@@ -161,5 +162,5 @@ export async function view(ctx) {
     can('admin') ? safe(usersPanel()) : Promise.resolve(null),
   ]);
   if (!ctx.alive()) return;
-  root.append(h('div', { class: 'stack' }, h('div', { class: 'grid cols-3' }, server), bus, dlq, users, tokens));
+  root.append(h('div', { class: 'stack' }, server, bus, dlq, users, tokens));
 }
