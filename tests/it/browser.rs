@@ -870,3 +870,89 @@ async fn alerts_and_mail_screens() {
     b.close().await;
     s.stop().await;
 }
+
+/// The detail view's actions reach the API: comment, assign to me, mute; then bulk resolve
+/// from the list with the keyboard (x selects) and the bulk bar.
+#[tokio::test]
+async fn issue_actions_and_bulk_resolve() {
+    let s = TestServer::start().await;
+    if !apis_present(&s).await {
+        return;
+    }
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let (pid, _, dsn) = s.project("actions").await;
+    for ty in ["GammaError", "DeltaError"] {
+        send_event(
+            &dsn,
+            error_event(ty, "x", vec![frame("f", "f.py", 1, true)], None),
+        )
+        .await;
+    }
+    let gamma = issue_id(&s, pid, "GammaError").await;
+    issue_id(&s, pid, "DeltaError").await;
+    let (email, password) = user(&s, Role::Admin).await;
+    b.login(&s, &email, &password).await;
+
+    b.c.goto(&s.url(&format!("/#/issues/{gamma}")))
+        .await
+        .unwrap();
+    b.type_into("#comment-text", "Looking into it <b>now</b>")
+        .await;
+    b.click("#comment-form button[type=submit]").await;
+    b.wait_js(
+        "the comment",
+        "return [...document.querySelectorAll('#comments .text')].some(e => e.textContent === 'Looking into it <b>now</b>')",
+    )
+    .await;
+    b.js("const s = document.querySelector('[data-action=assign]'); s.value = s.options[1].value; s.dispatchEvent(new Event('change')); return 1")
+        .await;
+    b.wait_js(
+        "the assignment",
+        "return /assigned to you/.test(document.querySelector('.detail-head').textContent)",
+    )
+    .await;
+    b.js("const s = document.querySelector('[data-action=mute]'); s.value = 'forever'; s.dispatchEvent(new Event('change')); return 1")
+        .await;
+    b.wait_js(
+        "the muted badge",
+        "return [...document.querySelectorAll('.detail-head .badge')].some(e => e.textContent === 'muted')",
+    )
+    .await;
+    let hist = b
+        .js("return document.getElementById('history').textContent")
+        .await;
+    assert!(hist.as_str().unwrap().contains("muted"), "{hist}");
+
+    // Bulk: select the remaining unresolved issue with the keyboard and resolve it.
+    b.c.goto(&s.url(&format!("/#/projects/{pid}/issues")))
+        .await
+        .unwrap();
+    b.wait_js(
+        "one unresolved issue",
+        "return document.querySelectorAll('#issue-list .issue-row').length === 1",
+    )
+    .await;
+    let body = b.c.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("j").await.unwrap();
+    b.c.active_element()
+        .await
+        .unwrap()
+        .send_keys("x")
+        .await
+        .unwrap();
+    b.wait_js(
+        "the bulk buttons to enable",
+        "return !document.querySelector('[data-bulk=resolved]').disabled",
+    )
+    .await;
+    b.click("[data-bulk=resolved]").await;
+    b.wait_js(
+        "the list to empty",
+        "return !!document.getElementById('no-issues')",
+    )
+    .await;
+    b.close().await;
+    s.stop().await;
+}

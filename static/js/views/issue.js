@@ -271,7 +271,7 @@ export async function view(ctx) {
   let cform = null;
   if (can('agent')) {
     const ta = h('textarea', { id: 'comment-text', placeholder: 'Add a comment…', 'aria-label': 'Comment' });
-    cform = h('form', null, ta, h('div', { class: 'row end' }, h('button', { class: 'btn small', type: 'submit' }, 'Comment')));
+    cform = h('form', { id: 'comment-form' }, ta, h('div', { class: 'row end' }, h('button', { class: 'btn small', type: 'submit' }, 'Comment')));
     cform.addEventListener('submit', async (e) => {
       e.preventDefault();
       if (!ta.value.trim()) return;
