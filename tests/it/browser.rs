@@ -456,7 +456,10 @@ async fn first_run_to_resolved_issue() {
         .js("return document.querySelector('#exceptions .frame.inapp .ctx-line.cur').textContent")
         .await;
     assert!(ctx.as_str().unwrap().contains("qty = int("), "{ctx}");
+    // A tall window so the artifact shows the side column and the breadcrumbs too.
+    b.c.set_window_size(1280, 1500).await.unwrap();
     b.screenshot("issue-detail").await;
+    b.c.set_window_size(1280, 900).await.unwrap();
 
     // Resolve; the list then shows the state.
     b.click("[data-action=resolve]").await;

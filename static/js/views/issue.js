@@ -172,9 +172,10 @@ export async function view(ctx) {
   const { root } = ctx;
   const id = Number(ctx.params[0]);
   const eventId = ctx.params[1];
-  const [ir, er] = await Promise.all([
+  const [ir, er, evs] = await Promise.all([
     get(`/api/issues/${id}`),
     get(eventId ? `/api/issues/${id}/events/${encodeURIComponent(eventId)}` : `/api/issues/${id}/events/latest`).catch((e) => ({ error: e })),
+    get(`/api/issues/${id}/events?limit=15`).catch(() => null),
   ]);
   if (!ctx.alive()) return;
   const it = (ir && (ir.issue || ir)) || {};
@@ -258,6 +259,18 @@ export async function view(ctx) {
   side.append(panel('Tags', tagPanel.length ? tagPanel : h('div', { class: 'muted small' }, 'No tags.')));
   side.append(panel('Releases', listOf(it.releases)));
   side.append(panel('Environments', listOf(it.environments)));
+  const recent = (evs && Array.isArray(evs.events)) ? evs.events : [];
+  const shownId = er && er.event && (er.event.event_id || er.event.id);
+  if (recent.length) {
+    side.append(panel('Recent events', h('ul', { class: 'history', id: 'recent-events' }, recent.map((e) => {
+      const eid = e.event_id || e.id;
+      const label = e.message || e.title || eid;
+      return h('li', { class: eid === shownId ? 'current' : '' },
+        h('a', { href: `#/issues/${id}/events/${encodeURIComponent(eid)}` }, timeEl(e.received_ms || e.timestamp_ms)),
+        ' ', h('span', { class: 'muted' }, [e.release, e.environment].filter(Boolean).join(' · ')),
+        h('div', { class: 'mono small ellipsis' }, label));
+    }))));
+  }
   const hist = Array.isArray(it.history) ? it.history : [];
   side.append(panel('History', hist.length ? h('ul', { class: 'history', id: 'history' }, hist.slice().reverse().map((x) => h('li', null,
     timeEl(x.at_ms), ' · ', h('strong', null, userName(x.user_id)), ` ${x.action || ''}`,
