@@ -273,7 +273,7 @@ export async function view(ctx) {
   }
   const hist = Array.isArray(it.history) ? it.history : [];
   side.append(panel('History', hist.length ? h('ul', { class: 'history', id: 'history' }, hist.slice().reverse().map((x) => h('li', null,
-    timeEl(x.at_ms), ' · ', h('strong', null, userName(x.user_id)), ` ${x.action || ''}`,
+    timeEl(x.at_ms), ' · ', h('strong', null, userName(x.user_id)), ` ${String(x.action || '').replace(/_/g, ' ')}`,
     x.from != null || x.to != null ? ` ${x.from ?? ''} → ${x.to ?? ''}` : '',
     x.detail ? h('div', { class: 'muted' }, str(x.detail)) : null))) : h('div', { class: 'muted small' }, 'No changes yet.')));
 
