@@ -328,6 +328,7 @@ async fn first_run_to_resolved_issue() {
                 "const f = document.querySelector('form'); return f && !f.hidden",
             )
             .await;
+            b.screenshot("setup").await;
             b.type_into("#name", "Olivia Owner").await;
             b.type_into("#email", &email).await;
             b.type_into("#password", &password).await;
