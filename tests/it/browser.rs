@@ -149,7 +149,7 @@ impl Browser {
     /// Saves a PNG of the viewport under the test-artifacts directory and returns its path.
     async fn screenshot(&self, name: &str) -> PathBuf {
         // Transient toasts would cover the page.
-        self.js("document.getElementById('toasts').replaceChildren(); return 1")
+        self.js("const t = document.getElementById('toasts'); if (t) t.replaceChildren(); return 1")
             .await;
         let png = self.c.screenshot().await.expect("screenshot");
         let dir = artifacts_dir();
