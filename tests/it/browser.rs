@@ -149,8 +149,10 @@ impl Browser {
     /// Saves a PNG of the viewport under the test-artifacts directory and returns its path.
     async fn screenshot(&self, name: &str) -> PathBuf {
         // Transient toasts would cover the page.
-        self.js("const t = document.getElementById('toasts'); if (t) t.replaceChildren(); return 1")
-            .await;
+        self.js(
+            "const t = document.getElementById('toasts'); if (t) t.replaceChildren(); return 1",
+        )
+        .await;
         let png = self.c.screenshot().await.expect("screenshot");
         let dir = artifacts_dir();
         std::fs::create_dir_all(&dir).unwrap();
@@ -676,6 +678,24 @@ async fn system_and_projects_screens() {
     )
     .await;
     b.screenshot("system").await;
+    // A new API token is shown once, and it works.
+    b.type_into("#token-label", "ci-deploy").await;
+    b.click("#token-form button[type=submit]").await;
+    let secret = b
+        .wait_js(
+            "the new token",
+            "const t = document.getElementById('new-token'); return t && t.textContent",
+        )
+        .await;
+    let secret = secret.as_str().unwrap().to_string();
+    let r = s
+        .http
+        .get(s.url("/api/projects"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the token shown once authenticates");
 
     b.c.goto(&s.url("/#/projects")).await.unwrap();
     b.type_into("#new-project-name", "snippets").await;

@@ -123,8 +123,8 @@ async function tokensPanel() {
     return panel('API tokens', e.status === 404 ? notAvailable('API tokens') : errorBox(e));
   }
   const shown = h('div');
-  const label = h('input', { type: 'text', placeholder: 'label, e.g. ci-deploy', 'aria-label': 'Token label' });
-  const form = h('form', { class: 'row' }, label, h('button', { class: 'btn', type: 'submit' }, 'Create token'));
+  const label = h('input', { type: 'text', id: 'token-label', placeholder: 'label, e.g. ci-deploy', 'aria-label': 'Token label' });
+  const form = h('form', { class: 'row', id: 'token-form' }, label, h('button', { class: 'btn', type: 'submit' }, 'Create token'));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const r = await attempt(() => post('/api/tokens', { name: label.value.trim() || 'dashboard', label: label.value.trim() }));
