@@ -281,14 +281,30 @@ async fn via_socket(
 async fn in_process(config: Config, req: ApiRequest) -> anyhow::Result<(StatusCode, Value)> {
     use tower::ServiceExt;
     let data_dir = config.storage.data_dir.clone();
-    let app = crate::build(config).map_err(|e| match e {
-        crate::BuildError::Store(crate::store::StoreError::Locked) => anyhow!(
-            "the database in {} is open in another process, but nothing answers on its admin \
-             socket; wait for that server to finish starting, or stop it",
-            data_dir.display()
-        ),
-        other => anyhow!("opening {}: {other}", data_dir.display()),
-    })?;
+    let socket = config.socket_path();
+    let app = match crate::build(config) {
+        Ok(app) => app,
+        Err(crate::BuildError::Store(crate::store::StoreError::Locked)) => {
+            // A server holds the database but has not opened its socket yet (it is starting):
+            // give it a moment rather than fail.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+            while tokio::time::Instant::now() < deadline {
+                if let Ok(stream) = tokio::net::UnixStream::connect(&socket).await {
+                    return via_socket(stream, req).await.with_context(|| {
+                        format!("talking to the server over {}", socket.display())
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            bail!(
+                "the database in {} is open in another process, but nothing answers on its \
+                 admin socket {}; is that server stuck? stop it and retry",
+                data_dir.display(),
+                socket.display()
+            );
+        }
+        Err(other) => bail!("opening {}: {other}", data_dir.display()),
+    };
     let mut request = http_request(req)?;
     request.extensions_mut().insert(LocalSocket);
     let resp = app

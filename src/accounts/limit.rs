@@ -31,7 +31,10 @@ impl LoginLimiter {
     fn keys(ip: Option<&str>, account: &str) -> [(Option<String>, u32); 2] {
         [
             (ip.map(|ip| format!("ip:{ip}")), 0),
-            (Some(format!("acct:{}", account.trim().to_ascii_lowercase())), 1),
+            (
+                Some(format!("acct:{}", account.trim().to_ascii_lowercase())),
+                1,
+            ),
         ]
     }
 
@@ -48,14 +51,19 @@ impl LoginLimiter {
                 self.per_account
             } as usize;
             let Some(q) = map.get_mut(&key) else { continue };
-            while q.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
                 q.pop_front();
             }
             if q.len() >= limit {
                 // Free again when the oldest failure that still counts leaves the window.
                 let idx = q.len() - limit;
                 let until = q[idx] + self.window;
-                let w = until.saturating_duration_since(now).max(Duration::from_secs(1));
+                let w = until
+                    .saturating_duration_since(now)
+                    .max(Duration::from_secs(1));
                 wait = Some(wait.map_or(w, |x| x.max(w)));
             }
         }

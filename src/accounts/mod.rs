@@ -231,9 +231,9 @@ impl Accounts {
             Some((token_id, u)) if !u.disabled => {
                 self.touch_token(token_id, secret_hash(token));
                 Ok(Authed {
-                user_id: u.id,
-                email: u.email,
-                role: u.role,
+                    user_id: u.id,
+                    email: u.email,
+                    role: u.role,
                     via: AuthVia::Token,
                 })
             }

@@ -267,7 +267,13 @@ async fn set_password(
 }
 
 async fn list_users(_: Admin, State(s): State<AppState>) -> ApiResult<ApiJson<Value>> {
-    let users: Vec<Value> = s.accounts.list_users().await?.iter().map(user_view).collect();
+    let users: Vec<Value> = s
+        .accounts
+        .list_users()
+        .await?
+        .iter()
+        .map(user_view)
+        .collect();
     Ok(ApiJson(json!({ "users": users })))
 }
 
@@ -287,13 +293,9 @@ async fn create_user(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<NewUser>,
 ) -> ApiResult<ApiJson<Value>> {
-    let name = body.name.unwrap_or_else(|| {
-        body.email
-            .split('@')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    });
+    let name = body
+        .name
+        .unwrap_or_else(|| body.email.split('@').next().unwrap_or_default().to_string());
     let user = s
         .accounts
         .create_user(&body.email, &name, body.role, body.password.as_deref())

@@ -42,17 +42,13 @@ async fn backup(
     if body.path.exists() {
         return Err(ApiError::new(
             Code::Conflict,
-            format!(
-                "{} exists; choose a new file name",
-                body.path.display()
-            ),
+            format!("{} exists; choose a new file name", body.path.display()),
         ));
     }
-    let bytes = s
-        .db
-        .backup_to(body.path.clone())
-        .await
-        .map_err(|e| ApiError::bad_request(format!("backup failed: {e}")))?;
+    let bytes =
+        s.db.backup_to(body.path.clone())
+            .await
+            .map_err(|e| ApiError::bad_request(format!("backup failed: {e}")))?;
     tracing::info!(path = %body.path.display(), bytes, by = %who.email, "database backed up");
     Ok(ApiJson(json!({ "path": body.path, "bytes": bytes })))
 }

@@ -1,4 +1,7 @@
 //! Black-box integration tests: one binary, real servers on 127.0.0.1:0.
 
+mod accounts;
+mod cli;
 mod common;
+mod router_walk;
 mod system;
