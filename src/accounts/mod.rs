@@ -474,6 +474,11 @@ impl Accounts {
         _state: &crate::app::AppState,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        // Compute the dummy hash now, so the first login with an unknown email is not the
+        // slow one.
+        tokio::task::spawn_blocking(|| {
+            session::dummy_hash();
+        });
         let this = self.clone();
         let setup = tokio::spawn(async move {
             if let Err(e) = this.announce_setup_link().await {

@@ -51,7 +51,7 @@ pub struct UserPatch {
 
 /// A password hash nobody knows, checked when the email is unknown so that a wrong email and
 /// a wrong password cost the same time.
-fn dummy_hash() -> &'static str {
+pub(super) fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
         hash_password(&format!("dummy-{}", random_hex(16))).expect("hash a dummy password")
@@ -223,13 +223,14 @@ impl Accounts {
                 get_user(txn, id)
             })
             .await?;
-        let phc = user
-            .as_ref()
-            .and_then(|u| u.password_hash.clone())
-            .unwrap_or_else(|| dummy_hash().to_string());
+        let phc = user.as_ref().and_then(|u| u.password_hash.clone());
         let password = password.to_string();
         // Always verify, even for an unknown email, so timing does not reveal which emails exist.
-        let matches = run_blocking(move || verify_password(&password, &phc)).await;
+        let matches = run_blocking(move || {
+            let phc = phc.as_deref().unwrap_or_else(|| dummy_hash());
+            verify_password(&password, phc)
+        })
+        .await;
         let user = match user {
             Some(u) if matches && u.password_hash.is_some() && !u.disabled => u,
             _ => {
@@ -364,6 +365,13 @@ impl Accounts {
     ) -> Result<(User, String), AccountsError> {
         let email = check_email(email)?;
         let name = name.trim().to_string();
+        // Refuse cheaply before paying for a password hash (the route is public).
+        if self.user_count().await? > 0 {
+            return Err(AccountsError::SetupAlreadyDone);
+        }
+        if !matches!(self.link_info(token).await?, Some((LinkKind::Setup, _))) {
+            return Err(AccountsError::LinkInvalid);
+        }
         let hash = hash_blocking(password.to_string()).await?;
         let token_hash = secret_hash(token);
         let ttl = self.config.auth.session_ttl.get();
@@ -409,6 +417,13 @@ impl Accounts {
         token: &str,
         password: &str,
     ) -> Result<(User, String), AccountsError> {
+        // Refuse cheaply before paying for a password hash (the route is public).
+        if !matches!(
+            self.link_info(token).await?,
+            Some((LinkKind::SetPassword { .. }, _))
+        ) {
+            return Err(AccountsError::LinkInvalid);
+        }
         let hash = hash_blocking(password.to_string()).await?;
         let token_hash = secret_hash(token);
         let ttl = self.config.auth.session_ttl.get();

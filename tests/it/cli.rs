@@ -377,3 +377,99 @@ async fn serve_prints_a_setup_link_that_works_once() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// Leaves two dead letters for consumer `cli.test` in the database of `dir` (the app is
+/// stopped again when this returns). Returns their sequence numbers.
+async fn make_dead_letters(dir: &Path) -> (u64, u64) {
+    use hearth::bus::{ConsumerSpec, Outcome, Priority, StartAt};
+    let app = hearth::build(test_config(dir)).unwrap();
+    let state = app.state().clone();
+    state.bus.register(
+        ConsumerSpec::new("cli.test", &["cli.>"])
+            .start_at(StartAt::Beginning)
+            .max_deliver(1),
+        |_d| async { Outcome::Term("refused on purpose".into()) },
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = state.bus.start(stop.clone());
+    let mut seqs = Vec::new();
+    for i in 0..2 {
+        let bus = state.bus.clone();
+        let seq = state
+            .db
+            .write(move |txn| {
+                bus.publish_durable(txn, "cli.failing", Priority::Normal, &json!({ "n": i }))
+            })
+            .await
+            .unwrap();
+        seqs.push(seq);
+    }
+    crate::common::wait_for("two dead letters", Duration::from_secs(30), || {
+        let bus = state.bus.clone();
+        async move {
+            let n = bus
+                .dlq_list(Some("cli.test".into()), 10)
+                .await
+                .unwrap()
+                .len();
+            (n == 2).then_some(())
+        }
+    })
+    .await;
+    stop.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(state);
+    drop(app);
+    (seqs[0], seqs[1])
+}
+
+#[tokio::test]
+async fn dlq_commands_show_replay_and_purge_dead_letters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, b) = make_dead_letters(&data).await;
+
+    let l = ok(
+        hearth(&data, &["dlq", "list", "--consumer", "cli.test"]).await,
+        "dlq list",
+    );
+    let listed: Vec<u64> = l["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![a, b]);
+    let d = ok(
+        hearth(&data, &["dlq", "show", "cli.test", &a.to_string()]).await,
+        "dlq show",
+    );
+    assert_eq!(d["consumer"], "cli.test");
+    assert!(d.to_string().contains("refused on purpose"), "{d}");
+
+    let r = ok(
+        hearth(&data, &["dlq", "replay", "cli.test", &a.to_string()]).await,
+        "dlq replay",
+    );
+    assert_eq!(r["replayed"], 1);
+    let r = ok(
+        hearth(
+            &data,
+            &[
+                "dlq",
+                "purge",
+                "--consumer",
+                "cli.test",
+                "--seq",
+                &b.to_string(),
+            ],
+        )
+        .await,
+        "dlq purge",
+    );
+    assert_eq!(r["purged"], 1);
+    let l = ok(hearth(&data, &["dlq", "list"]).await, "dlq list");
+    assert_eq!(l["dead_letters"], json!([]));
+}
