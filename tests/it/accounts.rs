@@ -640,3 +640,152 @@ async fn login_and_setup_pages_are_served_without_inline_script() {
     );
     s.stop().await;
 }
+
+/// A headless Chromium driven through chromedriver, or `None` (test skipped) if not installed.
+struct Browser {
+    client: fantoccini::Client,
+    _driver: tokio::process::Child,
+}
+
+async fn browser() -> Option<Browser> {
+    let driver_bin = ["chromedriver", "/usr/bin/chromedriver"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = tokio::process::Command::new(driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    wait_for(
+        "chromedriver to listen",
+        Duration::from_secs(30),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] }),
+    );
+    let client =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("start a chromium session");
+    Some(Browser {
+        client,
+        _driver: driver,
+    })
+}
+
+async fn fill(c: &fantoccini::Client, css: &str, text: &str) {
+    let el = c
+        .wait()
+        .for_element(fantoccini::Locator::Css(css))
+        .await
+        .unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn wait_for_path(c: &fantoccini::Client, path: &str) {
+    wait_for(
+        &format!("the browser to reach {path}"),
+        Duration::from_secs(20),
+        || async {
+            let url = c.current_url().await.ok()?;
+            (url.path() == path).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn setup_and_login_pages_work_in_a_browser() {
+    use fantoccini::Locator;
+    let Some(b) = browser().await else {
+        crate::common::skip("chromedriver is not installed");
+        return;
+    };
+    let c = &b.client;
+    let s = TestServer::start().await;
+    let token = s.state.accounts.create_setup_token().await.unwrap();
+
+    c.goto(&s.url(&format!("/setup?token={token}")))
+        .await
+        .unwrap();
+    // The form is shown by setup.js, so this also proves the script runs under the CSP.
+    c.wait()
+        .for_element(Locator::Css("#setup-form:not([hidden])"))
+        .await
+        .unwrap();
+    fill(c, "#email", "browser@test.invalid").await;
+    fill(c, "#name", "Browser Owner").await;
+    fill(c, "#password", PW).await;
+    c.find(Locator::Css("#submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/").await;
+    let cookie = c.get_named_cookie("hearth_session").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    let secret = format!("hearth_session={}", cookie.value());
+    let who: Value = me(&s, &secret).await.json().await.unwrap();
+    assert_eq!(who["user"]["email"], "browser@test.invalid");
+    assert_eq!(who["user"]["role"], "owner");
+
+    // Sign in again from the login page; a wrong password shows the API's message.
+    c.delete_all_cookies().await.unwrap();
+    c.goto(&s.url("/login")).await.unwrap();
+    fill(c, "#email", "browser@test.invalid").await;
+    fill(c, "#password", "not the password").await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let msg = wait_for("an error message", Duration::from_secs(20), || async {
+        let t = c
+            .find(Locator::Css("#message"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("wrong email or password").then_some(t)
+    })
+    .await;
+    assert!(!msg.is_empty());
+    fill(c, "#password", PW).await;
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(c, "/").await;
+    assert!(c.get_named_cookie("hearth_session").await.is_ok());
+    c.clone().close().await.unwrap();
+    s.stop().await;
+}
