@@ -282,6 +282,12 @@ async fn in_process(config: Config, req: ApiRequest) -> anyhow::Result<(StatusCo
     use tower::ServiceExt;
     let data_dir = config.storage.data_dir.clone();
     let socket = config.socket_path();
+    if !config.db_path().exists() {
+        eprintln!(
+            "hearth: no database in {} yet; creating one (is --data-dir right?)",
+            data_dir.display()
+        );
+    }
     let app = match crate::build(config) {
         Ok(app) => app,
         Err(crate::BuildError::Store(crate::store::StoreError::Locked)) => {

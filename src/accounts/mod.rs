@@ -487,7 +487,9 @@ impl Accounts {
         });
         let this = self.clone();
         let pruner = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            // First prune an hour after start: expired rows are refused on read anyway.
+            let hour = std::time::Duration::from_secs(3600);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

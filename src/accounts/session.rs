@@ -209,7 +209,7 @@ impl Accounts {
         ip: Option<std::net::IpAddr>,
     ) -> Result<(User, String), AccountsError> {
         let ip = ip.map(|i| i.to_string());
-        if let Err(wait) = self.limiter.check(ip.as_deref(), email) {
+        if let Err(wait) = self.limiter.try_attempt(ip.as_deref(), email) {
             return Err(AccountsError::LoginRateLimited(wait));
         }
         let key = email.trim().to_ascii_lowercase();
@@ -233,12 +233,9 @@ impl Accounts {
         .await;
         let user = match user {
             Some(u) if matches && u.password_hash.is_some() && !u.disabled => u,
-            _ => {
-                self.limiter.record_failure(ip.as_deref(), email);
-                return Err(AccountsError::InvalidCredentials);
-            }
+            _ => return Err(AccountsError::InvalidCredentials),
         };
-        self.limiter.record_success(email);
+        self.limiter.succeeded(ip.as_deref(), email);
         let ttl = self.config.auth.session_ttl.get();
         let id = user.id;
         let secret = self

@@ -789,3 +789,22 @@ async fn setup_and_login_pages_work_in_a_browser() {
     c.clone().close().await.unwrap();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_parallel_guesses_gets_no_more_than_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.auth.login_attempts_per_account = 3;
+    let s = TestServer::start_with(config).await;
+    let email = user_with_password(&s, Role::Viewer).await;
+    let guesses = (0..12).map(|i| {
+        let s = &s;
+        let email = &email;
+        async move { login(s, email, &format!("guess number {i}")).await.status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let tried = statuses.iter().filter(|st| **st == 401).count();
+    let limited = statuses.iter().filter(|st| **st == 429).count();
+    assert_eq!((tried, limited), (3, 9), "{statuses:?}");
+    s.stop().await;
+}
