@@ -282,15 +282,12 @@ async fn commands_reach_a_running_server_over_its_socket() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn serve_prints_a_setup_link_that_works_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let cfg = tmp.path().join("empty.toml");
-    std::fs::write(&cfg, "").unwrap();
+/// Starts `hearth serve` on a free port with JSON logs; returns the child, its address and the
+/// setup token from the link it logged at WARN.
+async fn serve_with_setup_link(data: &Path, cfg: &Path) -> (tokio::process::Child, String, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("-c")
-        .arg(&cfg)
+        .arg(cfg)
         .args([
             "--data-dir",
             data.to_str().unwrap(),
@@ -326,7 +323,24 @@ async fn serve_prints_a_setup_link_that_works_once() {
     tokio::time::timeout(Duration::from_secs(60), read)
         .await
         .expect("hearth serve printed its address and a setup link");
-    let (addr, token) = (addr.unwrap(), token.unwrap());
+    // Keep reading so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr.unwrap(), token.unwrap())
+}
+
+#[tokio::test]
+async fn serve_prints_a_setup_link_that_works_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = tmp.path().join("empty.toml");
+    std::fs::write(&cfg, "").unwrap();
+
+    // A restart before setup prints a new link; the first one stays valid until it expires.
+    let (mut first, _, token) = serve_with_setup_link(&data, &cfg).await;
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let (mut child, addr, second_token) = serve_with_setup_link(&data, &cfg).await;
+    assert_ne!(token, second_token);
 
     crate::common::install_crypto();
     let http = reqwest::Client::new();
