@@ -453,7 +453,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let pu = &self.server.public_url;
-        if !pu.is_empty() && !(pu.starts_with("http://") || pu.starts_with("https://")) {
+        if !(pu.is_empty() || pu.starts_with("http://") || pu.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(
                 "server.public_url must start with http:// or https:// (got {pu:?})"
             )));
@@ -660,11 +660,11 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1_000_000_000 && b % 1_000_000_000 == 0 {
+        if b >= 1_000_000_000 && b.is_multiple_of(1_000_000_000) {
             write!(f, "{} GB", b / 1_000_000_000)
-        } else if b >= 1_000_000 && b % 1_000_000 == 0 {
+        } else if b >= 1_000_000 && b.is_multiple_of(1_000_000) {
             write!(f, "{} MB", b / 1_000_000)
-        } else if b >= 1_000 && b % 1_000 == 0 {
+        } else if b >= 1_000 && b.is_multiple_of(1_000) {
             write!(f, "{} KB", b / 1_000)
         } else {
             write!(f, "{b} B")
@@ -763,12 +763,12 @@ impl fmt::Display for HumanDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let s = ms / 1000;
         for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
-            if s % n == 0 {
+            if s.is_multiple_of(n) {
                 return write!(f, "{}{unit}", s / n);
             }
         }

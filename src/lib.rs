@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod app;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ingest;

@@ -44,6 +44,8 @@ enum Command {
     Config(ConfigCmd),
     /// Exit 0 if the server answers /health/ready, 1 otherwise (for container health checks).
     Healthcheck,
+    #[command(flatten)]
+    Admin(hearth::cli::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -117,6 +119,14 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
             } else {
                 std::process::ExitCode::FAILURE
             })
+        }
+        Command::Admin(cmd) => {
+            hearth::cli::init_logging();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(hearth::cli::run(config, cmd))?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Accounts routes: projects and keys (users, sessions and tokens come with the accounts work).
+//! Accounts routes: projects and keys here; sign-in, setup, users and tokens in `users_api`.
 
 use axum::extract::{Path, State};
 use axum::http::Method;
@@ -12,7 +12,7 @@ use crate::http::error::{ApiJson, ApiResult};
 use crate::http::routes::{Access, Routes};
 
 pub fn routes() -> Routes {
-    Routes::new()
+    super::users_api::routes()
         .add(
             Method::GET,
             "/api/projects",

@@ -1,8 +1,11 @@
 //! Accounts: users and roles, sessions and API tokens, projects and their DSN keys.
 
 pub mod api;
+pub mod limit;
 pub mod model;
+pub mod session;
 pub mod store;
+mod users_api;
 
 use axum::http::request::Parts;
 use redb::{ReadableTable, WriteTransaction};
@@ -10,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::http::auth::{AuthVia, Authed, LocalSocket};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, Code};
 use crate::store::{Db, StoreError, StoreResult, codec, now_ms};
 pub use model::{Project, ProjectKey, Role};
 use store::{PROJECT_KEYS, PROJECTS};
@@ -35,6 +38,20 @@ pub enum AccountsError {
     NotFound(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("too many failed logins; retry in {0:?}")]
+    LoginRateLimited(std::time::Duration),
+    #[error("session expired")]
+    SessionExpired,
+    #[error("setup is already done")]
+    SetupAlreadyDone,
+    #[error("setup link invalid")]
+    LinkInvalid,
+    #[error("last owner")]
+    LastOwner,
 }
 
 crate::impl_from_redb!(AccountsError);
@@ -45,6 +62,36 @@ impl From<AccountsError> for ApiError {
             AccountsError::Store(s) => ApiError::internal(s),
             AccountsError::NotFound(what) => ApiError::not_found(what),
             AccountsError::Invalid(m) => ApiError::bad_request(m),
+            AccountsError::Conflict(m) => ApiError::new(Code::Conflict, m),
+            AccountsError::InvalidCredentials => ApiError::new(
+                Code::InvalidCredentials,
+                "wrong email or password; check both and try again",
+            ),
+            AccountsError::LoginRateLimited(wait) => {
+                let secs = wait.as_secs().max(1);
+                ApiError::new(
+                    Code::LoginRateLimited,
+                    format!("too many failed sign-ins; wait {secs} seconds and try again"),
+                )
+                .with_header("retry-after", secs.to_string())
+            }
+            AccountsError::SessionExpired => ApiError::new(
+                Code::SessionExpired,
+                "your session has expired; sign in again",
+            ),
+            AccountsError::SetupAlreadyDone => ApiError::new(
+                Code::SetupAlreadyDone,
+                "setup is already done; sign in at /login, or ask an owner for an account",
+            ),
+            AccountsError::LinkInvalid => ApiError::new(
+                Code::SetupLinkInvalid,
+                "this link is invalid, used or expired; restart hearth for a new setup link, \
+                 or ask an owner for a new one",
+            ),
+            AccountsError::LastOwner => ApiError::new(
+                Code::Conflict,
+                "this is the last owner; make another user owner first",
+            ),
         }
     }
 }
@@ -68,6 +115,18 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
+/// The `hearth_session` cookie's value, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, v)| *k == session::SESSION_COOKIE && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+}
+
 /// What ingest learns from a DSN public key.
 #[derive(Debug, Clone)]
 pub struct KeyInfo {
@@ -79,11 +138,25 @@ pub struct KeyInfo {
 pub struct Accounts {
     db: Db,
     config: std::sync::Arc<Config>,
+    limiter: std::sync::Arc<limit::LoginLimiter>,
+    /// token id → when its `last_used_ms` was last written (see `touch_token`).
+    touched: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, i64>>>,
 }
 
 impl Accounts {
     pub fn new(db: Db, config: std::sync::Arc<Config>) -> Self {
-        Accounts { db, config }
+        let a = &config.auth;
+        let limiter = limit::LoginLimiter::new(
+            a.login_window.get(),
+            a.login_attempts_per_ip,
+            a.login_attempts_per_account,
+        );
+        Accounts {
+            db,
+            config,
+            limiter: std::sync::Arc::new(limiter),
+            touched: Default::default(),
+        }
     }
 
     /// Identifies the caller of an admin route, or says why not.
@@ -96,7 +169,6 @@ impl Accounts {
                 via: AuthVia::LocalSocket,
             });
         }
-        let _ = &self.config;
         if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -110,6 +182,20 @@ impl Accounts {
                     )
                 })?;
             return self.authenticate_token(token).await;
+        }
+        if let Some(secret) = session_cookie(&parts.headers) {
+            return match self.session_user(&secret).await? {
+                Some(u) => Ok(Authed {
+                    user_id: u.id,
+                    email: u.email,
+                    role: u.role,
+                    via: AuthVia::Session,
+                }),
+                None => Err(ApiError::new(
+                    crate::http::error::Code::InvalidAuth,
+                    "your session has ended; sign in again",
+                )),
+            };
         }
         Err(ApiError::missing_auth())
     }
@@ -138,16 +224,19 @@ impl Accounts {
                     .get(t.user_id)?
                     .map(|v| codec::decode(v.value()))
                     .transpose()?;
-                Ok(user)
+                Ok(user.map(|u| (t.id, u)))
             })
             .await?;
         match found {
-            Some(u) if !u.disabled => Ok(Authed {
-                user_id: u.id,
-                email: u.email,
-                role: u.role,
-                via: AuthVia::Token,
-            }),
+            Some((token_id, u)) if !u.disabled => {
+                self.touch_token(token_id, secret_hash(token));
+                Ok(Authed {
+                    user_id: u.id,
+                    email: u.email,
+                    role: u.role,
+                    via: AuthVia::Token,
+                })
+            }
             _ => Err(invalid()),
         }
     }
@@ -160,38 +249,17 @@ impl Accounts {
         role: Role,
         password: Option<&str>,
     ) -> Result<User, AccountsError> {
-        let email = email.trim().to_string();
-        if !email.contains('@') || email.len() > 254 {
-            return Err(AccountsError::Invalid(format!(
-                "{email:?} is not an email address"
-            )));
-        }
-        let hash = password.map(hash_password).transpose()?;
+        let email = session::check_email(email)?;
+        let hash = match password {
+            Some(p) => {
+                let p = p.to_string();
+                Some(crate::store::run_blocking(move || hash_password(&p)).await?)
+            }
+            None => None,
+        };
         let name = name.trim().to_string();
         self.db
-            .write(move |txn| {
-                let key = email.to_ascii_lowercase();
-                let mut by_email = txn.open_table(store::USERS_BY_EMAIL)?;
-                if by_email.get(key.as_str())?.is_some() {
-                    return Err(AccountsError::Invalid(format!(
-                        "a user with email {email} exists"
-                    )));
-                }
-                let id = store::next_id(txn, "user")?;
-                let user = User {
-                    id,
-                    email,
-                    name,
-                    role,
-                    password_hash: hash,
-                    created_ms: now_ms(),
-                    disabled: false,
-                };
-                by_email.insert(key.as_str(), id)?;
-                txn.open_table(store::USERS)?
-                    .insert(id, codec::encode(&user).as_slice())?;
-                Ok(user)
-            })
+            .write(move |txn| session::insert_user(txn, email, name, role, hash))
             .await
     }
 
@@ -399,12 +467,55 @@ impl Accounts {
     /// Registers accounts' bus consumers (none yet).
     pub fn register(&self, _state: &crate::app::AppState) {}
 
-    /// Starts accounts' background work: the first-start setup link.
+    /// Starts accounts' background work: the first-start setup link, and pruning of expired
+    /// sessions and links.
     pub fn start(
         &self,
         _state: &crate::app::AppState,
-        _shutdown: tokio_util::sync::CancellationToken,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        Vec::new()
+        // Compute the dummy hash now, so the first login with an unknown email is not the
+        // slow one.
+        tokio::task::spawn_blocking(|| {
+            session::dummy_hash();
+        });
+        let this = self.clone();
+        let setup = tokio::spawn(async move {
+            if let Err(e) = this.announce_setup_link().await {
+                tracing::error!("cannot create the first-start setup link: {e}");
+            }
+        });
+        let this = self.clone();
+        let pruner = tokio::spawn(async move {
+            // First prune an hour after start: expired rows are refused on read anyway.
+            let hour = std::time::Duration::from_secs(3600);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = this.prune_expired().await {
+                            tracing::warn!("cannot prune expired sessions: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        vec![setup, pruner]
+    }
+
+    /// With no users yet, prints a one-time link that creates the owner. A restart prints a
+    /// new one; earlier ones stay valid until they expire or setup is done.
+    async fn announce_setup_link(&self) -> Result<(), AccountsError> {
+        if self.user_count().await? > 0 {
+            return Ok(());
+        }
+        let token = self.create_setup_token().await?;
+        tracing::warn!(
+            "no users yet: open {} to create the owner account (valid for {:?}, works once)",
+            self.link_url(&token),
+            self.config.auth.setup_link_ttl.get()
+        );
+        Ok(())
     }
 }

@@ -16,6 +16,10 @@ pub const PROJECT_KEYS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("accounts_project_keys");
 /// sha256(token) hex → codec(ApiToken)
 pub const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts_api_tokens");
+/// sha256(session secret) hex → codec(Session)
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts_sessions");
+/// sha256(link token) hex → codec(LinkToken): first-start setup and set-password links
+pub const LINK_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts_link_tokens");
 /// counter name → last issued id
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("accounts_counters");
 
@@ -26,6 +30,8 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(PROJECTS)?;
     txn.open_table(PROJECT_KEYS)?;
     txn.open_table(COUNTERS)?;
+    txn.open_table(SESSIONS)?;
+    txn.open_table(LINK_TOKENS)?;
     Ok(())
 }
 

@@ -471,8 +471,8 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
                 for name in &names {
                     if let Some(v) = states.get(name.as_str())? {
                         let s: ConsumerState = codec::decode(v.value())?;
-                        for lane in 0..4 {
-                            safe[lane] = safe[lane].min(s.cursors[lane]);
+                        for (lane, c) in safe.iter_mut().zip(s.cursors) {
+                            *lane = (*lane).min(c);
                         }
                     } else {
                         // A registered consumer that has not started yet: keep everything.

@@ -5,7 +5,7 @@
 //! 500 is logged, never sent.
 
 use axum::Json;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -120,7 +120,8 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
-    pub headers: HeaderMap,
+    /// Extra response headers (Retry-After, X-Sentry-Rate-Limits); a Vec keeps the error small.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -130,13 +131,13 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl AsRef<str>) -> Self {
         if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
-            self.headers.insert(HeaderName::from_static(name), v);
+            self.headers.push((HeaderName::from_static(name), v));
         }
         self
     }
@@ -186,7 +187,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": {"code": self.code.as_str(), "message": self.message}}));
         let mut resp = (self.code.status(), body).into_response();
-        resp.headers_mut().extend(self.headers);
+        for (k, v) in self.headers {
+            resp.headers_mut().insert(k, v);
+        }
         resp
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: one router assembled from every part's routes, plus health, metrics,
 //! the OpenAPI listing and the embedded dashboard.
 
+pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod error;
@@ -36,6 +37,7 @@ pub fn all_routes() -> Routes {
         .merge(crate::issues::api::routes())
         .merge(crate::mail::api::routes())
         .merge(crate::alerts::api::routes())
+        .merge(admin::routes())
 }
 
 fn system_routes() -> Routes {

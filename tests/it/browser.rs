@@ -213,9 +213,8 @@ async fn apis_present(s: &TestServer) -> bool {
 }
 
 /// A one-time setup token, as in the link the server prints on first start.
-async fn setup_token(_s: &TestServer) -> Option<String> {
-    // Filled in once the accounts work (setup links) is merged.
-    None
+async fn setup_token(s: &TestServer) -> Option<String> {
+    s.state.accounts.create_setup_token().await.ok()
 }
 
 /// Creates a user with a password; returns (email, password).
