@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod app;
 pub mod bus;
 pub mod config;
+pub mod container;
 pub mod http;
 pub mod ingest;
 pub mod issues;
