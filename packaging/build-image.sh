@@ -57,7 +57,7 @@ if [ -n "$libs" ]; then
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done
-  echo "== dynamic binary: shipping $(echo "$libs" | wc -l) libraries and the loader: $(echo $libs)"
+  echo "== dynamic binary: shipping $(echo "$libs" | wc -l) libraries and the loader: $(tr "\n" " " <<<"$libs")"
 else
   echo "== static binary"
 fi
