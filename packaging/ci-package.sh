@@ -165,7 +165,8 @@ assert_contains "$(cat "$work/control/conffiles")" "/etc/hearth/config.toml" "co
 # Not enabled or started on install: the postinst may only re-enable a unit the operator had
 # enabled before (was-enabled) and try-restart a running one after an upgrade.
 assert_contains "$(cat "$work/control/postinst")" "was-enabled hearth.service" "postinst (no-enable snippet)"
-if grep -Eq 'deb-systemd-invoke (start|restart) |systemctl (--system )?(start|enable) ' "$work/control/postinst"; then
+if grep -v '^[[:space:]]*#' "$work/control/postinst" |
+  grep -Eq 'deb-systemd-invoke (start|restart) |systemctl (--system )?(start|enable) '; then
   grep -n 'enable\|start' "$work/control/postinst" >&2
   fail "postinst enables or starts the service; it must wait for the operator"
 fi
@@ -217,7 +218,7 @@ start_like_unit() {
   (
     cd /var/lib/hearth
     umask 077
-    export HEARTH_CONFIG=/etc/hearth/config.toml
+    export HEARTH_CONFIG=/etc/hearth/config.toml NO_COLOR=1
     setpriv --reuid=hearth --regid=hearth --init-groups /usr/bin/hearth config check
     exec setpriv --reuid=hearth --regid=hearth --init-groups /usr/bin/hearth serve
   ) >"$1" 2>&1 &
