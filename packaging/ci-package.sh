@@ -4,7 +4,10 @@
 #   2. the .deb: control fields and file list, dpkg -i, the server started the way the unit
 #      starts it (hearth user, installed config) answers /health/ready, systemd-analyze verify,
 #      remove + reinstall keeps config edits and data, purge removes data and the user;
-#   3. the image (buildah FROM scratch, podman): /health/ready from the host, data written to a
+#   3. the real hearth.service under systemd, in a systemd-nspawn guest booted from an overlay of
+#      this machine's root: enable --now, reload (valid: graceful restart; invalid: refused, the
+#      server keeps running), stop;
+#   4. the image (buildah FROM scratch, podman): /health/ready from the host, data written to a
 #      named volume survives a container restart, a container without a volume refuses to
 #      start unless HEARTH_ALLOW_EPHEMERAL_DATA=1.
 # Prints binary size, .deb size, image size and idle RSS. Cleans up after itself.
@@ -35,6 +38,7 @@ CONTAINER=hearth-ci-package
 work="$(mktemp -d /tmp/hearth-ci-package.XXXXXX)"
 server_pid=""
 deb_installed=0
+ns_mounted=""
 PODMAN=(podman --runtime runc)
 # This machine's rlimits cannot be passed into a container as they are; runc needs them lowered
 # (see shared/research/crates.md §3). Without systemd as PID 1 podman logs "unable to get
@@ -54,10 +58,18 @@ cleanup() {
     "${PODMAN[@]}" volume rm -f "$VOLUME" >/dev/null 2>&1
     "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null 2>&1
   fi
+  if [ -n "$ns_mounted" ]; then
+    umount "$ns_mounted" || umount -l "$ns_mounted"
+  fi
+  # Never delete through a still-mounted overlay of /.
+  if mountpoint -q "$work/ns/root" 2>/dev/null; then
+    echo "ci-package: $work/ns/root is still mounted; leaving $work in place" >&2
+    work=""
+  fi
   if [ "$deb_installed" = 1 ]; then
     dpkg --purge hearth >/dev/null 2>&1
   fi
-  rm -rf "$work"
+  [ -z "$work" ] || rm -rf "$work"
   if [ "$rc" != 0 ]; then
     echo "ci-package: FAILED after $(($(date +%s) - T0))s (exit $rc)" >&2
   fi
@@ -283,6 +295,43 @@ deb_installed=0
 [ ! -e /var/lib/hearth ] || fail "/var/lib/hearth still there after purge"
 [ ! -e /etc/hearth ] || fail "/etc/hearth still there after purge"
 ! id hearth >/dev/null 2>&1 || fail "user hearth still there after purge"
+
+# ---------------------------------------------------------------------------------------------
+step "the real hearth.service under systemd: boot this machine's root (overlaid) with systemd-nspawn"
+# systemd is not PID 1 on the CI machine, so the unit's hardening, reload and restart logic are
+# exercised in a guest: an overlay of / (writes go to a temporary upper layer) booted with
+# systemd-nspawn, where packaging/systemd-test.sh installs the .deb and drives the unit.
+if ! command -v systemd-nspawn >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container >/dev/null
+fi
+ns="$work/ns"
+mkdir -p "$ns/upper" "$ns/wk" "$ns/root" "$ns/out"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$ns/upper,workdir=$ns/wk" "$ns/root"
+ns_mounted="$ns/root"
+systemd-id128 new >"$ns/root/etc/machine-id"
+mkdir -p "$ns/root/nstest"
+cp "$deb" "$ns/root/nstest/hearth.deb"
+cp packaging/systemd-test.sh "$ns/root/nstest/systemd-test.sh"
+cat >"$ns/root/etc/systemd/system/hearth-systemd-test.service" <<'UNIT'
+[Unit]
+Description=hearth packaging test (ci-package.sh)
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/bin/bash /nstest/systemd-test.sh /nstest/hearth.deb 18183
+StandardOutput=journal+console
+UNIT
+ln -sf /etc/systemd/system/hearth-systemd-test.service \
+  "$ns/root/etc/systemd/system/multi-user.target.wants/hearth-systemd-test.service"
+# --register=no --keep-unit: no systemd on the host to register with.
+timeout 300 systemd-nspawn -q -D "$ns/root" -b --register=no --keep-unit --link-journal=no \
+  --bind="$ns/out:/nsout" --machine hearth-ci-package >"$ns/console" 2>&1 ||
+  { tail -50 "$ns/console" >&2; fail "the systemd-nspawn guest did not boot and power off cleanly"; }
+cat "$ns/out/result" 2>/dev/null || { tail -50 "$ns/console" >&2; fail "no result from the guest"; }
+[ "$(tail -n 1 "$ns/out/result")" = PASS ] || fail "hearth.service under systemd (see above)"
+umount "$ns/root"
+ns_mounted=""
 
 # ---------------------------------------------------------------------------------------------
 step "image: buildah FROM scratch with the same dist binary"
