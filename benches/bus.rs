@@ -24,6 +24,11 @@ fn main() {
     } else {
         (2_000, 100, 50, 50)
     };
+    // HEARTH_BENCH_BATCH overrides the events per transaction, to see the per-commit cost.
+    let batch = std::env::var("HEARTH_BENCH_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(batch);
     rt.block_on(durable(events, batch));
     rt.block_on(fan_out(subscribers, messages));
 }
@@ -53,8 +58,9 @@ async fn durable(total: u64, batch: u64) {
         let b = bus.clone();
         let p = payload.clone();
         db.write(move |txn| {
+            let mut publisher = b.publisher(txn)?;
             for _ in 0..batch {
-                b.publish_durable(txn, "bench.event.stored", Priority::Normal, &p)?;
+                publisher.publish("bench.event.stored", Priority::Normal, &p)?;
             }
             Ok::<_, hearth::bus::BusError>(())
         })

@@ -10,6 +10,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod http;
 pub mod ingest;
 pub mod issues;
@@ -186,7 +187,11 @@ pub async fn shutdown_signal() {
 pub fn init_logging(log: &config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only on a terminal: journald and `docker logs` get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let _ = match log.format {
         config::LogFormat::Json => builder.json().try_init(),
         config::LogFormat::Text => builder.try_init(),

@@ -85,6 +85,7 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
     match command {
         Command::Serve => {
             hearth::init_logging(&config.log);
+            hearth::container::check_data_dir(&config.storage.data_dir, |k| std::env::var(k).ok())?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 let listen = config.server.listen;
