@@ -481,6 +481,20 @@ async fn first_run_to_resolved_issue() {
         "const r = document.querySelector('#issue-list .issue-row'); return r && r.dataset.status === 'resolved'",
     )
     .await;
+    // Stats: the charts and totals count the event.
+    b.c.goto(&s.url(&format!("/#/projects/{pid}/stats")))
+        .await
+        .unwrap();
+    b.wait_js(
+        "the stats totals",
+        "const e = document.getElementById('total-events'); return e && e.textContent === '1'",
+    )
+    .await;
+    let bars = b
+        .js("return document.querySelectorAll('svg.chart rect.bar').length")
+        .await;
+    assert_eq!(bars, json!(168 + 30), "7 days of hours and 30 days");
+    b.screenshot("stats").await;
     b.close().await;
     s.stop().await;
 }
