@@ -85,7 +85,7 @@ export function sparkline(values) {
 }
 
 /** A bar chart of `[{t_ms, count}]` with a few axis labels. */
-export function barChart(points, labelFn) {
+export function barChart(points, labelFn, isTick) {
   const pts = Array.isArray(points) ? points : [];
   const W = 800, H = 180, padL = 36, padB = 20, padT = 8;
   const max = Math.max(1, ...pts.map(p => p.count || 0));
@@ -102,7 +102,7 @@ export function barChart(points, labelFn) {
     const x = padL + i * bw;
     svg.append(s('rect', { class: 'bar', x: (x + 0.5).toFixed(2), y: (H - padB - bh).toFixed(2), width: Math.max(0.5, bw - 1).toFixed(2), height: bh.toFixed(2) },
       s('title', null, `${labelFn(p.t_ms, true)}: ${c}`)));
-    if (i % every === 0) svg.append(s('text', { x: x.toFixed(1), y: H - 5 }, labelFn(p.t_ms, false)));
+    if ((isTick ? isTick(p.t_ms, i) : i % every === 0) && x < W - 40) svg.append(s('text', { x: x.toFixed(1), y: H - 5 }, labelFn(p.t_ms, false)));
   });
   return svg;
 }

@@ -42,8 +42,8 @@ export async function view(ctx) {
       h('div', { class: 'big', id: `total-${k}` }, fmtNum(totals[k]))))));
   root.append(h('div', { class: 'pad' }));
   root.append(h('div', { class: 'stack' },
-    panel('Events per hour, last 7 days', barChart(st.hourly, hourLabel)),
-    panel('Events per day, last 30 days', barChart(st.daily, dayLabel)),
+    panel('Events per hour, last 7 days', barChart(st.hourly, hourLabel, (t) => new Date(t).getHours() === 0)),
+    panel('Events per day, last 30 days', barChart(st.daily, dayLabel, (t, i) => i % 5 === 0)),
     h('div', { class: 'grid cols-2' },
       panel('Top issues by events', topList(st.top_by_count, 'count', 'events')),
       panel('Top issues by affected users', topList(st.top_by_users, 'user_count', 'users')))));
