@@ -44,6 +44,11 @@ enum Command {
     Config(ConfigCmd),
     /// Exit 0 if the server answers /health/ready, 1 otherwise (for container health checks).
     Healthcheck,
+    /// Send a test email straight through the [smtp] relay and explain any failure.
+    SendTestEmail {
+        /// Recipient address.
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +122,25 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
             } else {
                 std::process::ExitCode::FAILURE
             })
+        }
+        Command::SendTestEmail { to } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match rt.block_on(hearth::mail::smtp::send_test_email(&config.smtp, &to)) {
+                Ok(reply) => {
+                    println!(
+                        "sent a test email to {to} via {}:{} (relay answered: {reply})",
+                        config.smtp.host, config.smtp.port
+                    );
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hearth: {e}");
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

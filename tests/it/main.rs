@@ -1,4 +1,6 @@
 //! Black-box integration tests: one binary, real servers on 127.0.0.1:0.
 
 mod common;
+mod mail;
+mod mail_support;
 mod system;

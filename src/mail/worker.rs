@@ -1,0 +1,297 @@
+//! The outbox worker: claim ready messages, send them concurrently, group-commit outcomes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redb::ReadableTable;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{LogKind, MessageRecord, Status};
+use super::smtp::{self, Attempt};
+use super::{Inner, MailError, store};
+use crate::bus::Priority;
+use crate::store::now_ms;
+
+/// The longest wait between retries, however many attempts came before.
+const MAX_RETRY_WAIT_MS: i64 = 3_600_000;
+
+pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
+    let recovered = inner
+        .db
+        .write(|txn| store::recover_interrupted(txn, now_ms()))
+        .await;
+    match recovered {
+        Ok(n) if n > 0 => {
+            tracing::warn!(
+                messages = n,
+                "re-queued mail that was being sent when hearth stopped"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!("mail recovery failed: {e}"),
+    }
+    seed_window(&inner).await;
+    let transport = match smtp::transport(&inner.config.smtp) {
+        Ok(Some(t)) => Some(t),
+        Ok(None) => {
+            tracing::info!("no [smtp] host configured; mail stays queued until one is");
+            None
+        }
+        Err(e) => {
+            tracing::error!("cannot set up the SMTP relay, mail stays queued: {e}");
+            None
+        }
+    };
+    let concurrency = inner.config.mail.concurrency.max(1);
+    let (tx, mut rx) = mpsc::channel::<(MessageRecord, Attempt)>(concurrency * 2);
+    let mut inflight = 0usize;
+    let mut maybe_ready = true;
+    let mut next_due: Option<i64> = None;
+    let mut held_until: Option<i64> = None;
+    loop {
+        let notified = inner.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = now_ms();
+        let timer_due = next_due.is_some_and(|t| t <= now) || held_until.is_some_and(|t| t <= now);
+        if let Some(transport) = transport.as_ref().filter(|_| !shutdown.is_cancelled())
+            && (maybe_ready || timer_due)
+            && inflight < concurrency
+        {
+            let (allowed, frees_at) = inner.allowance(now);
+            let n = (concurrency - inflight).min(allowed);
+            let claimed = inner
+                .db
+                .write(move |txn| {
+                    let next = store::promote_due(txn, now)?;
+                    let claimed = if n > 0 {
+                        store::claim(txn, n, now)?
+                    } else {
+                        Vec::new()
+                    };
+                    let more = store::has_ready(txn)?;
+                    Ok::<_, MailError>((claimed, next, more))
+                })
+                .await;
+            match claimed {
+                Ok((claimed, next, more)) => {
+                    next_due = next;
+                    maybe_ready = more && inflight + claimed.len() < concurrency;
+                    held_until = if more && allowed <= claimed.len() {
+                        frees_at
+                    } else {
+                        None
+                    };
+                    inner.record_attempts(now, claimed.len());
+                    for (m, body) in claimed {
+                        inflight += 1;
+                        inner.inflight.fetch_add(1, Ordering::Relaxed);
+                        let tx = tx.clone();
+                        let transport = transport.clone();
+                        tokio::spawn(async move {
+                            let outcome = smtp::send(&transport, &m, &body).await;
+                            let _ = tx.send((m, outcome)).await;
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("mail outbox read failed: {e}");
+                    next_due = Some(now + 1000);
+                }
+            }
+        }
+        if shutdown.is_cancelled() && inflight == 0 {
+            return;
+        }
+        let wake_at = [next_due, held_until].into_iter().flatten().min();
+        let wait = wake_at
+            .map(|t| Duration::from_millis((t - now_ms()).clamp(1, MAX_RETRY_WAIT_MS) as u64))
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = &mut notified => maybe_ready = true,
+            Some(first) = rx.recv() => {
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                inflight -= batch.len();
+                inner.inflight.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                // A freed slot may take a message that was waiting for one.
+                maybe_ready = true;
+                complete(&inner, batch).await;
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+        }
+    }
+}
+
+/// Fills the rate-limit window with attempts made in the last hour, so a restart does not
+/// reset the limit.
+async fn seed_window(inner: &Arc<Inner>) {
+    let since = now_ms() - 3_600_000;
+    let times = inner
+        .db
+        .read(move |txn| {
+            let t = txn.open_table(store::MESSAGES)?;
+            let mut times = Vec::new();
+            // Newest messages only: an hour's worth is bounded by the limit itself.
+            for row in t.iter()?.rev().take(20_000) {
+                let (_, v) = row?;
+                let m: MessageRecord = crate::store::codec::decode(v.value())?;
+                for l in &m.log {
+                    if l.at_ms > since
+                        && matches!(l.kind, LogKind::Sent | LogKind::Deferred | LogKind::Failed)
+                        && l.attempt > 0
+                    {
+                        times.push(l.at_ms);
+                    }
+                }
+            }
+            times.sort_unstable();
+            Ok::<_, MailError>(times)
+        })
+        .await
+        .unwrap_or_default();
+    inner.window.lock().expect("mail window").extend(times);
+}
+
+fn backoff_ms(base_ms: i64, attempts: u32) -> i64 {
+    let shift = attempts.saturating_sub(1).min(30);
+    base_ms.saturating_mul(1i64 << shift).min(MAX_RETRY_WAIT_MS)
+}
+
+/// Commits the outcomes of a batch of attempts in one transaction.
+async fn complete(inner: &Arc<Inner>, batch: Vec<(MessageRecord, Attempt)>) {
+    let base = inner.config.mail.retry_base.get().as_millis() as i64;
+    let bus = inner.bus.clone();
+    let counts = inner
+        .db
+        .write(move |txn| {
+            let now = now_ms();
+            let (mut sent, mut failed, mut deferred) = (0u64, 0u64, 0u64);
+            for (claimed, outcome) in batch {
+                txn.open_table(store::SENDING)?.remove(claimed.id)?;
+                let Some(mut m) = store::get(txn, claimed.id)? else { continue };
+                if m.status != Status::Sending {
+                    continue;
+                }
+                let attempt = m.attempts;
+                match outcome {
+                    Attempt::Sent { code, reply } => {
+                        m.status = Status::Sent;
+                        m.sent_ms = Some(now);
+                        m.last_code = code;
+                        m.last_error = None;
+                        m.push_log(now, LogKind::Sent, attempt, reply.clone(), code);
+                        store::bump_stat(txn, now, m.category, "sent")?;
+                        publish(&bus, txn, "mail.sent", &m, Some(&reply))?;
+                        sent += 1;
+                    }
+                    Attempt::Permanent { code, error } => {
+                        fail(txn, &bus, &mut m, now, attempt, error, code)?;
+                        failed += 1;
+                    }
+                    Attempt::Transient { code, error } => {
+                        let due = now + backoff_ms(base, attempt);
+                        if due > m.deadline_ms {
+                            let msg = format!(
+                                "gave up after {attempt} attempt(s) over the retry period ([mail] retry_for); last error: {error}"
+                            );
+                            fail(txn, &bus, &mut m, now, attempt, msg, code)?;
+                            failed += 1;
+                        } else {
+                            m.status = Status::Queued;
+                            m.next_attempt_ms = Some(due);
+                            m.last_error = Some(error.clone());
+                            m.last_code = code;
+                            let wait = (due - now) as f64 / 1000.0;
+                            m.push_log(
+                                now,
+                                LogKind::Deferred,
+                                attempt,
+                                format!("{error} (next attempt in {wait:.1}s)"),
+                                code,
+                            );
+                            txn.open_table(store::DELAYED)?
+                                .insert((due, m.id), m.priority.lane())?;
+                            deferred += 1;
+                        }
+                    }
+                }
+                store::put(txn, &m)?;
+            }
+            Ok::<_, MailError>((sent, failed, deferred))
+        })
+        .await;
+    match counts {
+        Ok((s, f, d)) => {
+            inner.sent_total.fetch_add(s, Ordering::Relaxed);
+            inner.failed_total.fetch_add(f, Ordering::Relaxed);
+            inner.deferred_total.fetch_add(d, Ordering::Relaxed);
+        }
+        // The messages stay `sending` and are re-queued at the next start (at-least-once).
+        Err(e) => tracing::error!("mail outcome commit failed: {e}"),
+    }
+}
+
+fn fail(
+    txn: &redb::WriteTransaction,
+    bus: &crate::bus::Bus,
+    m: &mut MessageRecord,
+    now: i64,
+    attempt: u32,
+    error: String,
+    code: Option<u16>,
+) -> Result<(), MailError> {
+    m.status = Status::Failed;
+    m.last_error = Some(error.clone());
+    m.last_code = code;
+    m.push_log(now, LogKind::Failed, attempt, error.clone(), code);
+    store::bump_stat(txn, now, m.category, "failed")?;
+    publish(bus, txn, "mail.failed", m, Some(&error))?;
+    Ok(())
+}
+
+fn publish(
+    bus: &crate::bus::Bus,
+    txn: &redb::WriteTransaction,
+    subject: &str,
+    m: &MessageRecord,
+    reply: Option<&str>,
+) -> Result<(), MailError> {
+    bus.publish_durable(
+        txn,
+        subject,
+        Priority::Low,
+        &serde_json::json!({
+            "id": m.id,
+            "to": m.to,
+            "cc": m.cc,
+            "subject": m.subject,
+            "category": m.category,
+            "attempts": m.attempts,
+            "status": m.status,
+            "reply": reply,
+            "smtp_code": m.last_code,
+        }),
+    )
+    .map_err(|e| match e {
+        crate::bus::BusError::Store(s) => MailError::Store(s),
+        other => MailError::Invalid(other.to_string()),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(super::backoff_ms(1000, 1), 1000);
+        assert_eq!(super::backoff_ms(1000, 2), 2000);
+        assert_eq!(super::backoff_ms(1000, 4), 8000);
+        assert_eq!(super::backoff_ms(1000, 60), super::MAX_RETRY_WAIT_MS);
+    }
+}
