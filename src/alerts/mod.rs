@@ -144,7 +144,7 @@ pub fn filters_match(f: &model::Filters, p: &Value) -> bool {
         return false;
     }
     if !f.environments.is_empty()
-        && !str_field(p, "environment").is_some_and(|e| f.environments.iter().any(|x| *x == e))
+        && !str_field(p, "environment").is_some_and(|e| f.environments.contains(&e))
     {
         return false;
     }
