@@ -50,21 +50,31 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut maybe_ready = true;
     let mut next_due: Option<i64> = None;
     let mut held_until: Option<i64> = None;
+    // Outcomes waiting to be committed; they share one transaction with the next claim.
+    let mut done: Vec<(MessageRecord, Attempt)> = Vec::new();
+    let base = inner.config.mail.retry_base.get().as_millis() as i64;
     loop {
         let notified = inner.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = now_ms();
         let timer_due = next_due.is_some_and(|t| t <= now) || held_until.is_some_and(|t| t <= now);
-        if let Some(transport) = transport.as_ref().filter(|_| !shutdown.is_cancelled())
-            && (maybe_ready || timer_due)
-            && inflight < concurrency
-        {
+        let claimer = transport.as_ref().filter(|_| {
+            !shutdown.is_cancelled() && (maybe_ready || timer_due) && inflight < concurrency
+        });
+        if claimer.is_some() || !done.is_empty() {
             let (allowed, frees_at) = inner.allowance(now);
-            let n = (concurrency - inflight).min(allowed);
-            let claimed = inner
+            let n = if claimer.is_some() {
+                (concurrency - inflight).min(allowed)
+            } else {
+                0
+            };
+            let batch = std::mem::take(&mut done);
+            let bus = inner.bus.clone();
+            let round = inner
                 .db
                 .write(move |txn| {
+                    let counts = apply_outcomes(txn, &bus, base, batch)?;
                     let next = store::promote_due(txn, now)?;
                     let claimed = if n > 0 {
                         store::claim(txn, n, now)?
@@ -72,11 +82,14 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                         Vec::new()
                     };
                     let more = store::has_ready(txn)?;
-                    Ok::<_, MailError>((claimed, next, more))
+                    Ok::<_, MailError>((counts, claimed, next, more))
                 })
                 .await;
-            match claimed {
-                Ok((claimed, next, more)) => {
+            match round {
+                Ok(((sent, failed, deferred), claimed, next, more)) => {
+                    inner.sent_total.fetch_add(sent, Ordering::Relaxed);
+                    inner.failed_total.fetch_add(failed, Ordering::Relaxed);
+                    inner.deferred_total.fetch_add(deferred, Ordering::Relaxed);
                     next_due = next;
                     maybe_ready = more && inflight + claimed.len() < concurrency;
                     held_until = if more && allowed <= claimed.len() {
@@ -85,24 +98,28 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                         None
                     };
                     inner.record_attempts(now, claimed.len());
-                    for (m, body) in claimed {
-                        inflight += 1;
-                        inner.inflight.fetch_add(1, Ordering::Relaxed);
-                        let tx = tx.clone();
-                        let transport = transport.clone();
-                        tokio::spawn(async move {
-                            let outcome = smtp::send(&transport, &m, &body).await;
-                            let _ = tx.send((m, outcome)).await;
-                        });
+                    if let Some(transport) = claimer {
+                        for (m, body) in claimed {
+                            inflight += 1;
+                            inner.inflight.fetch_add(1, Ordering::Relaxed);
+                            let tx = tx.clone();
+                            let transport = transport.clone();
+                            tokio::spawn(async move {
+                                let outcome = smtp::send(&transport, &m, &body).await;
+                                let _ = tx.send((m, outcome)).await;
+                            });
+                        }
                     }
                 }
+                // Uncommitted outcomes leave their messages `sending`; the next start re-queues
+                // them (at-least-once).
                 Err(e) => {
-                    tracing::error!("mail outbox read failed: {e}");
+                    tracing::error!("mail outbox commit failed: {e}");
                     next_due = Some(now + 1000);
                 }
             }
         }
-        if shutdown.is_cancelled() && inflight == 0 {
+        if shutdown.is_cancelled() && inflight == 0 && done.is_empty() {
             return;
         }
         let wake_at = [next_due, held_until].into_iter().flatten().min();
@@ -112,15 +129,14 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         tokio::select! {
             _ = &mut notified => maybe_ready = true,
             Some(first) = rx.recv() => {
-                let mut batch = vec![first];
+                done.push(first);
                 while let Ok(more) = rx.try_recv() {
-                    batch.push(more);
+                    done.push(more);
                 }
-                inflight -= batch.len();
-                inner.inflight.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                inflight -= done.len();
+                inner.inflight.fetch_sub(done.len() as u64, Ordering::Relaxed);
                 // A freed slot may take a message that was waiting for one.
                 maybe_ready = true;
-                complete(&inner, batch).await;
             }
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
@@ -163,78 +179,69 @@ fn backoff_ms(base_ms: i64, attempts: u32) -> i64 {
     base_ms.saturating_mul(1i64 << shift).min(MAX_RETRY_WAIT_MS)
 }
 
-/// Commits the outcomes of a batch of attempts in one transaction.
-async fn complete(inner: &Arc<Inner>, batch: Vec<(MessageRecord, Attempt)>) {
-    let base = inner.config.mail.retry_base.get().as_millis() as i64;
-    let bus = inner.bus.clone();
-    let counts = inner
-        .db
-        .write(move |txn| {
-            let now = now_ms();
-            let (mut sent, mut failed, mut deferred) = (0u64, 0u64, 0u64);
-            for (claimed, outcome) in batch {
-                txn.open_table(store::SENDING)?.remove(claimed.id)?;
-                let Some(mut m) = store::get(txn, claimed.id)? else { continue };
-                if m.status != Status::Sending {
-                    continue;
-                }
-                let attempt = m.attempts;
-                match outcome {
-                    Attempt::Sent { code, reply } => {
-                        m.status = Status::Sent;
-                        m.sent_ms = Some(now);
-                        m.last_code = code;
-                        m.last_error = None;
-                        m.push_log(now, LogKind::Sent, attempt, reply.clone(), code);
-                        store::bump_stat(txn, now, m.category, "sent")?;
-                        publish(&bus, txn, "mail.sent", &m, Some(&reply))?;
-                        sent += 1;
-                    }
-                    Attempt::Permanent { code, error } => {
-                        fail(txn, &bus, &mut m, now, attempt, error, code)?;
-                        failed += 1;
-                    }
-                    Attempt::Transient { code, error } => {
-                        let due = now + backoff_ms(base, attempt);
-                        if due > m.deadline_ms {
-                            let msg = format!(
-                                "gave up after {attempt} attempt(s) over the retry period ([mail] retry_for); last error: {error}"
-                            );
-                            fail(txn, &bus, &mut m, now, attempt, msg, code)?;
-                            failed += 1;
-                        } else {
-                            m.status = Status::Queued;
-                            m.next_attempt_ms = Some(due);
-                            m.last_error = Some(error.clone());
-                            m.last_code = code;
-                            let wait = (due - now) as f64 / 1000.0;
-                            m.push_log(
-                                now,
-                                LogKind::Deferred,
-                                attempt,
-                                format!("{error} (next attempt in {wait:.1}s)"),
-                                code,
-                            );
-                            txn.open_table(store::DELAYED)?
-                                .insert((due, m.id), m.priority.lane())?;
-                            deferred += 1;
-                        }
-                    }
-                }
-                store::put(txn, &m)?;
-            }
-            Ok::<_, MailError>((sent, failed, deferred))
-        })
-        .await;
-    match counts {
-        Ok((s, f, d)) => {
-            inner.sent_total.fetch_add(s, Ordering::Relaxed);
-            inner.failed_total.fetch_add(f, Ordering::Relaxed);
-            inner.deferred_total.fetch_add(d, Ordering::Relaxed);
+/// Records the outcomes of a batch of attempts; returns (sent, failed, deferred).
+fn apply_outcomes(
+    txn: &redb::WriteTransaction,
+    bus: &crate::bus::Bus,
+    base: i64,
+    batch: Vec<(MessageRecord, Attempt)>,
+) -> Result<(u64, u64, u64), MailError> {
+    let now = now_ms();
+    let (mut sent, mut failed, mut deferred) = (0u64, 0u64, 0u64);
+    for (claimed, outcome) in batch {
+        txn.open_table(store::SENDING)?.remove(claimed.id)?;
+        let Some(mut m) = store::get(txn, claimed.id)? else {
+            continue;
+        };
+        if m.status != Status::Sending {
+            continue;
         }
-        // The messages stay `sending` and are re-queued at the next start (at-least-once).
-        Err(e) => tracing::error!("mail outcome commit failed: {e}"),
+        let attempt = m.attempts;
+        match outcome {
+            Attempt::Sent { code, reply } => {
+                m.status = Status::Sent;
+                m.sent_ms = Some(now);
+                m.last_code = code;
+                m.last_error = None;
+                m.push_log(now, LogKind::Sent, attempt, reply.clone(), code);
+                store::bump_stat(txn, now, m.category, "sent")?;
+                publish(bus, txn, "mail.sent", &m, Some(&reply))?;
+                sent += 1;
+            }
+            Attempt::Permanent { code, error } => {
+                fail(txn, bus, &mut m, now, attempt, error, code)?;
+                failed += 1;
+            }
+            Attempt::Transient { code, error } => {
+                let due = now + backoff_ms(base, attempt);
+                if due > m.deadline_ms {
+                    let msg = format!(
+                        "gave up after {attempt} attempt(s) over the retry period ([mail] retry_for); last error: {error}"
+                    );
+                    fail(txn, bus, &mut m, now, attempt, msg, code)?;
+                    failed += 1;
+                } else {
+                    m.status = Status::Queued;
+                    m.next_attempt_ms = Some(due);
+                    m.last_error = Some(error.clone());
+                    m.last_code = code;
+                    let wait = (due - now) as f64 / 1000.0;
+                    m.push_log(
+                        now,
+                        LogKind::Deferred,
+                        attempt,
+                        format!("{error} (next attempt in {wait:.1}s)"),
+                        code,
+                    );
+                    txn.open_table(store::DELAYED)?
+                        .insert((due, m.id), m.priority.lane())?;
+                    deferred += 1;
+                }
+            }
+        }
+        store::put(txn, &m)?;
     }
+    Ok((sent, failed, deferred))
 }
 
 fn fail(
