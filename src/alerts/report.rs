@@ -99,11 +99,7 @@ pub(super) async fn run_daily(state: AppState, shutdown: CancellationToken) {
     }
     loop {
         let now = now_ms();
-        let today = now.div_euclid(DAY_MS);
-        let mut next = today * DAY_MS + at_min as i64 * 60_000;
-        if next <= now {
-            next += DAY_MS;
-        }
+        let next = next_run(now, at_min);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis((next - now) as u64)) => {}
@@ -114,6 +110,12 @@ pub(super) async fn run_daily(state: AppState, shutdown: CancellationToken) {
             Err(e) => tracing::error!("daily report failed: {e}"),
         }
     }
+}
+
+/// The next time (ms) strictly after `now` that is `at_min` minutes past a UTC midnight.
+pub fn next_run(now: i64, at_min: u32) -> i64 {
+    let next = now.div_euclid(DAY_MS) * DAY_MS + at_min as i64 * 60_000;
+    if next <= now { next + DAY_MS } else { next }
 }
 
 pub fn date_of(day: i64) -> String {
@@ -209,4 +211,25 @@ pub async fn send_daily_report(
         .enqueue_template(req)
         .await
         .map_err(|e| AlertsError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_the_next_utc_time_of_day() {
+        let day = 20_414 * DAY_MS;
+        assert_eq!(date_of(20_414), "2025-11-22");
+        let at = 8 * 60;
+        assert_eq!(next_run(day + 479 * 60_000, at), day + 480 * 60_000);
+        assert_eq!(
+            next_run(day + 480 * 60_000, at),
+            day + DAY_MS + 480 * 60_000
+        );
+        assert_eq!(
+            next_run(day + 23 * 3_600_000, at),
+            day + DAY_MS + 480 * 60_000
+        );
+    }
 }
