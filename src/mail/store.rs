@@ -209,3 +209,77 @@ pub fn template(txn: &ReadTransaction, name: &str) -> Result<Option<Template>, M
     let t = txn.open_table(TEMPLATES)?;
     Ok(t.get(name)?.map(|v| codec::decode(v.value())).transpose()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::model::{Category, Priority};
+    use crate::store::Db;
+
+    fn record(id: u64, priority: Priority) -> MessageRecord {
+        MessageRecord {
+            id,
+            status: Status::Queued,
+            priority,
+            category: Category::Internal,
+            from: "a@test.invalid".into(),
+            to: vec!["b@test.invalid".into()],
+            cc: vec![],
+            bcc: vec![],
+            subject: "s".into(),
+            template: None,
+            attachments: vec![],
+            created_ms: 0,
+            updated_ms: 0,
+            deadline_ms: i64::MAX,
+            next_attempt_ms: None,
+            attempts: 0,
+            sent_ms: None,
+            last_error: None,
+            last_code: None,
+            dedup_key: None,
+            log: vec![],
+        }
+    }
+
+    #[test]
+    fn claims_urgent_first_and_requeues_interrupted_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.redb"), 1 << 20).unwrap();
+        let claimed = db
+            .write_blocking(|txn| {
+                for (id, p) in [
+                    (1, Priority::Low),
+                    (2, Priority::Normal),
+                    (3, Priority::Urgent),
+                ] {
+                    let m = record(id, p);
+                    put(txn, &m)?;
+                    put_body(txn, id, &Body::default())?;
+                    enqueue_ready(txn, &m)?;
+                }
+                claim(txn, 2, 10)
+            })
+            .unwrap();
+        let ids: Vec<u64> = claimed.iter().map(|(m, _)| m.id).collect();
+        assert_eq!(ids, [3, 2]);
+        assert!(
+            claimed
+                .iter()
+                .all(|(m, _)| m.status == Status::Sending && m.attempts == 1)
+        );
+
+        // The process "dies" here: both stay `sending` until the next start re-queues them.
+        let n = db
+            .write_blocking(|txn| recover_interrupted(txn, 20))
+            .unwrap();
+        assert_eq!(n, 2);
+        let again = db.write_blocking(|txn| claim(txn, 10, 30)).unwrap();
+        let ids: Vec<u64> = again.iter().map(|(m, _)| m.id).collect();
+        assert_eq!(ids, [3, 2, 1]);
+        let m3 = &again[0].0;
+        assert_eq!(m3.attempts, 2);
+        assert_eq!(m3.log[0].kind, LogKind::Interrupted);
+        assert_eq!(m3.log[0].attempt, 1);
+    }
+}
