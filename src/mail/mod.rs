@@ -454,7 +454,8 @@ impl Mail {
                 let t = txn.open_table(store::MESSAGES)?;
                 let upper = q.before.unwrap_or(u64::MAX);
                 let mut out = Vec::new();
-                for row in t.range(..upper)?.rev() {
+                // A search over a huge log stops after this many rows; page with `before`.
+                for row in t.range(..upper)?.rev().take(200_000) {
                     let (_, v) = row?;
                     let m: MessageRecord = codec::decode(v.value())?;
                     if status.is_some_and(|s| s != m.status)
