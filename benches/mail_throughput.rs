@@ -3,7 +3,7 @@
 //! connections.
 //!
 //! Run: `cargo bench --bench mail_throughput` (env: MAIL_BENCH_N messages, default 5000;
-//! MAIL_BENCH_POOL, default 8; MAIL_BENCH_CONCURRENCY, default 32).
+//! MAIL_BENCH_POOL, default 32; MAIL_BENCH_CONCURRENCY, default 32).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ async fn main() {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let n = env_or("MAIL_BENCH_N", 5000);
-    let pool = env_or("MAIL_BENCH_POOL", 8) as u32;
+    let pool = env_or("MAIL_BENCH_POOL", 32) as u32;
     let concurrency = env_or("MAIL_BENCH_CONCURRENCY", 32);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")

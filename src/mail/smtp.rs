@@ -301,3 +301,156 @@ pub async fn send_test_email(cfg: &SmtpConfig, to: &str) -> Result<String, Strin
         Err(e) => Err(explain(cfg, &e)),
     }
 }
+
+/// The outbox's connection pool to the relay.
+///
+/// lettre's pooled transport writes a message's body and its terminating `CRLF.CRLF` in two
+/// writes on a socket without `TCP_NODELAY`, so Nagle's algorithm meets the relay's delayed ACK
+/// and every message waits ~40 ms per connection. For plain and STARTTLS relays this pool opens
+/// the TCP connection itself with `TCP_NODELAY` and hands it to lettre's SMTP client; implicit
+/// TLS (which lettre only sets up on its own sockets) goes through lettre's transport.
+pub struct Relay {
+    cfg: SmtpConfig,
+    lettre: Option<Transport>,
+    idle: tokio::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
+}
+
+impl Relay {
+    /// `None` when no host is configured.
+    pub fn new(cfg: &SmtpConfig) -> Result<Option<Relay>, String> {
+        let Some(t) = transport(cfg)? else {
+            return Ok(None);
+        };
+        Ok(Some(Relay {
+            cfg: cfg.clone(),
+            lettre: (cfg.tls == SmtpTls::Implicit).then_some(t),
+            idle: tokio::sync::Mutex::new(Vec::new()),
+        }))
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<lettre::transport::smtp::client::AsyncSmtpConnection, Attempt> {
+        use lettre::transport::smtp::authentication::Mechanism;
+        use lettre::transport::smtp::client::AsyncSmtpConnection;
+        use lettre::transport::smtp::extension::ClientId;
+        let host = self.cfg.host.trim();
+        let timeout = self.cfg.timeout.get();
+        let transient = |error: String| Attempt::Transient { code: None, error };
+        let tcp = match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host, self.cfg.port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(transient(format!("Connection error: {e}"))),
+            Err(_) => {
+                return Err(transient(format!(
+                    "Connection error: connecting to {host}:{} timed out",
+                    self.cfg.port
+                )));
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let hello = ClientId::default();
+        let setup = async {
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?;
+            if self.cfg.tls == SmtpTls::Starttls {
+                let params = TlsParameters::new(host.to_string())?;
+                conn.starttls(params, &hello).await?;
+            }
+            if !self.cfg.username.is_empty() {
+                let creds = Credentials::new(
+                    self.cfg.username.clone(),
+                    self.cfg.password.expose().to_string(),
+                );
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+                    .await?;
+            }
+            Ok::<_, lettre::transport::smtp::Error>(conn)
+        };
+        match tokio::time::timeout(timeout, setup).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(transient(format!(
+                "no SMTP greeting/handshake from {host}:{} within {timeout:?}",
+                self.cfg.port
+            ))),
+        }
+    }
+
+    /// Sends one stored message.
+    pub async fn send(&self, m: &MessageRecord, body: &Body) -> Attempt {
+        let msg = match build_message(m, body) {
+            Ok(msg) => msg,
+            Err(error) => return Attempt::Permanent { code: None, error },
+        };
+        if let Some(t) = &self.lettre {
+            return match t.send(msg).await {
+                Ok(resp) => Attempt::Sent {
+                    code: code_of(resp.code()),
+                    reply: resp.message().collect::<Vec<_>>().join(" "),
+                },
+                Err(e) => classify(&e),
+            };
+        }
+        let envelope = msg.envelope().clone();
+        let bytes = msg.formatted();
+        let timeout = self.cfg.timeout.get();
+        // A pooled connection the relay closed while idle fails on first use (lettre #743):
+        // one more try on a fresh connection.
+        for fresh in [false, true] {
+            let pooled = if fresh {
+                None
+            } else {
+                self.idle.lock().await.pop()
+            };
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => match self.connect().await {
+                    Ok(c) => c,
+                    Err(a) => return a,
+                },
+            };
+            let result = tokio::time::timeout(timeout, conn.send(&envelope, &bytes)).await;
+            let result = match result {
+                Ok(r) => r,
+                Err(_) => {
+                    conn.abort().await;
+                    return Attempt::Transient {
+                        code: None,
+                        error: format!("the relay did not answer within {timeout:?}"),
+                    };
+                }
+            };
+            if conn.has_broken() {
+                conn.abort().await;
+            } else {
+                let mut idle = self.idle.lock().await;
+                if idle.len() < self.cfg.pool_size.max(1) as usize {
+                    idle.push(conn);
+                } else {
+                    drop(idle);
+                    let _ = conn.quit().await;
+                }
+            }
+            match result {
+                Ok(resp) => {
+                    return Attempt::Sent {
+                        code: code_of(resp.code()),
+                        reply: resp.message().collect::<Vec<_>>().join(" "),
+                    };
+                }
+                Err(e) if reused && !e.is_permanent() && !e.is_transient() => continue,
+                Err(e) => return classify(&e),
+            }
+        }
+        Attempt::Transient {
+            code: None,
+            error: "the relay closed the connection".into(),
+        }
+    }
+}

@@ -33,8 +33,8 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         Err(e) => tracing::error!("mail recovery failed: {e}"),
     }
     seed_window(&inner).await;
-    let transport = match smtp::transport(&inner.config.smtp) {
-        Ok(Some(t)) => Some(t),
+    let transport = match smtp::Relay::new(&inner.config.smtp) {
+        Ok(Some(t)) => Some(Arc::new(t)),
         Ok(None) => {
             tracing::info!("no [smtp] host configured; mail stays queued until one is");
             None
@@ -44,7 +44,15 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
             None
         }
     };
-    let concurrency = inner.config.mail.concurrency.max(1);
+    // lettre's pool opens a fresh connection whenever none is idle and closes any beyond
+    // `pool_size` when it is returned, so more sends in flight than pooled connections would
+    // mean a connect and QUIT per extra message: cap in-flight sends at the pool size.
+    let concurrency = inner
+        .config
+        .mail
+        .concurrency
+        .min(inner.config.smtp.pool_size as usize)
+        .max(1);
     let (tx, mut rx) = mpsc::channel::<(MessageRecord, Attempt)>(concurrency * 2);
     let mut inflight = 0usize;
     let mut maybe_ready = true;
@@ -105,7 +113,7 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                             let tx = tx.clone();
                             let transport = transport.clone();
                             tokio::spawn(async move {
-                                let outcome = smtp::send(&transport, &m, &body).await;
+                                let outcome = transport.send(&m, &body).await;
                                 let _ = tx.send((m, outcome)).await;
                             });
                         }
