@@ -63,8 +63,8 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     let search = search::Search::default();
     let issues = issues::Issues::default();
     let ingest = ingest::Ingest::default();
-    let mail = mail::Mail::default();
-    let alerts = alerts::Alerts::default();
+    let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
+    let alerts = alerts::Alerts::new(db.clone(), config.clone());
     let (_, table) = http::all_routes().into_parts();
     let state = AppState::new(app::AppInner {
         config,
