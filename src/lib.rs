@@ -63,8 +63,8 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     let search = search::Search::default();
     let issues = issues::Issues::default();
     let ingest = ingest::Ingest::default();
-    let mail = mail::Mail::default();
-    let alerts = alerts::Alerts::default();
+    let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
+    let alerts = alerts::Alerts::new(db.clone(), config.clone());
     let (_, table) = http::all_routes().into_parts();
     let state = AppState::new(app::AppInner {
         config,
@@ -188,7 +188,7 @@ pub fn init_logging(log: &config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only on a terminal: journald and `docker logs` get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);

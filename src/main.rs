@@ -46,6 +46,11 @@ enum Command {
     Healthcheck,
     #[command(flatten)]
     Admin(hearth::cli::AdminCommand),
+    /// Send a test email straight through the [smtp] relay and explain any failure.
+    SendTestEmail {
+        /// Recipient address.
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +133,25 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
                 .build()?;
             rt.block_on(hearth::cli::run(config, cmd))?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::SendTestEmail { to } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match rt.block_on(hearth::mail::smtp::send_test_email(&config.smtp, &to)) {
+                Ok(reply) => {
+                    println!(
+                        "sent a test email to {to} via {}:{} (relay answered: {reply})",
+                        config.smtp.host, config.smtp.port
+                    );
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hearth: {e}");
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

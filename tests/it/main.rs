@@ -1,9 +1,12 @@
 //! Black-box integration tests: one binary, real servers on 127.0.0.1:0.
 
 mod accounts;
+mod alerts;
 mod browser;
 mod bus;
 mod cli;
 mod common;
+mod mail;
+mod mail_support;
 mod router_walk;
 mod system;
