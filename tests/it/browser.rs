@@ -896,6 +896,28 @@ async fn alerts_and_mail_screens() {
         return;
     };
     let (email, password) = user(&s, Role::Owner).await;
+    // A channel and a rule, when this build has alerts, so the tables have rows.
+    let admin = s.client(Role::Admin).await;
+    let r = admin
+        .post("/api/alerts/channels")
+        .json(&json!({"name": "ops <b>mail</b>", "type": "email", "to": ["ops@example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    let with_alerts = r.status().is_success();
+    if with_alerts {
+        let ch: Value = r.json().await.unwrap();
+        let id = ch["id"].as_u64().or(ch["channel"]["id"].as_u64()).unwrap();
+        let r = admin
+            .post("/api/alerts/rules")
+            .json(
+                &json!({"name": "New issues", "when": {"type": "issue_created"}, "channels": [id]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
     b.login(&s, &email, &password).await;
     for (hash, panels) in [("#/alerts", 3), ("#/mail", 3)] {
         b.c.goto(&s.url(&format!("/{hash}"))).await.unwrap();
@@ -908,6 +930,13 @@ async fn alerts_and_mail_screens() {
             .js("return [...document.querySelectorAll('#app .error-box')].map(e => e.textContent)")
             .await;
         assert_eq!(errors, json!([]), "{hash} shows no errors");
+        if with_alerts && hash == "#/alerts" {
+            b.wait_js(
+                "the rule and channel rows",
+                "const t = document.getElementById('app').textContent; return t.includes('New issues') && t.includes('ops <b>mail</b>')",
+            )
+            .await;
+        }
         b.screenshot(&hash[2..]).await;
     }
     b.close().await;
