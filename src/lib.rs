@@ -90,6 +90,14 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     Ok(App { state, router })
 }
 
+/// Bus handlers hold the app state, which holds the bus: dropping an app (served or not)
+/// clears the handlers so that cycle breaks and the database file is released.
+impl Drop for App {
+    fn drop(&mut self) {
+        self.state.bus.clear();
+    }
+}
+
 impl App {
     pub fn state(&self) -> &AppState {
         &self.state
@@ -138,6 +146,7 @@ impl App {
         axum::serve(
             listener,
             self.router
+                .clone()
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move { serve_token.cancelled().await })
