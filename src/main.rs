@@ -44,6 +44,8 @@ enum Command {
     Config(ConfigCmd),
     /// Exit 0 if the server answers /health/ready, 1 otherwise (for container health checks).
     Healthcheck,
+    /// Rebuild the search index from the database (stop the server first).
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +107,11 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
         }
         Command::Config(ConfigCmd::Show) => {
             print!("{}", config.to_redacted_toml());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Reindex => {
+            let n = hearth::search::reindex(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("reindexed {n} events");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Healthcheck => {
