@@ -3,3 +3,4 @@
 mod common;
 mod system;
 mod ingest;
+mod issues;
