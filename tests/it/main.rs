@@ -4,3 +4,4 @@ mod common;
 mod system;
 mod ingest;
 mod issues;
+mod ingest_kill;
