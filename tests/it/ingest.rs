@@ -66,8 +66,15 @@ pub async fn wait_searchable(c: &AuthedClient, pid: u64, query: &str, issue_id: 
     .await;
 }
 
+/// `shared/` beside the clone (as CI has it), or `$HEARTH_SHARED_DIR`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("HEARTH_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/sentry")
+    shared_dir().join("fixtures/sentry")
 }
 
 struct Fixture {
@@ -197,7 +204,7 @@ async fn raw_chunked(s: &TestServer, url: &str, f: &Fixture, key: &str) -> (u16,
 #[tokio::test]
 async fn sdk_fixtures_replayed_byte_for_byte() {
     let Some(fixtures) = load_fixtures().filter(|f| !f.is_empty()) else {
-        skip("../shared/fixtures/sentry is missing");
+        skip("../shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR to the shared/ directory)");
         return;
     };
     let s = TestServer::start().await;
