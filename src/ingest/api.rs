@@ -125,7 +125,10 @@ async fn preflight() -> Response {
             "content-type, x-sentry-auth, x-requested-with, origin, accept, authentication, authorization, content-encoding, sentry-trace, baggage",
         ),
     );
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("3600"));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("3600"),
+    );
     cors(resp)
 }
 
@@ -163,7 +166,11 @@ fn project_id(raw: &str) -> Result<u64, IngestError> {
 }
 
 /// Reads the body (capped), undoes Content-Encoding (capped while decompressing).
-async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, IngestError> {
+async fn read_body(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, IngestError> {
     let cfg = &ingest.config().ingest;
     let max_c = cfg.max_compressed_size.as_usize();
     let max_d = cfg.max_decompressed_size.as_usize();
@@ -184,7 +191,9 @@ async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<V
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 too_large()
             } else {
                 IngestError::Malformed(format!("cannot read the request body: {e}"))
@@ -200,9 +209,9 @@ async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<V
     };
     let decode = move || {
         decode::decode(raw, &encoding, max_d).map_err(|e| match e {
-            decode::DecodeError::TooLarge(_) => IngestError::TooLarge(format!(
-                "{e} ([ingest] max_decompressed_size)"
-            )),
+            decode::DecodeError::TooLarge(_) => {
+                IngestError::TooLarge(format!("{e} ([ingest] max_decompressed_size)"))
+            }
             decode::DecodeError::Unsupported(_) => IngestError::UnsupportedEncoding(e.to_string()),
             decode::DecodeError::Corrupt(..) => IngestError::Malformed(e.to_string()),
         })
@@ -279,7 +288,9 @@ async fn store_event(
         let body = read_body(&s.ingest, &headers, body).await?;
         let ev = s.ingest.prepare_event(pid, version, &body, None)?;
         let id = ev.event_id.clone();
-        s.ingest.submit(vec![super::Work::Event(Box::new(ev))]).await?;
+        s.ingest
+            .submit(vec![super::Work::Event(Box::new(ev))])
+            .await?;
         Ok(json!({ "id": id }))
     }
     .await;
@@ -309,7 +320,9 @@ async fn capture_common(
     let raw = serde_json::to_vec(&event).map_err(|e| IngestError::InvalidJson(e.to_string()))?;
     let ev = s.ingest.prepare_event(pid, version, &raw, None)?;
     let id = ev.event_id.clone();
-    s.ingest.submit(vec![super::Work::Event(Box::new(ev))]).await?;
+    s.ingest
+        .submit(vec![super::Work::Event(Box::new(ev))])
+        .await?;
     Ok(json!({ "id": id }))
 }
 
@@ -347,9 +360,8 @@ async fn release_health(
     State(s): State<AppState>,
     Path(pid): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    let rows = s
-        .db
-        .read(move |txn| {
+    let rows =
+        s.db.read(move |txn| {
             let t = txn.open_table(RELEASE_HEALTH)?;
             let mut out = Vec::new();
             for row in t.range((pid, "")..(pid + 1, ""))? {
@@ -415,9 +427,8 @@ async fn feedback(
     Query(p): Query<Page>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
-    let rows = s
-        .db
-        .read(move |txn| {
+    let rows =
+        s.db.read(move |txn| {
             let t = txn.open_table(FEEDBACK)?;
             let mut out = Vec::new();
             for row in t.range((pid, 0)..=(pid, u64::MAX))?.rev().take(limit) {
@@ -438,9 +449,8 @@ async fn transactions(
     Query(p): Query<Page>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
-    let rows = s
-        .db
-        .read(move |txn| {
+    let rows =
+        s.db.read(move |txn| {
             let t = txn.open_table(TRANSACTIONS)?;
             let total = t.range((pid, 0)..=(pid, u64::MAX))?.count();
             let mut out = Vec::new();
@@ -464,9 +474,8 @@ async fn client_reports(
     State(s): State<AppState>,
     Path(pid): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    let rows = s
-        .db
-        .read(move |txn| {
+    let rows =
+        s.db.read(move |txn| {
             let t = txn.open_table(CLIENT_REPORTS)?;
             let mut out = Vec::new();
             for row in t.range((pid, "", "")..(pid + 1, "", ""))? {
@@ -486,9 +495,8 @@ async fn attachments(
     Path(event_id): Path<String>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let eid = event_id.replace('-', "").to_ascii_lowercase();
-    let rows = s
-        .db
-        .read(move |txn| {
+    let rows =
+        s.db.read(move |txn| {
             let t = txn.open_table(ATTACHMENTS)?;
             let mut out = Vec::new();
             for row in t.range((eid.as_str(), 0)..=(eid.as_str(), u64::MAX))? {
@@ -511,9 +519,8 @@ async fn attachment_download(
     Path((event_id, n)): Path<(String, u64)>,
 ) -> Result<Response, ApiError> {
     let eid = event_id.replace('-', "").to_ascii_lowercase();
-    let a = s
-        .db
-        .read(move |txn| {
+    let a =
+        s.db.read(move |txn| {
             let t = txn.open_table(ATTACHMENTS)?;
             let a: Option<Attachment> = t
                 .get((eid.as_str(), n))?

@@ -12,7 +12,15 @@ use serde_json::{Map, Value, json};
 const MAX_FRAMES: usize = 200;
 
 fn copy_common(input: &Value, out: &mut Map<String, Value>) {
-    for key in ["environment", "release", "server_name", "transaction", "fingerprint", "extra", "contexts"] {
+    for key in [
+        "environment",
+        "release",
+        "server_name",
+        "transaction",
+        "fingerprint",
+        "extra",
+        "contexts",
+    ] {
         if let Some(v) = input.get(key).filter(|v| !v.is_null()) {
             out.insert(key.into(), v.clone());
         }
@@ -21,7 +29,11 @@ fn copy_common(input: &Value, out: &mut Map<String, Value>) {
         .get("level")
         .or_else(|| input.get("severity"))
         .and_then(Value::as_str)
-        .unwrap_or(if out.contains_key("exception") { "error" } else { "info" });
+        .unwrap_or(if out.contains_key("exception") {
+            "error"
+        } else {
+            "info"
+        });
     out.insert("level".into(), json!(level));
     match input.get("user") {
         Some(Value::String(s)) if s.contains('@') => {
@@ -41,8 +53,19 @@ fn copy_common(input: &Value, out: &mut Map<String, Value>) {
     if let Some(url) = input.get("url").and_then(Value::as_str) {
         out.insert("request".into(), json!({"url": url}));
     }
-    out.insert("platform".into(), json!(input.get("platform").and_then(Value::as_str).unwrap_or("other")));
-    out.insert("sdk".into(), json!({"name": "hearth.capture", "version": "1"}));
+    out.insert(
+        "platform".into(),
+        json!(
+            input
+                .get("platform")
+                .and_then(Value::as_str)
+                .unwrap_or("other")
+        ),
+    );
+    out.insert(
+        "sdk".into(),
+        json!({"name": "hearth.capture", "version": "1"}),
+    );
 }
 
 /// Parses a textual stack trace (JS `at f (file:line:col)`, Python `File "x", line n, in f`,
@@ -69,7 +92,9 @@ pub fn parse_stack_text(text: &str) -> Vec<Value> {
                 .and_then(|s| s.split(',').next())
                 .and_then(|s| s.trim().parse::<u64>().ok());
             let func = tail.split(", in ").nth(1).map(str::trim);
-            frames.push(json!({"filename": file, "function": func, "lineno": lineno, "in_app": true}));
+            frames.push(
+                json!({"filename": file, "function": func, "lineno": lineno, "in_app": true}),
+            );
         } else if let Some((func, loc)) = l.split_once('@') {
             frames.push(frame_from_loc(Some(func), loc));
         }
@@ -90,7 +115,8 @@ fn frame_from_loc(func: Option<&str>, loc: &str) -> Value {
         [f, l, c] if l.parse::<u64>().is_ok() => (*f, l.parse::<u64>().ok(), c.parse::<u64>().ok()),
         _ => (loc, None, None),
     };
-    let in_app = !(file.contains("node_modules") || file.starts_with("node:") || file.contains("/vendor/"));
+    let in_app =
+        !(file.contains("node_modules") || file.starts_with("node:") || file.contains("/vendor/"));
     json!({"filename": file, "function": func, "lineno": lineno, "colno": colno, "in_app": in_app})
 }
 
@@ -98,10 +124,7 @@ pub fn exception_event(input: &Value) -> Result<Value, String> {
     if !input.is_object() {
         return Err("send a JSON object like {\"type\": \"Error\", \"message\": \"...\"}".into());
     }
-    let ty = input
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("Error");
+    let ty = input.get("type").and_then(Value::as_str).unwrap_or("Error");
     let value = input
         .get("message")
         .or_else(|| input.get("value"))
@@ -163,11 +186,17 @@ mod tests {
 
     #[test]
     fn events_from_capture_bodies() {
-        let e = exception_event(&json!({"type": "E", "message": "m", "user": "a@b.c", "tags": {"k": "v"}})).unwrap();
+        let e = exception_event(
+            &json!({"type": "E", "message": "m", "user": "a@b.c", "tags": {"k": "v"}}),
+        )
+        .unwrap();
         assert_eq!(e["exception"]["values"][0]["type"], "E");
         assert_eq!(e["user"]["email"], "a@b.c");
         assert_eq!(e["level"], "error");
         assert!(message_event(&json!({"nope": 1})).is_err());
-        assert_eq!(message_event(&json!({"message": "hi"})).unwrap()["level"], "info");
+        assert_eq!(
+            message_event(&json!({"message": "hi"})).unwrap()["level"],
+            "info"
+        );
     }
 }

@@ -87,10 +87,17 @@ mod tests {
         assert_eq!(decode(gz.finish().unwrap(), "gzip", 1 << 20).unwrap(), data);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         z.write_all(&data).unwrap();
-        assert_eq!(decode(z.finish().unwrap(), "deflate", 1 << 20).unwrap(), data);
-        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        assert_eq!(
+            decode(z.finish().unwrap(), "deflate", 1 << 20).unwrap(),
+            data
+        );
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         raw.write_all(&data).unwrap();
-        assert_eq!(decode(raw.finish().unwrap(), "deflate", 1 << 20).unwrap(), data);
+        assert_eq!(
+            decode(raw.finish().unwrap(), "deflate", 1 << 20).unwrap(),
+            data
+        );
         let mut br = Vec::new();
         {
             let mut w = brotli::CompressorWriter::new(&mut br, 4096, 4, 22);
@@ -100,7 +107,10 @@ mod tests {
         let zs = zstd::bulk::compress(&data, 3).unwrap();
         assert_eq!(decode(zs, "zstd", 1 << 20).unwrap(), data);
         assert_eq!(decode(data.clone(), "", 1 << 20).unwrap(), data);
-        assert!(matches!(decode(data, "lz4", 1 << 20), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            decode(data, "lz4", 1 << 20),
+            Err(DecodeError::Unsupported(_))
+        ));
     }
 
     #[test]
@@ -110,6 +120,9 @@ mod tests {
         gz.write_all(&zeros).unwrap();
         let bomb = gz.finish().unwrap();
         assert!(bomb.len() < 200_000);
-        assert_eq!(decode(bomb, "gzip", 1 << 20), Err(DecodeError::TooLarge(1 << 20)));
+        assert_eq!(
+            decode(bomb, "gzip", 1 << 20),
+            Err(DecodeError::TooLarge(1 << 20))
+        );
     }
 }

@@ -14,7 +14,10 @@ pub struct Item<'a> {
 
 impl Item<'_> {
     pub fn ty(&self) -> &str {
-        self.header.get("type").and_then(Value::as_str).unwrap_or("")
+        self.header
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -68,7 +71,10 @@ pub fn parse(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     let mut items = Vec::new();
     loop {
         // Blank lines between items are tolerated.
-        while let Some(r) = rest.strip_prefix(b"\n").or_else(|| rest.strip_prefix(b"\r\n")) {
+        while let Some(r) = rest
+            .strip_prefix(b"\n")
+            .or_else(|| rest.strip_prefix(b"\r\n"))
+        {
             rest = r;
         }
         if rest.is_empty() {

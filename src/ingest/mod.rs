@@ -38,9 +38,13 @@ pub enum IngestError {
         "no DSN key: send `X-Sentry-Auth: Sentry sentry_key=<public key>` or `?sentry_key=<public key>`"
     )]
     MissingKey,
-    #[error("this DSN key is unknown, revoked or belongs to another project; copy the DSN from the project's settings")]
+    #[error(
+        "this DSN key is unknown, revoked or belongs to another project; copy the DSN from the project's settings"
+    )]
     BadKey,
-    #[error("rate limit of {limit} events per minute for this DSN key reached; retry after {retry_after} s")]
+    #[error(
+        "rate limit of {limit} events per minute for this DSN key reached; retry after {retry_after} s"
+    )]
     RateLimited { limit: u32, retry_after: u64 },
     #[error("the ingest queue is full; retry in a second")]
     Backpressure,
@@ -185,7 +189,10 @@ pub struct Accepted {
 }
 
 fn str_of(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn u64_of(v: &Value, key: &str) -> u64 {
@@ -252,15 +259,60 @@ impl Ingest {
         let Some(inner) = &self.inner else { return };
         let m = &inner.metrics;
         for (name, kind, help, v) in [
-            ("hearth_ingest_requests_total", "counter", "Ingest requests received.", &m.requests),
-            ("hearth_ingest_accepted_total", "counter", "Ingest requests answered 200 after commit.", &m.accepted),
-            ("hearth_ingest_rejected_total", "counter", "Ingest requests answered 4xx/5xx.", &m.rejected),
-            ("hearth_ingest_rate_limited_total", "counter", "Requests over a key's rate limit.", &m.rate_limited),
-            ("hearth_ingest_backpressure_total", "counter", "Requests refused because the writer queue was full.", &m.backpressure),
-            ("hearth_ingest_batches_total", "counter", "Write transactions committed by the writer.", &m.batches),
-            ("hearth_ingest_batch_events_total", "counter", "Jobs committed by the writer.", &m.batch_events),
-            ("hearth_ingest_queue_depth", "gauge", "Jobs waiting for the writer (backlog).", &m.queued),
-            ("hearth_ingest_other_items_total", "counter", "Non-event items stored or counted.", &m.items_other),
+            (
+                "hearth_ingest_requests_total",
+                "counter",
+                "Ingest requests received.",
+                &m.requests,
+            ),
+            (
+                "hearth_ingest_accepted_total",
+                "counter",
+                "Ingest requests answered 200 after commit.",
+                &m.accepted,
+            ),
+            (
+                "hearth_ingest_rejected_total",
+                "counter",
+                "Ingest requests answered 4xx/5xx.",
+                &m.rejected,
+            ),
+            (
+                "hearth_ingest_rate_limited_total",
+                "counter",
+                "Requests over a key's rate limit.",
+                &m.rate_limited,
+            ),
+            (
+                "hearth_ingest_backpressure_total",
+                "counter",
+                "Requests refused because the writer queue was full.",
+                &m.backpressure,
+            ),
+            (
+                "hearth_ingest_batches_total",
+                "counter",
+                "Write transactions committed by the writer.",
+                &m.batches,
+            ),
+            (
+                "hearth_ingest_batch_events_total",
+                "counter",
+                "Jobs committed by the writer.",
+                &m.batch_events,
+            ),
+            (
+                "hearth_ingest_queue_depth",
+                "gauge",
+                "Jobs waiting for the writer (backlog).",
+                &m.queued,
+            ),
+            (
+                "hearth_ingest_other_items_total",
+                "counter",
+                "Non-event items stored or counted.",
+                &m.items_other,
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
@@ -365,7 +417,9 @@ impl Ingest {
         let mut event: Value = serde_json::from_slice(raw)
             .map_err(|e| IngestError::InvalidJson(format!("the event is not valid JSON: {e}")))?;
         let Some(obj) = event.as_object_mut() else {
-            return Err(IngestError::InvalidJson("the event must be a JSON object".into()));
+            return Err(IngestError::InvalidJson(
+                "the event must be a JSON object".into(),
+            ));
         };
         let payload_id = obj
             .get("event_id")
@@ -737,7 +791,10 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
             .write(move |txn| commit_batch(&writer, txn, &works))
             .await;
         inner.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        inner.metrics.batch_events.fetch_add(n_jobs, Ordering::Relaxed);
+        inner
+            .metrics
+            .batch_events
+            .fetch_add(n_jobs, Ordering::Relaxed);
         match result {
             Ok(per_job) => {
                 for (reply, outcomes) in replies.into_iter().zip(per_job) {

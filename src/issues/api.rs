@@ -124,9 +124,9 @@ async fn list(
     let limit = q.limit.unwrap_or(25).clamp(1, 100);
     let cursor = match q.cursor.as_deref() {
         None | Some("") => 0,
-        Some(c) => c
-            .parse()
-            .map_err(|_| ApiError::bad_request("cursor must be a next_cursor from a previous page"))?,
+        Some(c) => c.parse().map_err(|_| {
+            ApiError::bad_request("cursor must be a next_cursor from a previous page")
+        })?,
     };
     let parsed = SearchQuery::parse(&q.query);
     let mut filter = ListFilter::default();
@@ -148,9 +148,11 @@ async fn list(
         filter.assigned = Some(match a.as_str() {
             "me" => Some(user.user_id),
             "none" | "nobody" => None,
-            other => Some(other.parse().map_err(|_| {
-                ApiError::bad_request("assigned: takes me, none or a user id")
-            })?),
+            other => Some(
+                other
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("assigned: takes me, none or a user id"))?,
+            ),
         });
     }
     if parsed.needs_index() {
@@ -291,7 +293,9 @@ async fn remove(
     Query(q): Query<DeleteQuery>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let removed = s.issues.delete(id, user.user_id, q.discard).await?;
-    Ok(ApiJson(json!({ "deleted": id, "events_removed": removed, "discard": q.discard })))
+    Ok(ApiJson(
+        json!({ "deleted": id, "events_removed": removed, "discard": q.discard }),
+    ))
 }
 
 async fn issue_feedback(
@@ -300,9 +304,8 @@ async fn issue_feedback(
     Path(id): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let issue = s.issues.issue(id).await?;
-    let rows = s
-        .db
-        .read(move |txn| {
+    let rows =
+        s.db.read(move |txn| {
             let t = txn.open_table(crate::ingest::store::FEEDBACK)?;
             let mut out = Vec::new();
             let pid = issue.project_id;

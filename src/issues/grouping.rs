@@ -61,7 +61,10 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 fn first_line(s: &str) -> &str {
-    s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
 }
 
 /// `exception` as `{values:[..]}` or a bare list (the Go SDK).
@@ -122,25 +125,31 @@ fn message_template(event: &Value) -> Option<String> {
 static PARAMS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     let r = |p: &str| Regex::new(p).expect("grouping regex");
     vec![
-        (r(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>"),
+        (
+            r(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
+            "<email>",
+        ),
         (r(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\x22<>]+"), "<url>"),
         (
-            r(r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b"),
+            r(
+                r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b",
+            ),
             "<uuid>",
         ),
         (r(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"), "<ip>"),
+        (r(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b"), "<ip>"),
         (
-            r(r"\b(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4}\b"),
-            "<ip>",
-        ),
-        (
-            r(r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?\b"),
+            r(
+                r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?\b",
+            ),
             "<date>",
         ),
         (r(r"\b0[xX][0-9a-fA-F]+\b"), "<hex>"),
         // Hex runs with at least one digit and one letter (hashes, ids) but not plain words.
         (
-            r(r"\b(?:[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*|[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*)\b"),
+            r(
+                r"\b(?:[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*|[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*)\b",
+            ),
             "<hex>",
         ),
         (r(r"-?\b[0-9]+\.[0-9]+\b"), "<float>"),
@@ -170,8 +179,7 @@ static RUST_HASH: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"::h[0-9a-f]{16}$").expect("regex"));
 static JAVA_LAMBDA: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\$\$Lambda\$[0-9]+/(?:0x)?[0-9a-fA-F]+").expect("regex"));
-static ANON_NUM: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\$[0-9]+").expect("regex"));
+static ANON_NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\$[0-9]+").expect("regex"));
 
 /// Normalises a function name so builds and runtimes don't split groups.
 pub fn normalize_function(f: &str) -> String {
@@ -198,7 +206,10 @@ fn basename(path: &str) -> String {
 
 fn frame_component(frame: &Value) -> Option<String> {
     let module = frame.get("module").and_then(s);
-    let file = frame.get("filename").and_then(s).or(frame.get("abs_path").and_then(s));
+    let file = frame
+        .get("filename")
+        .and_then(s)
+        .or(frame.get("abs_path").and_then(s));
     let func = frame
         .get("function")
         .and_then(s)
@@ -360,7 +371,10 @@ fn culprit_of(event: &Value) -> String {
         // Frames are oldest first: the crashing frame is the last one.
         if let Some(f) = fs.iter().rev().find(|f| !any_app || is_in_app(f)) {
             let func = f.get("function").and_then(s).unwrap_or("?");
-            let file = f.get("filename").and_then(s).or(f.get("abs_path").and_then(s));
+            let file = f
+                .get("filename")
+                .and_then(s)
+                .or(f.get("abs_path").and_then(s));
             let c = match (f.get("module").and_then(s), file) {
                 _ if js => format!("{func}({})", file.unwrap_or("?")),
                 (Some(m), _) => format!("{m} in {func}"),
@@ -370,11 +384,7 @@ fn culprit_of(event: &Value) -> String {
             return truncate(&c, MAX_TITLE);
         }
     }
-    if let Some(u) = event
-        .get("request")
-        .and_then(|r| r.get("url"))
-        .and_then(s)
-    {
+    if let Some(u) = event.get("request").and_then(|r| r.get("url")).and_then(s) {
         return truncate(u, MAX_TITLE);
     }
     String::new()
@@ -582,7 +592,10 @@ mod tests {
         // Same type and in-app frames: one group even though values and library frames differ.
         assert_eq!(group(&a, 1).hash, group(&b, 1).hash);
         let f3 = json!([{"module": "app.views", "function": "detail", "in_app": true}]);
-        assert_ne!(group(&a, 1).hash, group(&exc_event("KeyError", "'a'", f3), 1).hash);
+        assert_ne!(
+            group(&a, 1).hash,
+            group(&exc_event("KeyError", "'a'", f3), 1).hash
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ pub struct PreparedEvent {
 /// What happened to one event in [`Issues::commit_events`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventOutcome {
-    Stored { issue_id: u64, new_issue: bool },
+    Stored {
+        issue_id: u64,
+        new_issue: bool,
+    },
     /// The event id was already stored (an SDK retry): acknowledged, not stored twice.
     Duplicate,
     /// The issue was deleted with discard: dropped on purpose.
@@ -275,12 +278,36 @@ impl Issues {
         let Some(inner) = &self.inner else { return };
         let m = &inner.metrics;
         for (name, help, v) in [
-            ("hearth_issues_events_stored_total", "Events stored.", &m.events_stored),
-            ("hearth_issues_events_discarded_total", "Events dropped because their issue was deleted with discard.", &m.events_discarded),
-            ("hearth_issues_events_duplicate_total", "Events whose id was already stored.", &m.events_duplicate),
-            ("hearth_issues_created_total", "Issues created.", &m.issues_created),
-            ("hearth_issues_regressions_total", "Resolved issues that regressed.", &m.regressions),
-            ("hearth_issues_pruned_events_total", "Events removed by retention.", &m.pruned),
+            (
+                "hearth_issues_events_stored_total",
+                "Events stored.",
+                &m.events_stored,
+            ),
+            (
+                "hearth_issues_events_discarded_total",
+                "Events dropped because their issue was deleted with discard.",
+                &m.events_discarded,
+            ),
+            (
+                "hearth_issues_events_duplicate_total",
+                "Events whose id was already stored.",
+                &m.events_duplicate,
+            ),
+            (
+                "hearth_issues_created_total",
+                "Issues created.",
+                &m.issues_created,
+            ),
+            (
+                "hearth_issues_regressions_total",
+                "Resolved issues that regressed.",
+                &m.regressions,
+            ),
+            (
+                "hearth_issues_pruned_events_total",
+                "Events removed by retention.",
+                &m.pruned,
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
@@ -325,12 +352,18 @@ impl Issues {
                 if !seen_ids.insert(ev.event_id.as_str())
                     || event_ids.get(ev.event_id.as_str())?.is_some()
                 {
-                    inner.metrics.events_duplicate.fetch_add(1, Ordering::Relaxed);
+                    inner
+                        .metrics
+                        .events_duplicate
+                        .fetch_add(1, Ordering::Relaxed);
                     outcomes.push(EventOutcome::Duplicate);
                     continue;
                 }
                 if discarded.get((pid, g.hash.as_str()))?.is_some() {
-                    inner.metrics.events_discarded.fetch_add(1, Ordering::Relaxed);
+                    inner
+                        .metrics
+                        .events_discarded
+                        .fetch_add(1, Ordering::Relaxed);
                     outcomes.push(EventOutcome::Discarded);
                     continue;
                 }
@@ -496,7 +529,9 @@ impl Issues {
                 rows.insert((issue_id, seq), codec::encode(&row).as_slice())?;
                 event_ids.insert(ev.event_id.as_str(), (issue_id, seq))?;
                 for (k, v) in &g.tags {
-                    *tag_counts.entry((issue_id, k.clone(), v.clone())).or_default() += 1;
+                    *tag_counts
+                        .entry((issue_id, k.clone(), v.clone()))
+                        .or_default() += 1;
                 }
                 let h = hour_of(ev.received_ms);
                 *issue_hourly.entry((issue_id, h)).or_default() += 1;
@@ -569,7 +604,8 @@ impl Issues {
                     .take(limit)
                     .map(|i| summary(txn, i, now))
                     .collect::<Result<_, _>>()?;
-                let next = (cursor + page.len() < all.len()).then(|| (cursor + page.len()).to_string());
+                let next =
+                    (cursor + page.len() < all.len()).then(|| (cursor + page.len()).to_string());
                 Ok((page, next))
             })
             .await
@@ -591,7 +627,10 @@ impl Issues {
                 let mut v = serde_json::to_value(summary(txn, &issue, now_ms())?)
                     .map_err(|e| IssuesError::Invalid(e.to_string()))?;
                 let mut tags: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-                for row in txn.open_table(TAGS)?.range((id, "", "")..(id + 1, "", ""))? {
+                for row in txn
+                    .open_table(TAGS)?
+                    .range((id, "", "")..(id + 1, "", ""))?
+                {
                     let (k, n) = row?;
                     let (_, key, value) = k.value();
                     tags.entry(key.to_string())
@@ -640,7 +679,10 @@ impl Issues {
                 o.insert("history".into(), json!(history));
                 o.insert("comments".into(), json!(comments));
                 o.insert("last_release".into(), json!(issue.last_release));
-                o.insert("resolved_in_release".into(), json!(issue.resolved_in_release));
+                o.insert(
+                    "resolved_in_release".into(),
+                    json!(issue.resolved_in_release),
+                );
                 o.insert("mute_until_ms".into(), json!(issue.mute_until_ms));
                 o.insert("mute_events_left".into(), json!(issue.mute_events_left));
                 o.insert("stored_events".into(), json!(issue.stored_events));
@@ -675,7 +717,14 @@ impl Issues {
                     out.push(event_view(&e));
                     last_seq = Some(k.value().1);
                 }
-                Ok((out, if more { last_seq.map(|s| s.to_string()) } else { None }))
+                Ok((
+                    out,
+                    if more {
+                        last_seq.map(|s| s.to_string())
+                    } else {
+                        None
+                    },
+                ))
             })
             .await
     }
@@ -704,7 +753,13 @@ impl Issues {
                     Some(v) => codec::decode(v.value())?,
                     None => return Err(IssuesError::NotFound("event")),
                 };
-                let neighbour = |row: Option<Result<(redb::AccessGuard<(u64, u64)>, redb::AccessGuard<&[u8]>), redb::StorageError>>| -> Result<Option<String>, IssuesError> {
+                let neighbour = |row: Option<
+                    Result<
+                        (redb::AccessGuard<(u64, u64)>, redb::AccessGuard<&[u8]>),
+                        redb::StorageError,
+                    >,
+                >|
+                 -> Result<Option<String>, IssuesError> {
                     match row {
                         Some(r) => {
                             let (_, v) = r?;
@@ -791,7 +846,10 @@ impl Issues {
                         }
                         Status::ResolvedNextRelease => {
                             issue.resolved_in_release = issue.last_release.clone();
-                            detail = issue.last_release.as_ref().map(|r| format!("current release {r}"));
+                            detail = issue
+                                .last_release
+                                .as_ref()
+                                .map(|r| format!("current release {r}"));
                         }
                         _ => {}
                     }
@@ -824,7 +882,12 @@ impl Issues {
             .await
     }
 
-    pub async fn comment(&self, id: u64, user_id: u64, text: String) -> Result<Comment, IssuesError> {
+    pub async fn comment(
+        &self,
+        id: u64,
+        user_id: u64,
+        text: String,
+    ) -> Result<Comment, IssuesError> {
         let text = text.trim().to_string();
         if text.is_empty() || text.len() > 10_000 {
             return Err(IssuesError::Invalid(
@@ -1051,7 +1114,9 @@ impl Issues {
                 .write(move |txn| {
                     let mut removed = 0u64;
                     for id in chunk {
-                        let Some(mut issue) = get_issue_w(txn, id)? else { continue };
+                        let Some(mut issue) = get_issue_w(txn, id)? else {
+                            continue;
+                        };
                         let mut events = txn.open_table(EVENTS)?;
                         let mut eids = txn.open_table(EVENT_IDS)?;
                         let stored = events.range((id, 0)..=(id, u64::MAX))?.count() as u64;
@@ -1145,9 +1210,15 @@ fn project_issues(txn: &ReadTransaction, project_id: u64) -> Result<Vec<Issue>, 
 
 fn sort_issues(v: &mut [Issue], sort: Sort) {
     match sort {
-        Sort::LastSeen => v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(b.id.cmp(&a.id))),
-        Sort::FirstSeen => v.sort_by(|a, b| b.first_seen_ms.cmp(&a.first_seen_ms).then(b.id.cmp(&a.id))),
+        Sort::LastSeen => {
+            v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(b.id.cmp(&a.id)))
+        }
+        Sort::FirstSeen => {
+            v.sort_by(|a, b| b.first_seen_ms.cmp(&a.first_seen_ms).then(b.id.cmp(&a.id)))
+        }
         Sort::Events => v.sort_by(|a, b| b.count.cmp(&a.count).then(b.id.cmp(&a.id))),
-        Sort::Users => v.sort_by(|a, b| b.user_count.cmp(&a.user_count).then(b.count.cmp(&a.count))),
+        Sort::Users => {
+            v.sort_by(|a, b| b.user_count.cmp(&a.user_count).then(b.count.cmp(&a.count)))
+        }
     }
 }

@@ -17,7 +17,8 @@ pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("iss
 /// event id (32 hex) → (issue id, event seq).
 pub const EVENT_IDS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("issues_event_ids");
 /// (issue id, user key) → () : distinct users per issue.
-pub const ISSUE_USERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("issues_issue_users");
+pub const ISSUE_USERS: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("issues_issue_users");
 /// (project id, user key) → () : distinct users per project.
 pub const PROJECT_USERS: TableDefinition<(u64, &str), ()> =
     TableDefinition::new("issues_project_users");

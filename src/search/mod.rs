@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
-use tantivy::schema::{Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, FAST};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -178,7 +178,9 @@ fn open_index(dir: &Path) -> Result<Index, SearchError> {
         Err(e) => {
             // The index is derived data: when it is unreadable (or from an older schema),
             // start over; `hearth reindex` refills it from redb.
-            tracing::warn!("search index unreadable ({e}); recreating it — run `hearth reindex` to refill");
+            tracing::warn!(
+                "search index unreadable ({e}); recreating it — run `hearth reindex` to refill"
+            );
             std::fs::remove_dir_all(dir)?;
             std::fs::create_dir_all(dir)?;
             Ok(Index::create_in_dir(dir, schema)?)
@@ -202,12 +204,22 @@ fn doc_from_payload(f: &Fields, p: &Value) -> Option<TantivyDocument> {
     if let Some(e) = s("environment") {
         doc.add_text(f.environment, e);
     }
-    for u in p.get("user").and_then(Value::as_array).into_iter().flatten() {
+    for u in p
+        .get("user")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(u) = u.as_str() {
             doc.add_text(f.user, u);
         }
     }
-    for t in p.get("tags").and_then(Value::as_array).into_iter().flatten() {
+    for t in p
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(t) = t.as_str() {
             doc.add_text(f.tag, t);
         }
@@ -237,7 +249,8 @@ impl Search {
         let dir = config.search_dir().join("events");
         let index = open_index(&dir)?;
         let (_, fields) = schema();
-        let writer = index.writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
+        let writer = index
+            .writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -260,7 +273,9 @@ impl Search {
 
     /// Registers the indexer as a durable bus consumer.
     pub fn register(&self, state: &AppState) {
-        let Some(inner) = self.inner.clone() else { return };
+        let Some(inner) = self.inner.clone() else {
+            return;
+        };
         let mut spec = ConsumerSpec::new("search.events", &["event.stored", "issue.deleted"])
             .start_at(StartAt::Beginning)
             .concurrency(1024);
@@ -294,7 +309,9 @@ impl Search {
 
     /// Searchable documents right now.
     pub fn num_docs(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |i| i.reader.searcher().num_docs())
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.reader.searcher().num_docs())
     }
 
     /// The ids of `project_id`'s issues with at least one event matching `q` (status and
@@ -397,7 +414,11 @@ async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
                     }
                     inner.indexed.fetch_add(1, Ordering::Relaxed);
                 }
-                None => return Outcome::Term("event.stored payload lacks event_id/project_id/issue_id".into()),
+                None => {
+                    return Outcome::Term(
+                        "event.stored payload lacks event_id/project_id/issue_id".into(),
+                    );
+                }
             },
         }
     }
@@ -477,7 +498,9 @@ pub fn reindex(config: &Config) -> Result<u64, Box<dyn std::error::Error + Send 
                 return;
             }
         };
-        let Ok(v) = serde_json::from_slice::<Value>(&json) else { return };
+        let Ok(v) = serde_json::from_slice::<Value>(&json) else {
+            return;
+        };
         let g = crate::issues::grouping::group(&v, crate::issues::GROUPING_VERSION);
         let p = event_payload(e.project_id, e.issue_id, &e.event_id, &g);
         if let Some(doc) = doc_from_payload(&f, &p)
@@ -499,7 +522,9 @@ mod tests {
 
     #[test]
     fn query_syntax() {
-        let q = SearchQuery::parse(r#"division "by zero" is:unresolved level:error release:shop@1.4 env:prod user:a@b.c browser:Firefox assigned:me"#);
+        let q = SearchQuery::parse(
+            r#"division "by zero" is:unresolved level:error release:shop@1.4 env:prod user:a@b.c browser:Firefox assigned:me"#,
+        );
         assert_eq!(q.text, vec!["division", "by zero"]);
         assert_eq!(q.is, vec!["unresolved"]);
         assert_eq!(q.level, vec!["error"]);

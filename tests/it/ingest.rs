@@ -36,11 +36,15 @@ pub fn new_id() -> String {
 pub async fn issue_of(s: &TestServer, event_id: &str) -> u64 {
     let issues = s.state.issues.clone();
     let eid = event_id.to_string();
-    wait_for(&format!("event {event_id} stored"), Duration::from_secs(10), || {
-        let issues = issues.clone();
-        let eid = eid.clone();
-        async move { issues.issue_of_event(&eid).await.unwrap() }
-    })
+    wait_for(
+        &format!("event {event_id} stored"),
+        Duration::from_secs(10),
+        || {
+            let issues = issues.clone();
+            let eid = eid.clone();
+            async move { issues.issue_of_event(&eid).await.unwrap() }
+        },
+    )
     .await
 }
 
@@ -159,7 +163,12 @@ async fn replay(s: &TestServer, f: &Fixture, pid: u64, key: &str) -> (u16, Optio
 
 /// Sends a fixture with `Transfer-Encoding: chunked` over a raw connection (two chunks), the
 /// way @sentry/node does.
-async fn raw_chunked(s: &TestServer, url: &str, f: &Fixture, key: &str) -> (u16, Option<String>, String) {
+async fn raw_chunked(
+    s: &TestServer,
+    url: &str,
+    f: &Fixture,
+    key: &str,
+) -> (u16, Option<String>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = url.strip_prefix(&s.base).unwrap();
     let mut req = format!("POST {target} HTTP/1.1\r\nHost: {}\r\n", s.addr);
@@ -192,19 +201,20 @@ async fn raw_chunked(s: &TestServer, url: &str, f: &Fixture, key: &str) -> (u16,
     let text = String::from_utf8_lossy(&resp).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let acao = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("access-control-allow-origin").then(|| v.trim().to_string())
-        });
+    let acao = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("access-control-allow-origin")
+            .then(|| v.trim().to_string())
+    });
     (status, acao, body.to_string())
 }
 
 #[tokio::test]
 async fn sdk_fixtures_replayed_byte_for_byte() {
     let Some(fixtures) = load_fixtures().filter(|f| !f.is_empty()) else {
-        skip("../shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR to the shared/ directory)");
+        skip(
+            "../shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR to the shared/ directory)",
+        );
         return;
     };
     let s = TestServer::start().await;
@@ -322,7 +332,11 @@ async fn sdk_fixtures_replayed_byte_for_byte() {
     let m = &mons["monitors"][0];
     assert_eq!(m["slug"], "nightly-report");
     assert_eq!(m["last_status"], "ok");
-    assert_eq!(m["check_ins"].as_array().unwrap().len(), 1, "same check_in_id closes it");
+    assert_eq!(
+        m["check_ins"].as_array().unwrap().len(),
+        1,
+        "same check_in_id closes it"
+    );
     assert!(m["config"]["schedule"].is_object());
     let rh: Value = admin
         .get(&format!("/api/projects/{pid}/release-health"))
@@ -410,7 +424,11 @@ async fn official_sentry_sdk_events_arrive_group_and_search() {
     assert!(flushed, "the SDK could not deliver its events");
     let id = |u: sentry::types::Uuid| u.simple().to_string();
     let ie = issue_of(&s, &id(e1)).await;
-    assert_eq!(ie, issue_of(&s, &id(e2)).await, "same error type, parameterised value");
+    assert_eq!(
+        ie,
+        issue_of(&s, &id(e2)).await,
+        "same error type, parameterised value"
+    );
     let im = issue_of(&s, &id(m1)).await;
     assert_eq!(im, issue_of(&s, &id(m2)).await, "parameterised message");
     let ifp = issue_of(&s, &id(f1)).await;
@@ -428,7 +446,13 @@ async fn official_sentry_sdk_events_arrive_group_and_search() {
         .unwrap();
     assert_eq!(d["event"]["exception"]["values"][0]["type"], "panic", "{d}");
     wait_searchable(&admin, pid, "underflow", ip).await;
-    wait_searchable(&admin, pid, "declined release:sdk-test@1.0.0 environment:ci", ie).await;
+    wait_searchable(
+        &admin,
+        pid,
+        "declined release:sdk-test@1.0.0 environment:ci",
+        ie,
+    )
+    .await;
     wait_searchable(&admin, pid, "level:warning warmup", im).await;
     s.stop().await;
 }
@@ -466,7 +490,8 @@ async fn malformed_input_gets_the_right_status_and_the_server_keeps_serving() {
     };
     let bomb = gz(&vec![b'a'; 20 << 20]);
     let id = new_id();
-    let good = format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"ok\"}}\n");
+    let good =
+        format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"ok\"}}\n");
     let big_event = format!(
         "{{}}\n{{\"type\":\"event\"}}\n{{\"message\":\"{}\"}}\n",
         "x".repeat(40 * 1024)
@@ -502,7 +527,9 @@ async fn malformed_input_gets_the_right_status_and_the_server_keeps_serving() {
         Case { name: "header only", path_pid: pid, headers: vec![("x-sentry-auth", h(&auth))], body: b"{}\n".to_vec(), status: 200, code: None },
     ];
     for c in cases {
-        let mut req = s.http.post(s.url(&format!("/api/{}/envelope/", c.path_pid)));
+        let mut req = s
+            .http
+            .post(s.url(&format!("/api/{}/envelope/", c.path_pid)));
         for (k, v) in &c.headers {
             req = req.header(*k, reqwest::header::HeaderValue::from_bytes(v).unwrap());
         }
@@ -540,7 +567,10 @@ async fn encodings_store_endpoint_query_auth_and_cors() {
         let id = new_id();
         (
             id.clone(),
-            format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"{msg}\"}}\n").into_bytes(),
+            format!(
+                "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"message\":\"{msg}\"}}\n"
+            )
+            .into_bytes(),
         )
     };
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -594,14 +624,28 @@ async fn encodings_store_endpoint_query_auth_and_cors() {
     assert_eq!(r.status(), 200);
     issue_of(&s, &id6).await;
     // A retried event id is acknowledged but stored once.
-    let again = send_event(&s, pid, &key, &json!({"event_id": id6, "message": "dsn header"})).await;
+    let again = send_event(
+        &s,
+        pid,
+        &key,
+        &json!({"event_id": id6, "message": "dsn header"}),
+    )
+    .await;
     assert_eq!(again.status(), 200);
-    let issue = s.state.issues.issue(issue_of(&s, &id6).await).await.unwrap();
+    let issue = s
+        .state
+        .issues
+        .issue(issue_of(&s, &id6).await)
+        .await
+        .unwrap();
     assert_eq!(issue.count, 1);
     // CORS preflight.
     let r = s
         .http
-        .request(reqwest::Method::OPTIONS, s.url(&format!("/api/{pid}/envelope/")))
+        .request(
+            reqwest::Method::OPTIONS,
+            s.url(&format!("/api/{pid}/envelope/")),
+        )
         .header("origin", "http://example.test")
         .header("access-control-request-method", "POST")
         .send()
@@ -628,16 +672,29 @@ async fn rate_limit_answers_429_with_sentry_headers() {
     let mut statuses = Vec::new();
     let mut limited = None;
     for i in 0..5 {
-        let r = send_event(&s, pid, &key, &json!({"event_id": new_id(), "message": format!("m{i}")})).await;
+        let r = send_event(
+            &s,
+            pid,
+            &key,
+            &json!({"event_id": new_id(), "message": format!("m{i}")}),
+        )
+        .await;
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             limited = Some(r);
         }
     }
     // Usually [200,200,200,429,429]; a minute boundary in between may reset the window.
-    assert!(statuses.iter().filter(|s| **s == 200).count() >= 3, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 3,
+        "{statuses:?}"
+    );
     let r = limited.expect("over the limit must answer 429");
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry));
     let rl = r.headers()["x-sentry-rate-limits"].to_str().unwrap();
     assert!(rl.starts_with(&format!("{retry}:")), "{rl}");
@@ -672,7 +729,10 @@ async fn capture_api_and_script() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let issue = issue_of(&s, &id).await;
     let ev: Value = admin
         .get(&format!("/api/issues/{issue}/events/{id}"))
@@ -697,7 +757,10 @@ async fn capture_api_and_script() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mid = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let mid = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     issue_of(&s, &mid).await;
     let r = s
         .http
@@ -708,7 +771,12 @@ async fn capture_api_and_script() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let js = s.http.get(s.url("/static/capture.js")).send().await.unwrap();
+    let js = s
+        .http
+        .get(s.url("/static/capture.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(js.status(), 200);
     let text = js.text().await.unwrap();
     assert!(text.contains("unhandledrejection") && text.contains("/capture/"));

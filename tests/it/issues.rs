@@ -50,18 +50,33 @@ async fn states_regressions_mutes_and_history() {
     assert_eq!(status_of(&agent, id).await, "unresolved");
 
     // Viewers cannot change state.
-    let (st, _) = post(&viewer, &format!("/api/issues/{id}/status"), json!({"status": "resolved"})).await;
+    let (st, _) = post(
+        &viewer,
+        &format!("/api/issues/{id}/status"),
+        json!({"status": "resolved"}),
+    )
+    .await;
     assert_eq!(st, 403);
 
     // resolved → any new event regresses.
-    let (st, body) = post(&agent, &format!("/api/issues/{id}/status"), json!({"status": "resolved"})).await;
+    let (st, body) = post(
+        &agent,
+        &format!("/api/issues/{id}/status"),
+        json!({"status": "resolved"}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["issue"]["status"], "resolved");
     event(&s, pid, &key, boom.clone()).await;
     assert_eq!(status_of(&agent, id).await, "regressed");
 
     // resolved in next release: same release stays resolved, a new release regresses.
-    post(&agent, &format!("/api/issues/{id}/status"), json!({"status": "resolved_next_release"})).await;
+    post(
+        &agent,
+        &format!("/api/issues/{id}/status"),
+        json!({"status": "resolved_next_release"}),
+    )
+    .await;
     event(&s, pid, &key, boom.clone()).await;
     assert_eq!(status_of(&agent, id).await, "resolved_next_release");
     let mut newer = boom.clone();
@@ -70,28 +85,61 @@ async fn states_regressions_mutes_and_history() {
     assert_eq!(status_of(&agent, id).await, "regressed");
 
     // muted for 2 events: unmutes on the second.
-    post(&agent, &format!("/api/issues/{id}/status"), json!({"status": "muted", "mute_for_events": 2})).await;
+    post(
+        &agent,
+        &format!("/api/issues/{id}/status"),
+        json!({"status": "muted", "mute_for_events": 2}),
+    )
+    .await;
     event(&s, pid, &key, boom.clone()).await;
     assert_eq!(status_of(&agent, id).await, "muted");
     event(&s, pid, &key, boom.clone()).await;
     assert_eq!(status_of(&agent, id).await, "unresolved");
 
     // muted until a past time: the next event unmutes.
-    post(&agent, &format!("/api/issues/{id}/status"), json!({"status": "muted", "mute_until_ms": 1})).await;
+    post(
+        &agent,
+        &format!("/api/issues/{id}/status"),
+        json!({"status": "muted", "mute_until_ms": 1}),
+    )
+    .await;
     event(&s, pid, &key, boom.clone()).await;
     assert_eq!(status_of(&agent, id).await, "unresolved");
 
     // Unknown status is a 400 with a hint.
-    let (st, body) = post(&agent, &format!("/api/issues/{id}/status"), json!({"status": "fixed"})).await;
+    let (st, body) = post(
+        &agent,
+        &format!("/api/issues/{id}/status"),
+        json!({"status": "fixed"}),
+    )
+    .await;
     assert_eq!(st, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("resolved"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resolved")
+    );
 
     let d = get(&agent, &format!("/api/issues/{id}")).await;
     let history = d["issue"]["history"].as_array().unwrap();
-    let actions: Vec<&str> = history.iter().map(|h| h["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = history
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        vec!["first_seen", "status", "regressed", "status", "regressed", "status", "unmuted", "status", "unmuted"],
+        vec![
+            "first_seen",
+            "status",
+            "regressed",
+            "status",
+            "regressed",
+            "status",
+            "unmuted",
+            "status",
+            "unmuted"
+        ],
         "{history:?}"
     );
     assert_eq!(history[1]["user_id"], agent.user_id);
@@ -115,9 +163,24 @@ async fn states_regressions_mutes_and_history() {
             assert_eq!(m.payload["project_id"], pid);
         }
     }
-    assert_eq!(subjects.iter().filter(|s| *s == "issue.created").count(), 1, "{subjects:?}");
-    assert_eq!(subjects.iter().filter(|s| *s == "issue.regressed").count(), 2, "{subjects:?}");
-    assert!(subjects.iter().filter(|s| *s == "issue.state_changed").count() >= 8, "{subjects:?}");
+    assert_eq!(
+        subjects.iter().filter(|s| *s == "issue.created").count(),
+        1,
+        "{subjects:?}"
+    );
+    assert_eq!(
+        subjects.iter().filter(|s| *s == "issue.regressed").count(),
+        2,
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .filter(|s| *s == "issue.state_changed")
+            .count()
+            >= 8,
+        "{subjects:?}"
+    );
     s.stop().await;
 }
 
@@ -129,54 +192,133 @@ async fn comments_assignment_bulk_delete_and_discard() {
     let admin = s.client(Role::Admin).await;
     let (_, a) = event(&s, pid, &key, json!({"message": "alpha broke"})).await;
     let (_, b) = event(&s, pid, &key, json!({"message": "beta broke"})).await;
-    let (st, c) = post(&agent, &format!("/api/issues/{a}/comments"), json!({"text": "looking <b>into</b> it"})).await;
+    let (st, c) = post(
+        &agent,
+        &format!("/api/issues/{a}/comments"),
+        json!({"text": "looking <b>into</b> it"}),
+    )
+    .await;
     assert_eq!(st, 200);
     assert_eq!(c["comment"]["text"], "looking <b>into</b> it");
-    let (st, _) = post(&agent, &format!("/api/issues/{a}/comments"), json!({"text": "  "})).await;
+    let (st, _) = post(
+        &agent,
+        &format!("/api/issues/{a}/comments"),
+        json!({"text": "  "}),
+    )
+    .await;
     assert_eq!(st, 400);
-    let (st, body) = post(&agent, &format!("/api/issues/{a}/assign"), json!({"user_id": agent.user_id})).await;
+    let (st, body) = post(
+        &agent,
+        &format!("/api/issues/{a}/assign"),
+        json!({"user_id": agent.user_id}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["issue"]["assignee_id"], agent.user_id);
-    let (st, _) = post(&agent, &format!("/api/issues/{a}/assign"), json!({"user_id": 999_999})).await;
+    let (st, _) = post(
+        &agent,
+        &format!("/api/issues/{a}/assign"),
+        json!({"user_id": 999_999}),
+    )
+    .await;
     assert_eq!(st, 400);
     let d = get(&agent, &format!("/api/issues/{a}")).await;
     assert_eq!(d["issue"]["comments"].as_array().unwrap().len(), 1);
 
-    let mine = get(&agent, &format!("/api/projects/{pid}/issues?query=assigned:me")).await;
-    let ids: Vec<u64> = mine["issues"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    let mine = get(
+        &agent,
+        &format!("/api/projects/{pid}/issues?query=assigned:me"),
+    )
+    .await;
+    let ids: Vec<u64> = mine["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![a]);
-    let none = get(&agent, &format!("/api/projects/{pid}/issues?query=assigned:none")).await;
-    let ids: Vec<u64> = none["issues"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    let none = get(
+        &agent,
+        &format!("/api/projects/{pid}/issues?query=assigned:none"),
+    )
+    .await;
+    let ids: Vec<u64> = none["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![b]);
     // Unassign.
-    let (_, body) = post(&agent, &format!("/api/issues/{a}/assign"), json!({"user_id": null})).await;
+    let (_, body) = post(
+        &agent,
+        &format!("/api/issues/{a}/assign"),
+        json!({"user_id": null}),
+    )
+    .await;
     assert!(body["issue"]["assignee_id"].is_null());
 
-    let (st, body) = post(&agent, "/api/issues/bulk", json!({"ids": [a, b], "status": "resolved"})).await;
+    let (st, body) = post(
+        &agent,
+        "/api/issues/bulk",
+        json!({"ids": [a, b], "status": "resolved"}),
+    )
+    .await;
     assert_eq!(st, 200, "{body}");
-    let resolved = get(&agent, &format!("/api/projects/{pid}/issues?query=is:resolved")).await;
+    let resolved = get(
+        &agent,
+        &format!("/api/projects/{pid}/issues?query=is:resolved"),
+    )
+    .await;
     assert_eq!(resolved["issues"].as_array().unwrap().len(), 2);
-    let unresolved = get(&agent, &format!("/api/projects/{pid}/issues?query=is:unresolved")).await;
+    let unresolved = get(
+        &agent,
+        &format!("/api/projects/{pid}/issues?query=is:unresolved"),
+    )
+    .await;
     assert_eq!(unresolved["issues"].as_array().unwrap().len(), 0);
 
     // Agents cannot delete; admins can. Discard drops future events of the fingerprint.
-    let r = agent.delete(&format!("/api/issues/{a}?discard=true")).send().await.unwrap();
+    let r = agent
+        .delete(&format!("/api/issues/{a}?discard=true"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = admin.delete(&format!("/api/issues/{a}?discard=true")).send().await.unwrap();
+    let r = admin
+        .delete(&format!("/api/issues/{a}?discard=true"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let r = admin.get(&format!("/api/issues/{a}")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let id = new_id();
-    let r = send_event(&s, pid, &key, &json!({"event_id": id, "message": "alpha broke"})).await;
+    let r = send_event(
+        &s,
+        pid,
+        &key,
+        &json!({"event_id": id, "message": "alpha broke"}),
+    )
+    .await;
     assert_eq!(r.status(), 200, "discarded events are still acknowledged");
     // Plain delete: the next event opens a fresh issue.
-    let r = admin.delete(&format!("/api/issues/{b}")).send().await.unwrap();
+    let r = admin
+        .delete(&format!("/api/issues/{b}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (_, b2) = event(&s, pid, &key, json!({"message": "beta broke"})).await;
     assert_ne!(b2, b);
     assert_eq!(s.state.issues.issue_of_event(&id).await.unwrap(), None);
     let list = get(&agent, &format!("/api/projects/{pid}/issues")).await;
-    let ids: Vec<u64> = list["issues"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = list["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![b2]);
     s.stop().await;
 }
@@ -216,8 +358,17 @@ async fn events_pages_stats_sort_and_search_filters() {
     let detail = get(&viewer, &format!("/api/issues/{many}")).await;
     assert_eq!(detail["issue"]["count"], 5);
     assert_eq!(detail["issue"]["user_count"], 3);
-    assert_eq!(detail["issue"]["tags"]["browser"][0], json!({"value": "Firefox", "count": 5}));
-    assert!(detail["issue"]["fingerprint"].as_array().unwrap().iter().any(|c| c == "frame:cart.views:add_item"));
+    assert_eq!(
+        detail["issue"]["tags"]["browser"][0],
+        json!({"value": "Firefox", "count": 5})
+    );
+    assert!(
+        detail["issue"]["fingerprint"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "frame:cart.views:add_item")
+    );
     assert_eq!(detail["issue"]["culprit"], "cart.views in add_item");
 
     // Event pages, newest first, with cursors; neighbours of an event.
@@ -225,10 +376,21 @@ async fn events_pages_stats_sort_and_search_filters() {
     assert_eq!(p1["events"].as_array().unwrap().len(), 2);
     assert_eq!(p1["events"][0]["event_id"], last_eid.as_str());
     let cursor = p1["next_cursor"].as_str().unwrap();
-    let p2 = get(&viewer, &format!("/api/issues/{many}/events?limit=2&cursor={cursor}")).await;
+    let p2 = get(
+        &viewer,
+        &format!("/api/issues/{many}/events?limit=2&cursor={cursor}"),
+    )
+    .await;
     assert_eq!(p2["events"].as_array().unwrap().len(), 2);
     assert_ne!(p2["events"][0]["event_id"], p1["events"][1]["event_id"]);
-    let p3 = get(&viewer, &format!("/api/issues/{many}/events?limit=2&cursor={}", p2["next_cursor"].as_str().unwrap())).await;
+    let p3 = get(
+        &viewer,
+        &format!(
+            "/api/issues/{many}/events?limit=2&cursor={}",
+            p2["next_cursor"].as_str().unwrap()
+        ),
+    )
+    .await;
     assert_eq!(p3["events"].as_array().unwrap().len(), 1);
     assert!(p3["next_cursor"].is_null());
     let latest = get(&viewer, &format!("/api/issues/{many}/events/latest")).await;
@@ -237,25 +399,52 @@ async fn events_pages_stats_sort_and_search_filters() {
     let prev = latest["prev_event_id"].as_str().unwrap();
     let e = get(&viewer, &format!("/api/issues/{many}/events/{prev}")).await;
     assert_eq!(e["next_event_id"], last_eid.as_str());
-    let r = viewer.get(&format!("/api/issues/{few}/events/{prev}")).send().await.unwrap();
+    let r = viewer
+        .get(&format!("/api/issues/{few}/events/{prev}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "an event of another issue");
 
     // Sorting and paging of the list.
-    let by_events = get(&viewer, &format!("/api/projects/{pid}/issues?sort=events&limit=1")).await;
+    let by_events = get(
+        &viewer,
+        &format!("/api/projects/{pid}/issues?sort=events&limit=1"),
+    )
+    .await;
     assert_eq!(by_events["issues"][0]["id"], many);
     assert_eq!(by_events["next_cursor"], "1");
-    let page2 = get(&viewer, &format!("/api/projects/{pid}/issues?sort=events&limit=1&cursor=1")).await;
+    let page2 = get(
+        &viewer,
+        &format!("/api/projects/{pid}/issues?sort=events&limit=1&cursor=1"),
+    )
+    .await;
     assert_eq!(page2["issues"][0]["id"], few);
-    let by_first = get(&viewer, &format!("/api/projects/{pid}/issues?sort=first_seen")).await;
+    let by_first = get(
+        &viewer,
+        &format!("/api/projects/{pid}/issues?sort=first_seen"),
+    )
+    .await;
     assert_eq!(by_first["issues"][0]["id"], few);
-    let r = viewer.get(&format!("/api/projects/{pid}/issues?sort=nope")).send().await.unwrap();
+    let r = viewer
+        .get(&format!("/api/projects/{pid}/issues?sort=nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // Stats.
     let st = get(&viewer, &format!("/api/projects/{pid}/stats")).await;
     assert_eq!(st["hourly"].as_array().unwrap().len(), 168);
     assert_eq!(st["daily"].as_array().unwrap().len(), 30);
-    let sum = |k: &str| st[k].as_array().unwrap().iter().map(|c| c["count"].as_u64().unwrap()).sum::<u64>();
+    let sum = |k: &str| {
+        st[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
     assert_eq!(sum("hourly"), 6);
     assert_eq!(sum("daily"), 6);
     assert_eq!(st["totals"], json!({"events": 6, "issues": 2, "users": 4}));
@@ -279,7 +468,11 @@ async fn events_pages_stats_sort_and_search_filters() {
     assert_eq!(r.status(), 400);
     // Another project's issues never show up.
     let (pid2, _, _) = s.project("other").await;
-    let other = get(&viewer, &format!("/api/projects/{pid2}/issues?query=KeyError")).await;
+    let other = get(
+        &viewer,
+        &format!("/api/projects/{pid2}/issues?query=KeyError"),
+    )
+    .await;
     assert_eq!(other["issues"].as_array().unwrap().len(), 0);
     s.stop().await;
 }
@@ -290,7 +483,13 @@ async fn search_catches_up_after_restart_and_reindex_rebuilds() {
     let config = crate::common::test_config(tmp.path());
     let s = TestServer::start_with(config.clone()).await;
     let (pid, key, _) = s.project("reindex").await;
-    let (_, id) = event(&s, pid, &key, json!({"message": "quokka overflow detected"})).await;
+    let (_, id) = event(
+        &s,
+        pid,
+        &key,
+        json!({"message": "quokka overflow detected"}),
+    )
+    .await;
     let viewer = s.client(Role::Viewer).await;
     wait_searchable(&viewer, pid, "quokka", id).await;
     let token = viewer.token.clone();
@@ -300,10 +499,59 @@ async fn search_catches_up_after_restart_and_reindex_rebuilds() {
     let n = hearth::search::reindex(&config).unwrap();
     assert_eq!(n, 1);
     let s = TestServer::start_with(config.clone()).await;
-    let viewer = AuthedClient { http: s.http.clone(), token, user_id: uid, base: s.base.clone() };
+    let viewer = AuthedClient {
+        http: s.http.clone(),
+        token,
+        user_id: uid,
+        base: s.base.clone(),
+    };
     wait_searchable(&viewer, pid, "quokka", id).await;
-    let (_, id2) = event(&s, pid, &key, json!({"message": "wombat underflow detected"})).await;
+    let (_, id2) = event(
+        &s,
+        pid,
+        &key,
+        json!({"message": "wombat underflow detected"}),
+    )
+    .await;
     wait_searchable(&viewer, pid, "wombat", id2).await;
     assert!(s.state.search.num_docs() >= 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn retention_prunes_events_and_keeps_counters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config(tmp.path());
+    config.issues.max_events_per_issue = 2;
+    let s = TestServer::start_with(config).await;
+    let (pid, key, _) = s.project("retention").await;
+    let viewer = s.client(Role::Viewer).await;
+    let mut ids = Vec::new();
+    let mut issue = 0;
+    for _ in 0..4 {
+        let (eid, i) = event(&s, pid, &key, json!({"message": "disk full"})).await;
+        ids.push(eid);
+        issue = i;
+    }
+    let removed = s.state.issues.prune().await.unwrap();
+    assert_eq!(removed, 2);
+    let d = get(&viewer, &format!("/api/issues/{issue}")).await;
+    assert_eq!(d["issue"]["count"], 4, "counters keep counting");
+    assert_eq!(d["issue"]["stored_events"], 2);
+    let evs = get(&viewer, &format!("/api/issues/{issue}/events")).await;
+    let kept: Vec<&str> = evs["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        vec![ids[3].as_str(), ids[2].as_str()],
+        "the newest are kept"
+    );
+    assert_eq!(s.state.issues.issue_of_event(&ids[0]).await.unwrap(), None);
+    let st = get(&viewer, &format!("/api/projects/{pid}/stats")).await;
+    assert_eq!(st["totals"]["events"], 4);
     s.stop().await;
 }
