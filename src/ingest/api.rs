@@ -405,7 +405,7 @@ async fn monitors(
                     let (_, v) = r?;
                     recent.push(codec::decode(v.value())?);
                 }
-                recent.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+                recent.sort_by_key(|c| std::cmp::Reverse(c.updated_ms));
                 recent.truncate(50);
                 out.push(json!({
                     "slug": m.slug,

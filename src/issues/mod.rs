@@ -434,10 +434,10 @@ impl Issues {
                 let mut to = from;
                 match from {
                     Status::Resolved => to = Status::Regressed,
-                    Status::ResolvedNextRelease => {
-                        if g.release.is_some() && g.release != issue.resolved_in_release {
-                            to = Status::Regressed;
-                        }
+                    Status::ResolvedNextRelease
+                        if g.release.is_some() && g.release != issue.resolved_in_release =>
+                    {
+                        to = Status::Regressed;
                     }
                     Status::Muted => {
                         if issue.mute_until_ms.is_some_and(|t| now >= t) {
@@ -753,28 +753,24 @@ impl Issues {
                     Some(v) => codec::decode(v.value())?,
                     None => return Err(IssuesError::NotFound("event")),
                 };
-                let neighbour = |row: Option<
-                    Result<
-                        (redb::AccessGuard<(u64, u64)>, redb::AccessGuard<&[u8]>),
-                        redb::StorageError,
-                    >,
-                >|
-                 -> Result<Option<String>, IssuesError> {
-                    match row {
-                        Some(r) => {
-                            let (_, v) = r?;
-                            let e: StoredEvent = codec::decode(v.value())?;
-                            Ok(Some(e.event_id))
-                        }
-                        None => Ok(None),
-                    }
+                let id_of = |v: redb::AccessGuard<&[u8]>| -> Result<String, IssuesError> {
+                    Ok(codec::decode::<StoredEvent>(v.value())?.event_id)
                 };
-                let prev = if seq == 0 {
-                    None
-                } else {
-                    neighbour(t.range((id, 0)..=(id, seq - 1))?.next_back())?
+                let prev = match seq {
+                    0 => None,
+                    _ => t
+                        .range((id, 0)..=(id, seq - 1))?
+                        .next_back()
+                        .transpose()?
+                        .map(|(_, v)| id_of(v))
+                        .transpose()?,
                 };
-                let next = neighbour(t.range((id, seq + 1)..=(id, u64::MAX))?.next())?;
+                let next = t
+                    .range((id, seq + 1)..=(id, u64::MAX))?
+                    .next()
+                    .transpose()?
+                    .map(|(_, v)| id_of(v))
+                    .transpose()?;
                 let json = crate::store::codec::decompress_json(&row.payload)?;
                 let event: Value = serde_json::from_slice(&json)
                     .map_err(|e| IssuesError::Invalid(format!("stored event unreadable: {e}")))?;
