@@ -132,6 +132,18 @@ fn templates(envelope: &[u8], groups: usize) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// CPU seconds (user + system) the process has used; clock ticks are 100/s on Linux.
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -270,6 +282,7 @@ async fn run(a: Args) {
     let url = format!("{base}/api/{pid}/envelope/");
     let auth =
         format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=sentry.python/2.75.0");
+    let cpu_before = cpu_secs(server_pid);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
@@ -360,6 +373,7 @@ async fn run(a: Args) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let cpu_used = cpu_secs(server_pid) - cpu_before;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -415,4 +429,11 @@ async fn run(a: Args) {
         rss_after / 1024
     );
     println!("database size            {} MB", db_bytes / 1_000_000);
+    println!(
+        "server CPU                {cpu_used:.1} s for {ok} events ({:.0} events per CPU-second); load average {}",
+        ok as f64 / cpu_used.max(0.001),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 }
