@@ -145,11 +145,16 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/<pid>/status (`VmRSS:`, `RssAnon:`, `RssFile:`).
+fn status_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -270,11 +275,13 @@ async fn run(a: Args) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
+    let peak_anon = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
+        let (stop, peak, peak_anon) = (stop.clone(), peak.clone(), peak_anon.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 peak.fetch_max(rss_kb(server_pid), Ordering::Relaxed);
+                peak_anon.fetch_max(status_kb(server_pid, "RssAnon:"), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -427,6 +434,10 @@ async fn run(a: Args) {
         rss_idle / 1024,
         peak.load(Ordering::Relaxed) / 1024,
         rss_after / 1024
+    );
+    println!(
+        "peak RssAnon              {} MB (the rest of VmRSS is file pages: mmapped search segments)",
+        peak_anon.load(Ordering::Relaxed) / 1024
     );
     println!("database size            {} MB", db_bytes / 1_000_000);
     println!(
