@@ -60,9 +60,12 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     let db = store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
     let bus = bus::Bus::new(db.clone(), config.bus.clone());
     let accounts = accounts::Accounts::new(db.clone(), config.clone());
-    let search = search::Search::default();
-    let issues = issues::Issues::default();
-    let ingest = ingest::Ingest::default();
+    let search = search::Search::open(&config).map_err(|e| BuildError::Part {
+        part: "search",
+        message: e.to_string(),
+    })?;
+    let issues = issues::Issues::new(db.clone(), bus.clone(), config.clone());
+    let ingest = ingest::Ingest::new(config.clone(), db.clone(), accounts.clone(), issues.clone());
     let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
     let alerts = alerts::Alerts::new(db.clone(), config.clone());
     let (_, table) = http::all_routes().into_parts();
