@@ -60,9 +60,12 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     let db = store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
     let bus = bus::Bus::new(db.clone(), config.bus.clone());
     let accounts = accounts::Accounts::new(db.clone(), config.clone());
-    let search = search::Search::default();
-    let issues = issues::Issues::default();
-    let ingest = ingest::Ingest::default();
+    let search = search::Search::open(&config).map_err(|e| BuildError::Part {
+        part: "search",
+        message: e.to_string(),
+    })?;
+    let issues = issues::Issues::new(db.clone(), bus.clone(), config.clone());
+    let ingest = ingest::Ingest::new(config.clone(), db.clone(), accounts.clone(), issues.clone());
     let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
     let alerts = alerts::Alerts::new(db.clone(), config.clone());
     let (_, table) = http::all_routes().into_parts();
@@ -88,6 +91,14 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     state.alerts.register(&state);
     let (router, _) = http::build_router(state.clone());
     Ok(App { state, router })
+}
+
+/// Bus handlers hold the app state, which holds the bus: dropping an app (served or not)
+/// clears the handlers so that cycle breaks and the database file is released.
+impl Drop for App {
+    fn drop(&mut self) {
+        self.state.bus.clear();
+    }
 }
 
 impl App {
@@ -138,6 +149,7 @@ impl App {
         axum::serve(
             listener,
             self.router
+                .clone()
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async move { serve_token.cancelled().await })

@@ -51,6 +51,8 @@ enum Command {
         /// Recipient address.
         to: String,
     },
+    /// Rebuild the search index from the database (stop the server first).
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +115,11 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
         }
         Command::Config(ConfigCmd::Show) => {
             print!("{}", config.to_redacted_toml());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Reindex => {
+            let n = hearth::search::reindex(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("reindexed {n} events");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Healthcheck => {

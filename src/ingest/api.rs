@@ -1,7 +1,550 @@
-//! Sentry-compatible ingest routes.
+//! Sentry-compatible ingest routes, Hearth's JSON capture API, and read routes for the
+//! non-error items (release health, monitors, feedback, transactions, client reports,
+//! attachments).
 
-use crate::http::routes::Routes;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Ingest, IngestError, capture, decode, store::*};
+use crate::app::AppState;
+use crate::http::auth::Viewer;
+use crate::http::error::{ApiError, ApiJson};
+use crate::http::routes::{Access, Routes};
+use crate::store::codec;
 
 pub fn routes() -> Routes {
     Routes::new()
+        .add(
+            Method::POST,
+            "/api/{project_id}/envelope/",
+            Access::DsnKey,
+            "Sentry envelope ingest (any SDK): events, transactions, sessions, check-ins, feedback, attachments",
+            post(envelope).options(preflight),
+        )
+        .add(
+            Method::POST,
+            "/api/{project_id}/store/",
+            Access::DsnKey,
+            "Legacy Sentry store endpoint: one event as JSON",
+            post(store_event).options(preflight),
+        )
+        .add(
+            Method::POST,
+            "/api/{project_id}/capture/exception",
+            Access::DsnKey,
+            "Hearth capture API: report an exception {type, message, stacktrace, user, url, environment, release, tags, level}",
+            post(capture_exception).options(preflight),
+        )
+        .add(
+            Method::POST,
+            "/api/{project_id}/capture/message",
+            Access::DsnKey,
+            "Hearth capture API: report a message {message, level, user, url, environment, release, tags}",
+            post(capture_message).options(preflight),
+        )
+        .add(
+            Method::GET,
+            "/api/projects/{pid}/release-health",
+            Access::Viewer,
+            "Session counts per release (started, exited, errored, crashed, abnormal, crash-free rate)",
+            get(release_health),
+        )
+        .add(
+            Method::GET,
+            "/api/projects/{pid}/monitors",
+            Access::Viewer,
+            "Cron monitors reported by SDK check-ins, with their recent check-ins",
+            get(monitors),
+        )
+        .add(
+            Method::GET,
+            "/api/projects/{pid}/feedback",
+            Access::Viewer,
+            "User feedback and user reports, newest first, with the event and issue they belong to",
+            get(feedback),
+        )
+        .add(
+            Method::GET,
+            "/api/projects/{pid}/transactions",
+            Access::Viewer,
+            "Performance transactions stored for the project, newest first (summary only)",
+            get(transactions),
+        )
+        .add(
+            Method::GET,
+            "/api/projects/{pid}/client-reports",
+            Access::Viewer,
+            "Events SDKs discarded client-side, by reason and category",
+            get(client_reports),
+        )
+        .add(
+            Method::GET,
+            "/api/events/{event_id}/attachments",
+            Access::Viewer,
+            "Attachments stored with an event (metadata)",
+            get(attachments),
+        )
+        .add(
+            Method::GET,
+            "/api/events/{event_id}/attachments/{n}",
+            Access::Viewer,
+            "Download one attachment (served as application/octet-stream)",
+            get(attachment_download),
+        )
+}
+
+fn cors(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after, x-sentry-rate-limits, x-sentry-error"),
+    );
+    resp
+}
+
+async fn preflight() -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(
+            "content-type, x-sentry-auth, x-requested-with, origin, accept, authentication, authorization, content-encoding, sentry-trace, baggage",
+        ),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("3600"),
+    );
+    cors(resp)
+}
+
+/// The DSN key from `X-Sentry-Auth` / `Authorization: Sentry ...` or `?sentry_key=`.
+fn key_from_request(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    for name in ["x-sentry-auth", "authorization"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            let v = v.trim();
+            let v = v
+                .strip_prefix("Sentry ")
+                .or_else(|| v.strip_prefix("sentry "))
+                .or_else(|| v.strip_prefix("DSN "))
+                .unwrap_or(v);
+            for part in v.split(',') {
+                if let Some((k, val)) = part.trim().split_once('=')
+                    && k.trim() == "sentry_key"
+                {
+                    return Some(val.trim().to_string());
+                }
+            }
+        }
+    }
+    if let Some(k) = headers.get("x-hearth-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim().to_string());
+    }
+    let q = uri.query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "sentry_key")
+        .map(|(_, v)| v.into_owned())
+}
+
+fn project_id(raw: &str) -> Result<u64, IngestError> {
+    raw.parse()
+        .map_err(|_| IngestError::Malformed(format!("{raw:?} is not a project id; check the DSN")))
+}
+
+/// Reads the body (capped), undoes Content-Encoding (capped while decompressing).
+async fn read_body(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, IngestError> {
+    let cfg = &ingest.config().ingest;
+    let max_c = cfg.max_compressed_size.as_usize();
+    let max_d = cfg.max_decompressed_size.as_usize();
+    let too_large = || {
+        IngestError::TooLarge(format!(
+            "the request body is larger than {max_c} bytes ([ingest] max_compressed_size)"
+        ))
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > max_c as u64
+    {
+        return Err(too_large());
+    }
+    let collected = http_body_util::Limited::new(body, max_c)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                IngestError::Malformed(format!("cannot read the request body: {e}"))
+            }
+        })?;
+    let raw = collected.to_bytes().to_vec();
+    let encoding = match headers.get(header::CONTENT_ENCODING) {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| IngestError::UnsupportedEncoding("Content-Encoding is not ASCII".into()))?
+            .to_string(),
+        None => String::new(),
+    };
+    let decode = move || {
+        decode::decode(raw, &encoding, max_d).map_err(|e| match e {
+            decode::DecodeError::TooLarge(_) => {
+                IngestError::TooLarge(format!("{e} ([ingest] max_decompressed_size)"))
+            }
+            decode::DecodeError::Unsupported(_) => IngestError::UnsupportedEncoding(e.to_string()),
+            decode::DecodeError::Corrupt(..) => IngestError::Malformed(e.to_string()),
+        })
+    };
+    // Large bodies are decompressed off the async workers.
+    let big = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|l| l > 256 * 1024);
+    if big {
+        crate::store::run_blocking(decode).await
+    } else {
+        decode()
+    }
+}
+
+fn reply(result: Result<Value, IngestError>, ingest: &Ingest) -> Response {
+    match result {
+        Ok(v) => cors(ApiJson(v).into_response()),
+        Err(e) => {
+            ingest.count_rejected();
+            cors(ApiError::from(e).into_response())
+        }
+    }
+}
+
+async fn envelope(
+    State(s): State<AppState>,
+    Path(pid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = async {
+        let pid = project_id(&pid)?;
+        let mut key = key_from_request(&headers, &uri);
+        // Check the header/query key before reading the body, so unauthenticated bodies
+        // cost nothing.
+        let mut version = None;
+        if let Some(k) = &key {
+            version = Some(s.ingest.authorize(k, pid).await?);
+        }
+        let body = read_body(&s.ingest, &headers, body).await?;
+        if key.is_none() {
+            key = Ingest::key_from_envelope(&body);
+            match &key {
+                Some(k) => version = Some(s.ingest.authorize(k, pid).await?),
+                None => return Err(IngestError::MissingKey),
+            }
+        }
+        let version = version.unwrap_or(crate::issues::GROUPING_VERSION);
+        let accepted = s.ingest.ingest_envelope(pid, version, &body).await?;
+        Ok(match accepted.id {
+            Some(id) => json!({ "id": id }),
+            None => json!({}),
+        })
+    }
+    .await;
+    reply(r, &s.ingest)
+}
+
+async fn store_event(
+    State(s): State<AppState>,
+    Path(pid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = async {
+        let pid = project_id(&pid)?;
+        let key = key_from_request(&headers, &uri).ok_or(IngestError::MissingKey)?;
+        let version = s.ingest.authorize(&key, pid).await?;
+        let body = read_body(&s.ingest, &headers, body).await?;
+        let ev = s.ingest.prepare_event(pid, version, &body, None)?;
+        let id = ev.event_id.clone();
+        s.ingest
+            .submit(vec![super::Work::Event(Box::new(ev))])
+            .await?;
+        Ok(json!({ "id": id }))
+    }
+    .await;
+    reply(r, &s.ingest)
+}
+
+async fn capture_common(
+    s: &AppState,
+    pid: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    exception: bool,
+) -> Result<Value, IngestError> {
+    let pid = project_id(pid)?;
+    let key = key_from_request(headers, uri).ok_or(IngestError::MissingKey)?;
+    let version = s.ingest.authorize(&key, pid).await?;
+    let body = read_body(&s.ingest, headers, body).await?;
+    let input: Value = serde_json::from_slice(&body)
+        .map_err(|e| IngestError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
+    let event = if exception {
+        capture::exception_event(&input)
+    } else {
+        capture::message_event(&input)
+    }
+    .map_err(IngestError::InvalidJson)?;
+    let raw = serde_json::to_vec(&event).map_err(|e| IngestError::InvalidJson(e.to_string()))?;
+    let ev = s.ingest.prepare_event(pid, version, &raw, None)?;
+    let id = ev.event_id.clone();
+    s.ingest
+        .submit(vec![super::Work::Event(Box::new(ev))])
+        .await?;
+    Ok(json!({ "id": id }))
+}
+
+async fn capture_exception(
+    State(s): State<AppState>,
+    Path(pid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = capture_common(&s, &pid, &uri, &headers, body, true).await;
+    reply(r, &s.ingest)
+}
+
+async fn capture_message(
+    State(s): State<AppState>,
+    Path(pid): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = capture_common(&s, &pid, &uri, &headers, body, false).await;
+    reply(r, &s.ingest)
+}
+
+// ---- read routes ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<usize>,
+}
+
+async fn release_health(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(pid): Path<u64>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let rows =
+        s.db.read(move |txn| {
+            let t = txn.open_table(RELEASE_HEALTH)?;
+            let mut out = Vec::new();
+            for row in t.range((pid, "")..(pid + 1, ""))? {
+                let (k, v) = row?;
+                let h: ReleaseHealth = codec::decode(v.value())?;
+                let bad = h.crashed + h.abnormal;
+                let crash_free = if h.sessions > 0 {
+                    Some(100.0 * (h.sessions.saturating_sub(bad)) as f64 / h.sessions as f64)
+                } else {
+                    None
+                };
+                out.push(json!({
+                    "release": k.value().1, "sessions": h.sessions, "exited": h.exited,
+                    "errored": h.errored, "crashed": h.crashed, "abnormal": h.abnormal,
+                    "crash_free_percent": crash_free, "last_seen_ms": h.last_seen_ms,
+                    "environments": h.environments,
+                }));
+            }
+            Ok::<_, IngestError>(out)
+        })
+        .await?;
+    Ok(ApiJson(json!({ "releases": rows })))
+}
+
+async fn monitors(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(pid): Path<u64>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let rows = s
+        .db
+        .read(move |txn| {
+            let t = txn.open_table(MONITORS)?;
+            let cis = txn.open_table(CHECK_INS)?;
+            let mut out = Vec::new();
+            for row in t.range((pid, "")..(pid + 1, ""))? {
+                let (_, v) = row?;
+                let m: Monitor = codec::decode(v.value())?;
+                let mut recent: Vec<CheckIn> = Vec::new();
+                for r in cis.range((pid, m.slug.as_str(), "")..=(pid, m.slug.as_str(), "~"))? {
+                    let (_, v) = r?;
+                    recent.push(codec::decode(v.value())?);
+                }
+                recent.sort_by_key(|c| std::cmp::Reverse(c.updated_ms));
+                recent.truncate(50);
+                out.push(json!({
+                    "slug": m.slug,
+                    "config": m.config.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
+                    "last_status": m.last_status, "last_check_in_ms": m.last_check_in_ms,
+                    "created_ms": m.created_ms, "check_ins": recent,
+                }));
+            }
+            Ok::<_, IngestError>(out)
+        })
+        .await?;
+    Ok(ApiJson(json!({ "monitors": rows })))
+}
+
+async fn feedback(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(pid): Path<u64>,
+    Query(p): Query<Page>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let rows =
+        s.db.read(move |txn| {
+            let t = txn.open_table(FEEDBACK)?;
+            let mut out = Vec::new();
+            for row in t.range((pid, 0)..=(pid, u64::MAX))?.rev().take(limit) {
+                let (_, v) = row?;
+                let f: Feedback = codec::decode(v.value())?;
+                out.push(f);
+            }
+            Ok::<_, IngestError>(out)
+        })
+        .await?;
+    Ok(ApiJson(json!({ "feedback": rows })))
+}
+
+async fn transactions(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(pid): Path<u64>,
+    Query(p): Query<Page>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let rows =
+        s.db.read(move |txn| {
+            let t = txn.open_table(TRANSACTIONS)?;
+            let total = t.range((pid, 0)..=(pid, u64::MAX))?.count();
+            let mut out = Vec::new();
+            for row in t.range((pid, 0)..=(pid, u64::MAX))?.rev().take(limit) {
+                let (_, v) = row?;
+                let tr: TransactionRow = codec::decode(v.value())?;
+                out.push(json!({
+                    "event_id": tr.event_id, "name": tr.name, "op": tr.op,
+                    "duration_ms": tr.duration_ms, "span_count": tr.span_count,
+                    "received_ms": tr.received_ms,
+                }));
+            }
+            Ok::<_, IngestError>((total, out))
+        })
+        .await?;
+    Ok(ApiJson(json!({ "total": rows.0, "transactions": rows.1 })))
+}
+
+async fn client_reports(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(pid): Path<u64>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let rows =
+        s.db.read(move |txn| {
+            let t = txn.open_table(CLIENT_REPORTS)?;
+            let mut out = Vec::new();
+            for row in t.range((pid, "", "")..(pid + 1, "", ""))? {
+                let (k, v) = row?;
+                let (_, reason, category) = k.value();
+                out.push(json!({"reason": reason, "category": category, "quantity": v.value()}));
+            }
+            Ok::<_, IngestError>(out)
+        })
+        .await?;
+    Ok(ApiJson(json!({ "discarded": rows })))
+}
+
+async fn attachments(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path(event_id): Path<String>,
+) -> Result<ApiJson<Value>, ApiError> {
+    let eid = event_id.replace('-', "").to_ascii_lowercase();
+    let rows =
+        s.db.read(move |txn| {
+            let t = txn.open_table(ATTACHMENTS)?;
+            let mut out = Vec::new();
+            for row in t.range((eid.as_str(), 0)..=(eid.as_str(), u64::MAX))? {
+                let (k, v) = row?;
+                let a: Attachment = codec::decode(v.value())?;
+                out.push(json!({
+                    "n": k.value().1, "filename": a.filename, "content_type": a.content_type,
+                    "attachment_type": a.attachment_type, "size": a.size, "truncated": a.truncated,
+                }));
+            }
+            Ok::<_, IngestError>(out)
+        })
+        .await?;
+    Ok(ApiJson(json!({ "attachments": rows })))
+}
+
+async fn attachment_download(
+    _: Viewer,
+    State(s): State<AppState>,
+    Path((event_id, n)): Path<(String, u64)>,
+) -> Result<Response, ApiError> {
+    let eid = event_id.replace('-', "").to_ascii_lowercase();
+    let a =
+        s.db.read(move |txn| {
+            let t = txn.open_table(ATTACHMENTS)?;
+            let a: Option<Attachment> = t
+                .get((eid.as_str(), n))?
+                .map(|v| codec::decode(v.value()))
+                .transpose()?;
+            Ok::<_, IngestError>(a)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("attachment"))?;
+    // Always octet-stream with attachment disposition: user data is never rendered inline.
+    let name: String = a
+        .filename
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        a.data,
+    )
+        .into_response())
 }

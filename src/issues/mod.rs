@@ -1,26 +1,1220 @@
 //! Issues: grouping, events, states, comments, assignment, stats and retention.
+//!
+//! Events are written by ingest's group-commit writer through [`Issues::commit_events`], inside
+//! the writer's transaction: the issue upsert, counters, state (regression, unmute), the event
+//! row and the durable bus events all commit together or not at all.
 
 pub mod api;
+pub mod grouping;
+pub mod model;
 pub mod store;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+use crate::bus::{Bus, BusError, Priority};
+use crate::config::Config;
+use crate::http::error::ApiError;
+use crate::store::{Db, StoreError, codec, now_ms};
+pub use grouping::{GROUPING_VERSION, Grouped};
+pub use model::{Comment, HistoryEntry, Issue, Status, StatusChange, StoredEvent};
+use store::*;
 
-/// The issues service (filled in by its issue).
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssuesError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+crate::impl_from_redb!(IssuesError);
+
+impl From<IssuesError> for ApiError {
+    fn from(e: IssuesError) -> Self {
+        match e {
+            IssuesError::NotFound(what) => ApiError::not_found(what),
+            IssuesError::Invalid(m) => ApiError::bad_request(m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// An event ready to be committed: grouped, summarised and compressed by ingest.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub project_id: u64,
+    pub event_id: String,
+    pub grouped: Grouped,
+    pub grouping_version: u32,
+    /// zstd(JSON) of the event.
+    pub payload: Vec<u8>,
+    pub received_ms: i64,
+}
+
+/// What happened to one event in [`Issues::commit_events`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    Stored {
+        issue_id: u64,
+        new_issue: bool,
+    },
+    /// The event id was already stored (an SDK retry): acknowledged, not stored twice.
+    Duplicate,
+    /// The issue was deleted with discard: dropped on purpose.
+    Discarded,
+}
+
+#[derive(Default)]
+struct Metrics {
+    events_stored: AtomicU64,
+    events_discarded: AtomicU64,
+    events_duplicate: AtomicU64,
+    issues_created: AtomicU64,
+    regressions: AtomicU64,
+    pruned: AtomicU64,
+}
+
 #[derive(Clone, Default)]
-pub struct Issues {}
+pub struct Issues {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    db: Db,
+    bus: Bus,
+    config: Arc<Config>,
+    metrics: Metrics,
+}
+
+/// The issue as the list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueSummary {
+    pub id: u64,
+    pub project_id: u64,
+    pub title: String,
+    pub culprit: String,
+    pub level: String,
+    pub status: &'static str,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub count: u64,
+    pub user_count: u64,
+    pub assignee_id: Option<u64>,
+    pub sparkline: Vec<u64>,
+}
+
+/// Which issues to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Any of these statuses (empty = all).
+    pub statuses: Vec<Status>,
+    /// `Some(None)`: unassigned; `Some(Some(id))`: assigned to id.
+    pub assigned: Option<Option<u64>>,
+    /// Only these ids (from search), when set.
+    pub ids: Option<HashSet<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    LastSeen,
+    FirstSeen,
+    Events,
+    Users,
+}
+
+impl Sort {
+    pub fn parse(s: &str) -> Option<Sort> {
+        Some(match s {
+            "" | "last_seen" | "date" => Sort::LastSeen,
+            "first_seen" | "new" => Sort::FirstSeen,
+            "events" | "freq" => Sort::Events,
+            "users" | "user" => Sort::Users,
+            _ => return None,
+        })
+    }
+}
+
+fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+fn get_issue(txn: &ReadTransaction, id: u64) -> Result<Option<Issue>, IssuesError> {
+    let t = txn.open_table(ISSUES)?;
+    Ok(t.get(id)?.map(|v| codec::decode(v.value())).transpose()?)
+}
+
+fn get_issue_w(txn: &WriteTransaction, id: u64) -> Result<Option<Issue>, IssuesError> {
+    let t = txn.open_table(ISSUES)?;
+    Ok(t.get(id)?.map(|v| codec::decode(v.value())).transpose()?)
+}
+
+fn put_issue(txn: &WriteTransaction, issue: &Issue) -> Result<(), IssuesError> {
+    txn.open_table(ISSUES)?
+        .insert(issue.id, codec::encode(issue).as_slice())?;
+    Ok(())
+}
+
+fn add_history(
+    txn: &WriteTransaction,
+    issue_id: u64,
+    entry: &HistoryEntry,
+) -> Result<(), IssuesError> {
+    let mut t = txn.open_table(HISTORY)?;
+    let n = t
+        .range((issue_id, 0)..=(issue_id, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map(|(k, _)| k.value().1 + 1)
+        .unwrap_or(1);
+    t.insert((issue_id, n), codec::encode(entry).as_slice())?;
+    Ok(())
+}
+
+fn sparkline(txn: &ReadTransaction, issue_id: u64, now: i64) -> Result<Vec<u64>, IssuesError> {
+    let t = txn.open_table(ISSUE_HOURLY)?;
+    let end = hour_of(now);
+    let start = end - 23 * HOUR_MS;
+    let mut out = vec![0u64; 24];
+    for row in t.range((issue_id, start)..=(issue_id, end))? {
+        let (k, v) = row?;
+        let idx = ((k.value().1 - start) / HOUR_MS) as usize;
+        if idx < 24 {
+            out[idx] += v.value();
+        }
+    }
+    Ok(out)
+}
+
+pub fn summary(txn: &ReadTransaction, i: &Issue, now: i64) -> Result<IssueSummary, IssuesError> {
+    Ok(IssueSummary {
+        id: i.id,
+        project_id: i.project_id,
+        title: i.title.clone(),
+        culprit: i.culprit.clone(),
+        level: i.level.clone(),
+        status: i.status.as_str(),
+        first_seen_ms: i.first_seen_ms,
+        last_seen_ms: i.last_seen_ms,
+        count: i.count,
+        user_count: i.user_count,
+        assignee_id: i.assignee_id,
+        sparkline: sparkline(txn, i.id, now)?,
+    })
+}
+
+fn event_view(e: &StoredEvent) -> Value {
+    json!({
+        "event_id": e.event_id,
+        "received_ms": e.received_ms,
+        "message": e.message,
+        "level": e.level,
+        "release": e.release,
+        "environment": e.environment,
+        "user": e.user,
+    })
+}
 
 impl Issues {
+    pub fn new(db: Db, bus: Bus, config: Arc<Config>) -> Self {
+        Issues {
+            inner: Some(Arc::new(Inner {
+                db,
+                bus,
+                config,
+                metrics: Metrics::default(),
+            })),
+        }
+    }
+
+    fn inner(&self) -> &Arc<Inner> {
+        self.inner
+            .as_ref()
+            .expect("Issues::new was not called in build()")
+    }
+
     /// Registers this part's durable bus consumers; called once while the app is built.
     pub fn register(&self, _state: &AppState) {}
 
-    /// Starts this part's background workers.
-    pub fn start(&self, _state: &AppState, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        Vec::new()
+    /// Starts retention pruning.
+    pub fn start(&self, _state: &AppState, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        let Some(inner) = self.inner.clone() else {
+            return Vec::new();
+        };
+        let this = self.clone();
+        vec![tokio::spawn(async move {
+            let every = inner.config.issues.prune_interval.get();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                match this.prune().await {
+                    Ok(n) if n > 0 => tracing::info!(events = n, "retention pruned events"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("retention failed, will retry: {e}"),
+                }
+            }
+        })]
     }
 
     /// Appends this part's Prometheus metrics.
-    pub fn render_metrics(&self, _out: &mut String) {}
+    pub fn render_metrics(&self, out: &mut String) {
+        let Some(inner) = &self.inner else { return };
+        let m = &inner.metrics;
+        for (name, help, v) in [
+            (
+                "hearth_issues_events_stored_total",
+                "Events stored.",
+                &m.events_stored,
+            ),
+            (
+                "hearth_issues_events_discarded_total",
+                "Events dropped because their issue was deleted with discard.",
+                &m.events_discarded,
+            ),
+            (
+                "hearth_issues_events_duplicate_total",
+                "Events whose id was already stored.",
+                &m.events_duplicate,
+            ),
+            (
+                "hearth_issues_created_total",
+                "Issues created.",
+                &m.issues_created,
+            ),
+            (
+                "hearth_issues_regressions_total",
+                "Resolved issues that regressed.",
+                &m.regressions,
+            ),
+            (
+                "hearth_issues_pruned_events_total",
+                "Events removed by retention.",
+                &m.pruned,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+    }
+
+    // ---- write path (inside ingest's writer transaction) ----------------------------------
+
+    /// Stores `events` inside `txn`: grouping lookup, issue upsert and state, counters, event
+    /// rows and the durable bus events. Returns one outcome per event, in order.
+    pub fn commit_events(
+        &self,
+        txn: &WriteTransaction,
+        events: &[&PreparedEvent],
+    ) -> Result<Vec<EventOutcome>, IssuesError> {
+        let inner = self.inner();
+        let bus = &inner.bus;
+        let now = now_ms();
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut touched: HashMap<u64, Issue> = HashMap::new();
+        let mut tag_counts: HashMap<(u64, String, String), u64> = HashMap::new();
+        let mut issue_hourly: HashMap<(u64, i64), u64> = HashMap::new();
+        let mut project_hourly: HashMap<(u64, i64), u64> = HashMap::new();
+        let mut project_totals: HashMap<u64, u64> = HashMap::new();
+        let mut seen_ids: HashSet<&str> = HashSet::new();
+        let first_seq = reserve_ids(txn, "event", events.len().max(1) as u64)?;
+        {
+            let mut by_hash = txn.open_table(BY_HASH)?;
+            let discarded = txn.open_table(DISCARDED)?;
+            let mut event_ids = txn.open_table(EVENT_IDS)?;
+            let mut rows = txn.open_table(EVENTS)?;
+            let mut issue_users = txn.open_table(ISSUE_USERS)?;
+            let mut project_users = txn.open_table(PROJECT_USERS)?;
+            let mut by_project = txn.open_table(BY_PROJECT)?;
+            let issues_t = txn.open_table(ISSUES)?;
+            for (i, ev) in events.iter().enumerate() {
+                let seq = first_seq + i as u64;
+                let g = &ev.grouped;
+                let pid = ev.project_id;
+                if !seen_ids.insert(ev.event_id.as_str())
+                    || event_ids.get(ev.event_id.as_str())?.is_some()
+                {
+                    inner
+                        .metrics
+                        .events_duplicate
+                        .fetch_add(1, Ordering::Relaxed);
+                    outcomes.push(EventOutcome::Duplicate);
+                    continue;
+                }
+                if discarded.get((pid, g.hash.as_str()))?.is_some() {
+                    inner
+                        .metrics
+                        .events_discarded
+                        .fetch_add(1, Ordering::Relaxed);
+                    outcomes.push(EventOutcome::Discarded);
+                    continue;
+                }
+                let existing = by_hash.get((pid, g.hash.as_str()))?.map(|v| v.value());
+                let mut new_issue = false;
+                let issue_id = match existing {
+                    Some(id) => {
+                        if let std::collections::hash_map::Entry::Vacant(e) = touched.entry(id) {
+                            match issues_t.get(id)? {
+                                Some(v) => {
+                                    e.insert(codec::decode(v.value())?);
+                                }
+                                None => return Err(IssuesError::NotFound("issue")),
+                            }
+                        }
+                        id
+                    }
+                    None => {
+                        let id = next_id(txn, "issue")?;
+                        by_hash.insert((pid, g.hash.as_str()), id)?;
+                        by_project.insert((pid, id), ())?;
+                        new_issue = true;
+                        touched.insert(
+                            id,
+                            Issue {
+                                id,
+                                project_id: pid,
+                                hash: g.hash.clone(),
+                                fingerprint: g.components.clone(),
+                                grouping_version: ev.grouping_version,
+                                title: g.title.clone(),
+                                culprit: g.culprit.clone(),
+                                level: g.level.clone(),
+                                status: Status::Unresolved,
+                                first_seen_ms: ev.received_ms,
+                                last_seen_ms: ev.received_ms,
+                                count: 0,
+                                user_count: 0,
+                                assignee_id: None,
+                                last_release: None,
+                                resolved_in_release: None,
+                                mute_until_ms: None,
+                                mute_events_left: None,
+                                last_event_id: String::new(),
+                                stored_events: 0,
+                            },
+                        );
+                        id
+                    }
+                };
+                let issue = touched.get_mut(&issue_id).expect("touched issue");
+                issue.count += 1;
+                issue.stored_events += 1;
+                issue.last_seen_ms = issue.last_seen_ms.max(ev.received_ms);
+                issue.level = g.level.clone();
+                issue.last_event_id = ev.event_id.clone();
+                if g.release.is_some() {
+                    issue.last_release = g.release.clone();
+                }
+                if let Some(u) = &g.user_key {
+                    if issue_users.insert((issue_id, u.as_str()), ())?.is_none() {
+                        issue.user_count += 1;
+                    }
+                    project_users.insert((pid, u.as_str()), ())?;
+                }
+                // State: a resolved issue regresses; a mute may run out.
+                let from = issue.status;
+                let mut to = from;
+                match from {
+                    Status::Resolved => to = Status::Regressed,
+                    Status::ResolvedNextRelease
+                        if g.release.is_some() && g.release != issue.resolved_in_release =>
+                    {
+                        to = Status::Regressed;
+                    }
+                    Status::Muted => {
+                        if issue.mute_until_ms.is_some_and(|t| now >= t) {
+                            to = Status::Unresolved;
+                        }
+                        if let Some(n) = issue.mute_events_left.as_mut() {
+                            *n = n.saturating_sub(1);
+                            if *n == 0 {
+                                to = Status::Unresolved;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                if to != from {
+                    issue.status = to;
+                    issue.mute_until_ms = None;
+                    issue.mute_events_left = None;
+                    issue.resolved_in_release = None;
+                    let action = if to == Status::Regressed {
+                        "regressed"
+                    } else {
+                        "unmuted"
+                    };
+                    add_history(
+                        txn,
+                        issue_id,
+                        &HistoryEntry {
+                            at_ms: now,
+                            user_id: None,
+                            action: action.into(),
+                            from: Some(from.as_str().into()),
+                            to: Some(to.as_str().into()),
+                            detail: Some(format!("event {}", ev.event_id)),
+                        },
+                    )?;
+                    let payload = json!({
+                        "project_id": pid, "issue_id": issue_id, "title": issue.title,
+                        "from": from.as_str(), "to": to.as_str(), "user_id": Value::Null,
+                        "event_id": ev.event_id, "release": g.release, "level": g.level,
+                    });
+                    if to == Status::Regressed {
+                        inner.metrics.regressions.fetch_add(1, Ordering::Relaxed);
+                        bus.publish_durable(txn, "issue.regressed", Priority::High, &payload)?;
+                    }
+                    bus.publish_durable(txn, "issue.state_changed", Priority::Normal, &payload)?;
+                }
+                if new_issue {
+                    inner.metrics.issues_created.fetch_add(1, Ordering::Relaxed);
+                    add_history(
+                        txn,
+                        issue_id,
+                        &HistoryEntry {
+                            at_ms: now,
+                            user_id: None,
+                            action: "first_seen".into(),
+                            from: None,
+                            to: Some("unresolved".into()),
+                            detail: Some(format!("event {}", ev.event_id)),
+                        },
+                    )?;
+                    bus.publish_durable(
+                        txn,
+                        "issue.created",
+                        Priority::High,
+                        &json!({
+                            "project_id": pid, "issue_id": issue_id, "title": g.title,
+                            "culprit": g.culprit, "level": g.level, "event_id": ev.event_id,
+                            "release": g.release, "environment": g.environment,
+                        }),
+                    )?;
+                }
+                let row = StoredEvent {
+                    event_id: ev.event_id.clone(),
+                    project_id: pid,
+                    issue_id,
+                    received_ms: ev.received_ms,
+                    level: g.level.clone(),
+                    message: if g.message.is_empty() {
+                        g.title.clone()
+                    } else {
+                        g.message.clone()
+                    },
+                    release: g.release.clone(),
+                    environment: g.environment.clone(),
+                    user: g.user_key.clone(),
+                    payload: ev.payload.clone(),
+                };
+                rows.insert((issue_id, seq), codec::encode(&row).as_slice())?;
+                event_ids.insert(ev.event_id.as_str(), (issue_id, seq))?;
+                for (k, v) in &g.tags {
+                    *tag_counts
+                        .entry((issue_id, k.clone(), v.clone()))
+                        .or_default() += 1;
+                }
+                let h = hour_of(ev.received_ms);
+                *issue_hourly.entry((issue_id, h)).or_default() += 1;
+                *project_hourly.entry((pid, h)).or_default() += 1;
+                *project_totals.entry(pid).or_default() += 1;
+                let mut payload = crate::search::event_payload(pid, issue_id, &ev.event_id, g);
+                payload["received_ms"] = json!(ev.received_ms);
+                payload["new_issue"] = json!(new_issue);
+                bus.publish_durable(txn, "event.stored", Priority::Low, &payload)?;
+                inner.metrics.events_stored.fetch_add(1, Ordering::Relaxed);
+                outcomes.push(EventOutcome::Stored {
+                    issue_id,
+                    new_issue,
+                });
+            }
+        }
+        for issue in touched.values() {
+            put_issue(txn, issue)?;
+        }
+        {
+            let mut t = txn.open_table(TAGS)?;
+            for ((id, k, v), n) in tag_counts {
+                let old = t.get((id, k.as_str(), v.as_str()))?.map(|g| g.value());
+                t.insert((id, k.as_str(), v.as_str()), old.unwrap_or(0) + n)?;
+            }
+            let mut t = txn.open_table(ISSUE_HOURLY)?;
+            for (k, n) in issue_hourly {
+                let old = t.get(k)?.map(|g| g.value());
+                t.insert(k, old.unwrap_or(0) + n)?;
+            }
+            let mut t = txn.open_table(PROJECT_HOURLY)?;
+            for (k, n) in project_hourly {
+                let old = t.get(k)?.map(|g| g.value());
+                t.insert(k, old.unwrap_or(0) + n)?;
+            }
+            let mut t = txn.open_table(PROJECT_TOTALS)?;
+            for (k, n) in project_totals {
+                let old = t.get(k)?.map(|g| g.value());
+                t.insert(k, old.unwrap_or(0) + n)?;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    // ---- reads ----------------------------------------------------------------------------
+
+    /// A project's issues, filtered and sorted; `cursor` is the offset to continue from.
+    pub async fn list(
+        &self,
+        project_id: u64,
+        filter: ListFilter,
+        sort: Sort,
+        limit: usize,
+        cursor: usize,
+    ) -> Result<(Vec<IssueSummary>, Option<String>), IssuesError> {
+        self.inner()
+            .db
+            .read(move |txn| {
+                let mut all = project_issues(txn, project_id)?;
+                all.retain(|i| {
+                    (filter.statuses.is_empty() || filter.statuses.contains(&i.status))
+                        && filter.assigned.is_none_or(|a| a == i.assignee_id)
+                        && filter.ids.as_ref().is_none_or(|ids| ids.contains(&i.id))
+                });
+                sort_issues(&mut all, sort);
+                let now = now_ms();
+                let page: Vec<IssueSummary> = all
+                    .iter()
+                    .skip(cursor)
+                    .take(limit)
+                    .map(|i| summary(txn, i, now))
+                    .collect::<Result<_, _>>()?;
+                let next =
+                    (cursor + page.len() < all.len()).then(|| (cursor + page.len()).to_string());
+                Ok((page, next))
+            })
+            .await
+    }
+
+    pub async fn issue(&self, id: u64) -> Result<Issue, IssuesError> {
+        self.inner()
+            .db
+            .read(move |txn| get_issue(txn, id)?.ok_or(IssuesError::NotFound("issue")))
+            .await
+    }
+
+    /// The issue with everything the detail page shows.
+    pub async fn detail(&self, id: u64) -> Result<Value, IssuesError> {
+        self.inner()
+            .db
+            .read(move |txn| {
+                let issue = get_issue(txn, id)?.ok_or(IssuesError::NotFound("issue"))?;
+                let mut v = serde_json::to_value(summary(txn, &issue, now_ms())?)
+                    .map_err(|e| IssuesError::Invalid(e.to_string()))?;
+                let mut tags: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+                for row in txn
+                    .open_table(TAGS)?
+                    .range((id, "", "")..(id + 1, "", ""))?
+                {
+                    let (k, n) = row?;
+                    let (_, key, value) = k.value();
+                    tags.entry(key.to_string())
+                        .or_default()
+                        .push((value.to_string(), n.value()));
+                }
+                let mut tag_json = serde_json::Map::new();
+                let mut releases = Vec::new();
+                let mut environments = Vec::new();
+                for (key, mut values) in tags {
+                    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    if key == "release" {
+                        releases = values.iter().map(|(v, _)| v.clone()).collect();
+                    }
+                    if key == "environment" {
+                        environments = values.iter().map(|(v, _)| v.clone()).collect();
+                    }
+                    values.truncate(20);
+                    tag_json.insert(
+                        key,
+                        values
+                            .into_iter()
+                            .map(|(value, count)| json!({"value": value, "count": count}))
+                            .collect(),
+                    );
+                }
+                let mut history = Vec::new();
+                for row in txn.open_table(HISTORY)?.range((id, 0)..=(id, u64::MAX))? {
+                    let (_, v) = row?;
+                    let h: HistoryEntry = codec::decode(v.value())?;
+                    history.push(h);
+                }
+                let mut comments = Vec::new();
+                for row in txn.open_table(COMMENTS)?.range((id, 0)..=(id, u64::MAX))? {
+                    let (_, v) = row?;
+                    let c: Comment = codec::decode(v.value())?;
+                    comments.push(c);
+                }
+                let o = v.as_object_mut().expect("summary is an object");
+                o.insert("fingerprint".into(), json!(issue.fingerprint));
+                o.insert("hash".into(), json!(issue.hash));
+                o.insert("grouping_version".into(), json!(issue.grouping_version));
+                o.insert("releases".into(), json!(releases));
+                o.insert("environments".into(), json!(environments));
+                o.insert("tags".into(), Value::Object(tag_json));
+                o.insert("history".into(), json!(history));
+                o.insert("comments".into(), json!(comments));
+                o.insert("last_release".into(), json!(issue.last_release));
+                o.insert(
+                    "resolved_in_release".into(),
+                    json!(issue.resolved_in_release),
+                );
+                o.insert("mute_until_ms".into(), json!(issue.mute_until_ms));
+                o.insert("mute_events_left".into(), json!(issue.mute_events_left));
+                o.insert("stored_events".into(), json!(issue.stored_events));
+                Ok(v)
+            })
+            .await
+    }
+
+    /// An issue's events, newest first; `cursor` is the event seq to continue below.
+    pub async fn events(
+        &self,
+        id: u64,
+        cursor: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), IssuesError> {
+        self.inner()
+            .db
+            .read(move |txn| {
+                get_issue(txn, id)?.ok_or(IssuesError::NotFound("issue"))?;
+                let t = txn.open_table(EVENTS)?;
+                let upper = cursor.map(|c| c.saturating_sub(1)).unwrap_or(u64::MAX);
+                let mut out = Vec::new();
+                let mut last_seq = None;
+                let mut more = false;
+                for row in t.range((id, 0)..=(id, upper))?.rev() {
+                    let (k, v) = row?;
+                    if out.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    let e: StoredEvent = codec::decode(v.value())?;
+                    out.push(event_view(&e));
+                    last_seq = Some(k.value().1);
+                }
+                Ok((
+                    out,
+                    if more {
+                        last_seq.map(|s| s.to_string())
+                    } else {
+                        None
+                    },
+                ))
+            })
+            .await
+    }
+
+    /// One event with its full payload, and its neighbours within the issue. `event_id`
+    /// `None` is the latest.
+    pub async fn event(&self, id: u64, event_id: Option<String>) -> Result<Value, IssuesError> {
+        self.inner()
+            .db
+            .read(move |txn| {
+                let t = txn.open_table(EVENTS)?;
+                let seq = match &event_id {
+                    Some(eid) => {
+                        let ids = txn.open_table(EVENT_IDS)?;
+                        match ids.get(eid.replace('-', "").to_ascii_lowercase().as_str())? {
+                            Some(v) if v.value().0 == id => v.value().1,
+                            _ => return Err(IssuesError::NotFound("event")),
+                        }
+                    }
+                    None => match t.range((id, 0)..=(id, u64::MAX))?.next_back() {
+                        Some(row) => row?.0.value().1,
+                        None => return Err(IssuesError::NotFound("event")),
+                    },
+                };
+                let row: StoredEvent = match t.get((id, seq))? {
+                    Some(v) => codec::decode(v.value())?,
+                    None => return Err(IssuesError::NotFound("event")),
+                };
+                let id_of = |v: redb::AccessGuard<&[u8]>| -> Result<String, IssuesError> {
+                    Ok(codec::decode::<StoredEvent>(v.value())?.event_id)
+                };
+                let prev = match seq {
+                    0 => None,
+                    _ => t
+                        .range((id, 0)..=(id, seq - 1))?
+                        .next_back()
+                        .transpose()?
+                        .map(|(_, v)| id_of(v))
+                        .transpose()?,
+                };
+                let next = t
+                    .range((id, seq + 1)..=(id, u64::MAX))?
+                    .next()
+                    .transpose()?
+                    .map(|(_, v)| id_of(v))
+                    .transpose()?;
+                let json = crate::store::codec::decompress_json(&row.payload)?;
+                let event: Value = serde_json::from_slice(&json)
+                    .map_err(|e| IssuesError::Invalid(format!("stored event unreadable: {e}")))?;
+                Ok(json!({
+                    "event": event,
+                    "issue_id": id,
+                    "received_ms": row.received_ms,
+                    "prev_event_id": prev,
+                    "next_event_id": next,
+                }))
+            })
+            .await
+    }
+
+    /// Which issue stored `event_id`, if any.
+    pub async fn issue_of_event(&self, event_id: &str) -> Result<Option<u64>, IssuesError> {
+        let eid = event_id.replace('-', "").to_ascii_lowercase();
+        self.inner()
+            .db
+            .read(move |txn| {
+                let t = txn.open_table(EVENT_IDS)?;
+                Ok(t.get(eid.as_str())?.map(|v| v.value().0))
+            })
+            .await
+    }
+
+    // ---- workflow -------------------------------------------------------------------------
+
+    /// Changes the status of `ids`; records history and publishes `issue.state_changed`.
+    pub async fn set_status(
+        &self,
+        ids: Vec<u64>,
+        user_id: u64,
+        change: StatusChange,
+    ) -> Result<Vec<Issue>, IssuesError> {
+        let to = Status::parse(&change.status).ok_or_else(|| {
+            IssuesError::Invalid(format!(
+                "unknown status {:?}; use unresolved, resolved, resolved_next_release or muted",
+                change.status
+            ))
+        })?;
+        if to == Status::Regressed {
+            return Err(IssuesError::Invalid(
+                "regressed is set by new events, not by hand; use unresolved".into(),
+            ));
+        }
+        let bus = self.inner().bus.clone();
+        self.inner()
+            .db
+            .write(move |txn| {
+                let mut out = Vec::new();
+                for id in ids {
+                    let mut issue = get_issue_w(txn, id)?.ok_or(IssuesError::NotFound("issue"))?;
+                    let from = issue.status;
+                    issue.status = to;
+                    issue.mute_until_ms = None;
+                    issue.mute_events_left = None;
+                    issue.resolved_in_release = None;
+                    let mut detail = None;
+                    match to {
+                        Status::Muted => {
+                            issue.mute_until_ms = change.mute_until_ms;
+                            issue.mute_events_left = change.mute_for_events.filter(|n| *n > 0);
+                            detail = match (issue.mute_until_ms, issue.mute_events_left) {
+                                (Some(t), _) => Some(format!("until {t}")),
+                                (_, Some(n)) => Some(format!("for {n} events")),
+                                _ => Some("forever".into()),
+                            };
+                        }
+                        Status::ResolvedNextRelease => {
+                            issue.resolved_in_release = issue.last_release.clone();
+                            detail = issue
+                                .last_release
+                                .as_ref()
+                                .map(|r| format!("current release {r}"));
+                        }
+                        _ => {}
+                    }
+                    put_issue(txn, &issue)?;
+                    add_history(
+                        txn,
+                        id,
+                        &HistoryEntry {
+                            at_ms: now_ms(),
+                            user_id: Some(user_id),
+                            action: "status".into(),
+                            from: Some(from.as_str().into()),
+                            to: Some(to.as_str().into()),
+                            detail,
+                        },
+                    )?;
+                    bus.publish_durable(
+                        txn,
+                        "issue.state_changed",
+                        Priority::Normal,
+                        &json!({
+                            "project_id": issue.project_id, "issue_id": id, "title": issue.title,
+                            "from": from.as_str(), "to": to.as_str(), "user_id": user_id,
+                        }),
+                    )?;
+                    out.push(issue);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    pub async fn comment(
+        &self,
+        id: u64,
+        user_id: u64,
+        text: String,
+    ) -> Result<Comment, IssuesError> {
+        let text = text.trim().to_string();
+        if text.is_empty() || text.len() > 10_000 {
+            return Err(IssuesError::Invalid(
+                "a comment needs 1 to 10000 characters of text".into(),
+            ));
+        }
+        self.inner()
+            .db
+            .write(move |txn| {
+                get_issue_w(txn, id)?.ok_or(IssuesError::NotFound("issue"))?;
+                let c = Comment {
+                    id: next_id(txn, "comment")?,
+                    user_id,
+                    at_ms: now_ms(),
+                    text,
+                };
+                txn.open_table(COMMENTS)?
+                    .insert((id, c.id), codec::encode(&c).as_slice())?;
+                add_history(
+                    txn,
+                    id,
+                    &HistoryEntry {
+                        at_ms: c.at_ms,
+                        user_id: Some(user_id),
+                        action: "comment".into(),
+                        from: None,
+                        to: None,
+                        detail: Some(format!("comment {}", c.id)),
+                    },
+                )?;
+                Ok(c)
+            })
+            .await
+    }
+
+    pub async fn assign(
+        &self,
+        id: u64,
+        by: u64,
+        assignee: Option<u64>,
+    ) -> Result<Issue, IssuesError> {
+        let db = self.inner().db.clone();
+        if let Some(uid) = assignee {
+            let exists = db
+                .read(move |txn| {
+                    let t = txn.open_table(crate::accounts::store::USERS)?;
+                    Ok::<_, IssuesError>(t.get(uid)?.is_some())
+                })
+                .await?;
+            if !exists {
+                return Err(IssuesError::Invalid(format!("no user with id {uid}")));
+            }
+        }
+        db.write(move |txn| {
+            let mut issue = get_issue_w(txn, id)?.ok_or(IssuesError::NotFound("issue"))?;
+            let from = issue.assignee_id;
+            issue.assignee_id = assignee;
+            put_issue(txn, &issue)?;
+            add_history(
+                txn,
+                id,
+                &HistoryEntry {
+                    at_ms: now_ms(),
+                    user_id: Some(by),
+                    action: "assign".into(),
+                    from: from.map(|u| u.to_string()),
+                    to: assignee.map(|u| u.to_string()),
+                    detail: None,
+                },
+            )?;
+            Ok(issue)
+        })
+        .await
+    }
+
+    /// Deletes an issue and its events. With `discard`, future events of its fingerprint are
+    /// dropped at ingest.
+    pub async fn delete(&self, id: u64, by: u64, discard: bool) -> Result<u64, IssuesError> {
+        let bus = self.inner().bus.clone();
+        self.inner()
+            .db
+            .write(move |txn| {
+                let issue = get_issue_w(txn, id)?.ok_or(IssuesError::NotFound("issue"))?;
+                let pid = issue.project_id;
+                txn.open_table(ISSUES)?.remove(id)?;
+                txn.open_table(BY_PROJECT)?.remove((pid, id))?;
+                txn.open_table(BY_HASH)?.remove((pid, issue.hash.as_str()))?;
+                if discard {
+                    txn.open_table(DISCARDED)?
+                        .insert((pid, issue.hash.as_str()), now_ms())?;
+                }
+                let mut removed = 0u64;
+                {
+                    let mut events = txn.open_table(EVENTS)?;
+                    let mut ids = txn.open_table(EVENT_IDS)?;
+                    let rows: Vec<((u64, u64), String)> = events
+                        .range((id, 0)..=(id, u64::MAX))?
+                        .map(|r| {
+                            let (k, v) = r?;
+                            let e: StoredEvent = codec::decode(v.value())?;
+                            Ok::<_, IssuesError>((k.value(), e.event_id))
+                        })
+                        .collect::<Result<_, _>>()?;
+                    for (k, eid) in rows {
+                        events.remove(k)?;
+                        ids.remove(eid.as_str())?;
+                        removed += 1;
+                    }
+                }
+                txn.open_table(ISSUE_HOURLY)?
+                    .retain_in((id, i64::MIN)..=(id, i64::MAX), |_, _| false)?;
+                remove_range2(txn, HISTORY, id)?;
+                remove_range2(txn, COMMENTS, id)?;
+                {
+                    let mut t = txn.open_table(ISSUE_USERS)?;
+                    let keys: Vec<String> = t
+                        .range((id, "")..(id + 1, ""))?
+                        .map(|r| r.map(|(k, _)| k.value().1.to_string()))
+                        .collect::<Result<_, _>>()?;
+                    for k in keys {
+                        t.remove((id, k.as_str()))?;
+                    }
+                    let mut t = txn.open_table(TAGS)?;
+                    let keys: Vec<(String, String)> = t
+                        .range((id, "", "")..(id + 1, "", ""))?
+                        .map(|r| r.map(|(k, _)| (k.value().1.to_string(), k.value().2.to_string())))
+                        .collect::<Result<_, _>>()?;
+                    for (a, b) in keys {
+                        t.remove((id, a.as_str(), b.as_str()))?;
+                    }
+                }
+                bus.publish_durable(
+                    txn,
+                    "issue.deleted",
+                    Priority::Normal,
+                    &json!({"project_id": pid, "issue_id": id, "discard": discard, "user_id": by, "title": issue.title}),
+                )?;
+                Ok(removed)
+            })
+            .await
+    }
+
+    // ---- stats ----------------------------------------------------------------------------
+
+    pub async fn stats(&self, project_id: u64) -> Result<Value, IssuesError> {
+        self.inner()
+            .db
+            .read(move |txn| {
+                let now = now_ms();
+                let this_hour = hour_of(now);
+                let hourly_t = txn.open_table(PROJECT_HOURLY)?;
+                let start_h = this_hour - 167 * HOUR_MS;
+                let mut hourly = vec![0u64; 168];
+                let today = now.div_euclid(DAY_MS) * DAY_MS;
+                let start_d = today - 29 * DAY_MS;
+                let mut daily = vec![0u64; 30];
+                for row in hourly_t.range((project_id, start_d.min(start_h))..=(project_id, this_hour))? {
+                    let (k, v) = row?;
+                    let t = k.value().1;
+                    if t >= start_h {
+                        hourly[((t - start_h) / HOUR_MS) as usize] += v.value();
+                    }
+                    if t >= start_d {
+                        let i = ((t - start_d) / DAY_MS) as usize;
+                        if i < 30 {
+                            daily[i] += v.value();
+                        }
+                    }
+                }
+                let issues = project_issues(txn, project_id)?;
+                let mut by_count = issues.clone();
+                sort_issues(&mut by_count, Sort::Events);
+                let mut by_users = issues.clone();
+                sort_issues(&mut by_users, Sort::Users);
+                let top = |v: &[Issue]| -> Result<Vec<IssueSummary>, IssuesError> {
+                    v.iter().take(10).map(|i| summary(txn, i, now)).collect()
+                };
+                let events = txn
+                    .open_table(PROJECT_TOTALS)?
+                    .get(project_id)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let users = txn
+                    .open_table(PROJECT_USERS)?
+                    .range((project_id, "")..(project_id + 1, ""))?
+                    .count();
+                Ok(json!({
+                    "hourly": hourly.iter().enumerate().map(|(i, c)| json!({"t_ms": start_h + i as i64 * HOUR_MS, "count": c})).collect::<Vec<_>>(),
+                    "daily": daily.iter().enumerate().map(|(i, c)| json!({"t_ms": start_d + i as i64 * DAY_MS, "count": c})).collect::<Vec<_>>(),
+                    "top_by_count": top(&by_count)?,
+                    "top_by_users": top(&by_users)?,
+                    "totals": {"events": events, "issues": issues.len(), "users": users},
+                }))
+            })
+            .await
+    }
+
+    // ---- retention ------------------------------------------------------------------------
+
+    /// Removes events beyond `[issues] max_events_per_issue` per issue and older than
+    /// `max_event_age`; counters stay. Returns how many events were removed.
+    pub async fn prune(&self) -> Result<u64, IssuesError> {
+        let inner = self.inner().clone();
+        let max_per_issue = inner.config.issues.max_events_per_issue.max(1);
+        let cutoff = now_ms() - inner.config.issues.max_event_age.get().as_millis() as i64;
+        let ids: Vec<u64> = inner
+            .db
+            .read(|txn| {
+                let t = txn.open_table(ISSUES)?;
+                let mut out = Vec::new();
+                for row in t.iter()? {
+                    let (k, _) = row?;
+                    out.push(k.value());
+                }
+                Ok::<_, IssuesError>(out)
+            })
+            .await?;
+        let mut total = 0;
+        // One short transaction per chunk of issues keeps the ingest writer moving.
+        for chunk in ids.chunks(64) {
+            let chunk = chunk.to_vec();
+            let n = inner
+                .db
+                .write(move |txn| {
+                    let mut removed = 0u64;
+                    for id in chunk {
+                        let Some(mut issue) = get_issue_w(txn, id)? else {
+                            continue;
+                        };
+                        let mut events = txn.open_table(EVENTS)?;
+                        let mut eids = txn.open_table(EVENT_IDS)?;
+                        let stored = events.range((id, 0)..=(id, u64::MAX))?.count() as u64;
+                        let mut excess = stored.saturating_sub(max_per_issue);
+                        let mut doomed = Vec::new();
+                        for row in events.range((id, 0)..=(id, u64::MAX))? {
+                            let (k, v) = row?;
+                            let e: StoredEvent = codec::decode(v.value())?;
+                            if excess > 0 || e.received_ms < cutoff {
+                                excess = excess.saturating_sub(1);
+                                doomed.push((k.value(), e.event_id));
+                            } else {
+                                break;
+                            }
+                        }
+                        for (k, eid) in &doomed {
+                            events.remove(*k)?;
+                            eids.remove(eid.as_str())?;
+                        }
+                        drop(events);
+                        drop(eids);
+                        if !doomed.is_empty() {
+                            issue.stored_events = stored - doomed.len() as u64;
+                            put_issue(txn, &issue)?;
+                            removed += doomed.len() as u64;
+                        }
+                    }
+                    // Hourly rows older than the 30-day stats window are no longer shown.
+                    let old = now_ms() - 31 * DAY_MS;
+                    let mut t = txn.open_table(ISSUE_HOURLY)?;
+                    let stale: Vec<(u64, i64)> = t
+                        .iter()?
+                        .filter_map(|r| r.ok())
+                        .map(|(k, _)| k.value())
+                        .filter(|(_, h)| *h < old)
+                        .take(10_000)
+                        .collect();
+                    for k in stale {
+                        t.remove(k)?;
+                    }
+                    Ok::<_, IssuesError>(removed)
+                })
+                .await?;
+            total += n;
+        }
+        inner.metrics.pruned.fetch_add(total, Ordering::Relaxed);
+        Ok(total)
+    }
+
+    /// Every stored event's payload, for `hearth reindex` (blocking).
+    pub fn for_each_event_blocking(
+        db: &Db,
+        mut f: impl FnMut(&StoredEvent),
+    ) -> Result<u64, IssuesError> {
+        db.read_blocking(|txn| {
+            let t = txn.open_table(EVENTS)?;
+            let mut n = 0;
+            for row in t.iter()? {
+                let (_, v) = row?;
+                let e: StoredEvent = codec::decode(v.value())?;
+                f(&e);
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+}
+
+fn remove_range2<V: redb::Value + 'static>(
+    txn: &WriteTransaction,
+    def: redb::TableDefinition<(u64, u64), V>,
+    id: u64,
+) -> Result<(), IssuesError> {
+    let mut t = txn.open_table(def)?;
+    t.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    Ok(())
+}
+
+fn project_issues(txn: &ReadTransaction, project_id: u64) -> Result<Vec<Issue>, IssuesError> {
+    let idx = txn.open_table(BY_PROJECT)?;
+    let issues = txn.open_table(ISSUES)?;
+    let mut out = Vec::new();
+    for row in idx.range((project_id, 0)..=(project_id, u64::MAX))? {
+        let (k, _) = row?;
+        if let Some(v) = issues.get(k.value().1)? {
+            out.push(codec::decode::<Issue>(v.value())?);
+        }
+    }
+    Ok(out)
+}
+
+fn sort_issues(v: &mut [Issue], sort: Sort) {
+    match sort {
+        Sort::LastSeen => {
+            v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(b.id.cmp(&a.id)))
+        }
+        Sort::FirstSeen => {
+            v.sort_by(|a, b| b.first_seen_ms.cmp(&a.first_seen_ms).then(b.id.cmp(&a.id)))
+        }
+        Sort::Events => v.sort_by(|a, b| b.count.cmp(&a.count).then(b.id.cmp(&a.id))),
+        Sort::Users => {
+            v.sort_by(|a, b| b.user_count.cmp(&a.user_count).then(b.count.cmp(&a.count)))
+        }
+    }
 }

@@ -1,23 +1,541 @@
 //! tantivy indexes derived from redb through bus consumers.
+//!
+//! The events index holds one document per stored event (free text over title, message,
+//! exception types/values, culprit and frame functions/files; exact fields for level, release,
+//! environment, user and tags). It is fed by the durable consumer `search.events` on
+//! `event.stored` (and `issue.deleted`), which starts at the beginning of the bus log, so the
+//! index catches up after a crash. A delivery is acked only after the tantivy commit that made
+//! its document durable; commits are batched (a round of deliveries, or `[search]
+//! commit_interval` at the latest). `hearth reindex` rebuilds the index from redb.
+//!
+//! Issue status and assignment are not indexed: they change without events, so the issue list
+//! applies them from redb after the index has narrowed the issues down.
 
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
+use crate::bus::{ConsumerSpec, Delivery, Outcome, StartAt};
+use crate::config::Config;
 
-/// The search service (filled in by its issue).
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("search index directory: {0}")]
+    Dir(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("search is not running")]
+    Disabled,
+}
+
+impl From<SearchError> for crate::http::error::ApiError {
+    fn from(e: SearchError) -> Self {
+        crate::http::error::ApiError::internal(e)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    event_id: Field,
+    project_id: Field,
+    issue_id: Field,
+    text: Field,
+    level: Field,
+    release: Field,
+    environment: Field,
+    user: Field,
+    tag: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let f = Fields {
+        event_id: b.add_text_field("event_id", STRING | STORED),
+        project_id: b.add_u64_field("project_id", INDEXED),
+        issue_id: b.add_u64_field("issue_id", INDEXED | FAST),
+        text: b.add_text_field("text", TEXT),
+        level: b.add_text_field("level", STRING),
+        release: b.add_text_field("release", STRING),
+        environment: b.add_text_field("environment", STRING),
+        user: b.add_text_field("user", STRING),
+        tag: b.add_text_field("tag", STRING),
+    };
+    (b.build(), f)
+}
+
+/// A parsed issue search: `free text is:unresolved level:error release:x environment:y
+/// user:z assigned:me key:value`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchQuery {
+    pub text: Vec<String>,
+    /// `is:` values as written.
+    pub is: Vec<String>,
+    pub assigned: Option<String>,
+    pub level: Vec<String>,
+    pub release: Vec<String>,
+    pub environment: Vec<String>,
+    pub user: Vec<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+fn tokens(q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in q.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+impl SearchQuery {
+    pub fn parse(q: &str) -> SearchQuery {
+        let mut out = SearchQuery::default();
+        for tok in tokens(q) {
+            let filter = tok.split_once(':').filter(|(k, v)| {
+                !k.is_empty()
+                    && !v.is_empty()
+                    && !v.starts_with("//")
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            });
+            match filter {
+                Some(("is", v)) => out.is.push(v.to_ascii_lowercase()),
+                Some(("assigned", v)) => out.assigned = Some(v.to_string()),
+                Some(("level", v)) => out.level.push(v.to_ascii_lowercase()),
+                Some(("release", v)) => out.release.push(v.to_string()),
+                Some(("environment" | "env", v)) => out.environment.push(v.to_string()),
+                Some(("user", v)) => out.user.push(v.to_string()),
+                Some((k, v)) => out.tags.push((k.to_string(), v.to_string())),
+                None => out.text.push(tok),
+            }
+        }
+        out
+    }
+
+    /// Whether the index is needed (anything beyond status and assignment).
+    pub fn needs_index(&self) -> bool {
+        !(self.text.is_empty()
+            && self.level.is_empty()
+            && self.release.is_empty()
+            && self.environment.is_empty()
+            && self.user.is_empty()
+            && self.tags.is_empty())
+    }
+}
+
+struct Inner {
+    index: Index,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    fields: Fields,
+    /// Deliveries waiting for the next commit.
+    waiting: Mutex<Vec<oneshot::Sender<bool>>>,
+    last_add: Mutex<Instant>,
+    wake: Notify,
+    commit_interval: Duration,
+    indexed: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// The search service.
 #[derive(Clone, Default)]
-pub struct Search {}
+pub struct Search {
+    inner: Option<Arc<Inner>>,
+}
+
+fn open_index(dir: &Path) -> Result<Index, SearchError> {
+    std::fs::create_dir_all(dir)?;
+    let (schema, _) = schema();
+    let mmap = tantivy::directory::MmapDirectory::open(dir)?;
+    match Index::open_or_create(mmap, schema.clone()) {
+        Ok(i) => Ok(i),
+        Err(e) => {
+            // The index is derived data: when it is unreadable (or from an older schema),
+            // start over; `hearth reindex` refills it from redb.
+            tracing::warn!(
+                "search index unreadable ({e}); recreating it — run `hearth reindex` to refill"
+            );
+            std::fs::remove_dir_all(dir)?;
+            std::fs::create_dir_all(dir)?;
+            Ok(Index::create_in_dir(dir, schema)?)
+        }
+    }
+}
+
+fn doc_from_payload(f: &Fields, p: &Value) -> Option<TantivyDocument> {
+    let mut doc = TantivyDocument::default();
+    let s = |k: &str| p.get(k).and_then(Value::as_str);
+    doc.add_text(f.event_id, s("event_id")?);
+    doc.add_u64(f.project_id, p.get("project_id")?.as_u64()?);
+    doc.add_u64(f.issue_id, p.get("issue_id")?.as_u64()?);
+    doc.add_text(f.text, s("text").or(s("title")).unwrap_or(""));
+    if let Some(l) = s("level") {
+        doc.add_text(f.level, l);
+    }
+    if let Some(r) = s("release") {
+        doc.add_text(f.release, r);
+    }
+    if let Some(e) = s("environment") {
+        doc.add_text(f.environment, e);
+    }
+    for u in p
+        .get("user")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(u) = u.as_str() {
+            doc.add_text(f.user, u);
+        }
+    }
+    for t in p
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = t.as_str() {
+            doc.add_text(f.tag, t);
+        }
+    }
+    Some(doc)
+}
+
+/// The bus payload of `event.stored` for a stored event (also used by reindex).
+pub fn event_payload(
+    project_id: u64,
+    issue_id: u64,
+    event_id: &str,
+    g: &crate::issues::Grouped,
+) -> Value {
+    serde_json::json!({
+        "project_id": project_id, "issue_id": issue_id, "event_id": event_id,
+        "level": g.level, "release": g.release, "environment": g.environment,
+        "title": g.title, "user": g.user_terms,
+        "tags": g.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>(),
+        "text": g.search_text,
+    })
+}
 
 impl Search {
-    /// Registers this part's durable bus consumers; called once while the app is built.
-    pub fn register(&self, _state: &AppState) {}
+    /// Opens (or creates) the index under `config.search_dir()`.
+    pub fn open(config: &Config) -> Result<Search, SearchError> {
+        let dir = config.search_dir().join("events");
+        let index = open_index(&dir)?;
+        let (_, fields) = schema();
+        let writer = index
+            .writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Search {
+            inner: Some(Arc::new(Inner {
+                index,
+                reader,
+                writer: Mutex::new(writer),
+                fields,
+                waiting: Mutex::new(Vec::new()),
+                last_add: Mutex::new(Instant::now()),
+                wake: Notify::new(),
+                commit_interval: config.search.commit_interval.get(),
+                indexed: AtomicU64::new(0),
+                commits: AtomicU64::new(0),
+            })),
+        })
+    }
 
-    /// Starts this part's background workers.
-    pub fn start(&self, _state: &AppState, _shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        Vec::new()
+    /// Registers the indexer as a durable bus consumer.
+    pub fn register(&self, state: &AppState) {
+        let Some(inner) = self.inner.clone() else {
+            return;
+        };
+        let mut spec = ConsumerSpec::new("search.events", &["event.stored", "issue.deleted"])
+            .start_at(StartAt::Beginning)
+            .concurrency(1024);
+        spec.batch = 1024;
+        state.bus.register(spec, move |d: Delivery| {
+            let inner = inner.clone();
+            async move { handle(inner, d).await }
+        });
+    }
+
+    /// Starts the committer.
+    pub fn start(&self, _state: &AppState, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        let Some(inner) = self.inner.clone() else {
+            return Vec::new();
+        };
+        vec![tokio::spawn(run_committer(inner, shutdown))]
     }
 
     /// Appends this part's Prometheus metrics.
-    pub fn render_metrics(&self, _out: &mut String) {}
+    pub fn render_metrics(&self, out: &mut String) {
+        let Some(inner) = &self.inner else { return };
+        let docs = inner.reader.searcher().num_docs();
+        out.push_str(&format!(
+            "# HELP hearth_search_indexed_total Documents added to the search index since start.\n# TYPE hearth_search_indexed_total counter\nhearth_search_indexed_total {}\n\
+             # HELP hearth_search_commits_total Search index commits since start.\n# TYPE hearth_search_commits_total counter\nhearth_search_commits_total {}\n\
+             # HELP hearth_search_docs Searchable documents.\n# TYPE hearth_search_docs gauge\nhearth_search_docs {docs}\n",
+            inner.indexed.load(Ordering::Relaxed),
+            inner.commits.load(Ordering::Relaxed),
+        ));
+    }
+
+    /// Searchable documents right now.
+    pub fn num_docs(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.reader.searcher().num_docs())
+    }
+
+    /// The ids of `project_id`'s issues with at least one event matching `q` (status and
+    /// assignment are not checked here).
+    pub async fn matching_issues(
+        &self,
+        project_id: u64,
+        q: &SearchQuery,
+    ) -> Result<HashSet<u64>, SearchError> {
+        let inner = self.inner.clone().ok_or(SearchError::Disabled)?;
+        let q = q.clone();
+        crate::store::run_blocking(move || inner.matching(project_id, &q)).await
+    }
+}
+
+impl Inner {
+    fn matching(&self, project_id: u64, q: &SearchQuery) -> Result<HashSet<u64>, SearchError> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_u64(f.project_id, project_id),
+                IndexRecordOption::Basic,
+            )),
+        )];
+        let mut any_of = |field: Field, values: &[String]| {
+            if values.is_empty() {
+                return;
+            }
+            let qs: Vec<(Occur, Box<dyn Query>)> = values
+                .iter()
+                .map(|v| {
+                    (
+                        Occur::Should,
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(field, v),
+                            IndexRecordOption::Basic,
+                        )) as Box<dyn Query>,
+                    )
+                })
+                .collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(qs))));
+        };
+        any_of(f.level, &q.level);
+        any_of(f.release, &q.release);
+        any_of(f.environment, &q.environment);
+        any_of(f.user, &q.user);
+        for (k, v) in &q.tags {
+            any_of(f.tag, &[format!("{k}:{v}")]);
+        }
+        if !q.text.is_empty() {
+            let mut parser = QueryParser::for_index(&self.index, vec![f.text]);
+            parser.set_conjunction_by_default();
+            // Quote every word so query syntax in user text cannot break the query.
+            let text: Vec<String> = q
+                .text
+                .iter()
+                .map(|w| format!("\"{}\"", w.replace(['"', '\\'], " ")))
+                .collect();
+            let (parsed, _) = parser.parse_query_lenient(&text.join(" "));
+            clauses.push((Occur::Must, parsed));
+        }
+        let searcher = self.reader.searcher();
+        let docs = searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
+        let mut out = HashSet::new();
+        let mut columns = std::collections::HashMap::new();
+        for addr in docs {
+            let col = match columns.entry(addr.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    searcher
+                        .segment_reader(addr.segment_ord)
+                        .fast_fields()
+                        .u64("issue_id")?,
+                ),
+            };
+            if let Some(id) = col.first(addr.doc_id) {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
+    let payload = d.event.json();
+    let f = inner.fields;
+    {
+        let writer = inner.writer.lock().expect("search writer");
+        match d.event.subject.as_str() {
+            "issue.deleted" => {
+                if let Some(id) = payload.get("issue_id").and_then(Value::as_u64) {
+                    writer.delete_term(Term::from_field_u64(f.issue_id, id));
+                }
+            }
+            _ => match doc_from_payload(&f, &payload) {
+                Some(doc) => {
+                    if let Err(e) = writer.add_document(doc) {
+                        return Outcome::retry(format!("indexing failed: {e}"));
+                    }
+                    inner.indexed.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    return Outcome::Term(
+                        "event.stored payload lacks event_id/project_id/issue_id".into(),
+                    );
+                }
+            },
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    inner.waiting.lock().expect("search waiters").push(tx);
+    *inner.last_add.lock().expect("search clock") = Instant::now();
+    inner.wake.notify_one();
+    match rx.await {
+        Ok(true) => Outcome::Ack,
+        _ => Outcome::retry("search commit failed"),
+    }
+}
+
+/// Commits when the deliveries of a round have all been added (no add for 2 ms), or after
+/// `commit_interval` at the latest, then acks them.
+async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = shutdown.cancelled() => {
+                let waiting = std::mem::take(&mut *inner.waiting.lock().expect("search waiters"));
+                for w in waiting { let _ = w.send(false); }
+                return;
+            }
+        }
+        let started = Instant::now();
+        loop {
+            let idle = inner.last_add.lock().expect("search clock").elapsed();
+            if idle >= Duration::from_millis(2) || started.elapsed() >= inner.commit_interval {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let waiting = std::mem::take(&mut *inner.waiting.lock().expect("search waiters"));
+        if waiting.is_empty() {
+            continue;
+        }
+        let i = inner.clone();
+        let ok = crate::store::run_blocking(move || {
+            let r = i.writer.lock().expect("search writer").commit();
+            match r {
+                Ok(_) => i.reader.reload().is_ok(),
+                Err(e) => {
+                    tracing::error!("search commit failed: {e}");
+                    false
+                }
+            }
+        })
+        .await;
+        if ok {
+            inner.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for w in waiting {
+            let _ = w.send(ok);
+        }
+    }
+}
+
+/// Rebuilds the events index from redb (the server must not be running). Returns the number
+/// of documents indexed.
+pub fn reindex(config: &Config) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let db = crate::store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
+    let dir = config.search_dir().join("events");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let index = open_index(&dir)?;
+    let (_, f) = schema();
+    let mut writer: IndexWriter =
+        index.writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
+    let mut err: Option<String> = None;
+    let n = crate::issues::Issues::for_each_event_blocking(&db, |e| {
+        let json = match crate::store::codec::decompress_json(&e.payload) {
+            Ok(j) => j,
+            Err(x) => {
+                err.get_or_insert(x.to_string());
+                return;
+            }
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&json) else {
+            return;
+        };
+        let g = crate::issues::grouping::group(&v, crate::issues::GROUPING_VERSION);
+        let p = event_payload(e.project_id, e.issue_id, &e.event_id, &g);
+        if let Some(doc) = doc_from_payload(&f, &p)
+            && let Err(x) = writer.add_document(doc)
+        {
+            err.get_or_insert(x.to_string());
+        }
+    })?;
+    writer.commit()?;
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_syntax() {
+        let q = SearchQuery::parse(
+            r#"division "by zero" is:unresolved level:error release:shop@1.4 env:prod user:a@b.c browser:Firefox assigned:me"#,
+        );
+        assert_eq!(q.text, vec!["division", "by zero"]);
+        assert_eq!(q.is, vec!["unresolved"]);
+        assert_eq!(q.level, vec!["error"]);
+        assert_eq!(q.release, vec!["shop@1.4"]);
+        assert_eq!(q.environment, vec!["prod"]);
+        assert_eq!(q.user, vec!["a@b.c"]);
+        assert_eq!(q.tags, vec![("browser".into(), "Firefox".into())]);
+        assert_eq!(q.assigned.as_deref(), Some("me"));
+        assert!(q.needs_index());
+        assert!(!SearchQuery::parse("is:resolved assigned:none").needs_index());
+        // A colon inside a word that isn't key:value stays text.
+        assert_eq!(SearchQuery::parse("http://x").text, vec!["http://x"]);
+    }
 }

@@ -21,6 +21,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::bus::store::ensure_tables,
     crate::accounts::store::ensure_tables,
     crate::issues::store::ensure_tables,
+    crate::ingest::store::ensure_tables,
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
 ];

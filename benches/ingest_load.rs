@@ -1,0 +1,450 @@
+//! Ingest load generator (a benchmark, not a test).
+//!
+//! Starts the `hearth` binary of this build (release when run through `cargo bench`) on a fresh
+//! data directory, then POSTs a realistic ~7.5 KB python-SDK envelope to `/api/<id>/envelope/`
+//! from C keep-alive connections for T seconds. Every request carries a fresh event_id; the
+//! exception type gets one of K letter suffixes so the events spread over K issues. Reports
+//! accepted/s, p50/p99 latency, errors, how long until every accepted event was stored and
+//! searchable, and the server's RSS (idle, peak under load, after).
+//!
+//! ```text
+//! cargo bench --bench ingest_load -- --connections 32 --seconds 20 --groups 10 [--gzip]
+//! ```
+//!
+//! The envelope is `../shared/peers/bugsink/envelope.bin` (what sentry-python 2.75 sends for a
+//! ValueError with 10 frames and locals; the same body the Bugsink comparison used) or, when that
+//! is missing, `../shared/fixtures/sentry/py_zero_division.1.envelope` padded with breadcrumbs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Args {
+    connections: usize,
+    seconds: u64,
+    groups: usize,
+    gzip: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        connections: 32,
+        seconds: 20,
+        groups: 10,
+        gzip: false,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let next = || argv.get(i + 1).and_then(|v| v.parse::<u64>().ok());
+        match argv[i].as_str() {
+            "--connections" | "-c" => a.connections = next().unwrap_or(32) as usize,
+            "--seconds" | "-t" => a.seconds = next().unwrap_or(20),
+            "--groups" | "-k" => a.groups = next().unwrap_or(10).max(1) as usize,
+            "--gzip" => a.gzip = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    a
+}
+
+fn load_envelope() -> Vec<u8> {
+    let root = std::env::var_os("HEARTH_SHARED_DIR")
+        .map(|d| PathBuf::from(d).join(".."))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    if let Ok(b) = std::fs::read(root.join("shared/peers/bugsink/envelope.bin")) {
+        return b;
+    }
+    let b = std::fs::read(root.join("shared/fixtures/sentry/py_zero_division.1.envelope")).expect(
+        "neither shared/peers/bugsink/envelope.bin nor the py_zero_division fixture exists",
+    );
+    // Pad with breadcrumbs to the 7-8 KB a real app's event has.
+    let mut lines = b.split(|c| *c == b'\n');
+    let head = lines.next().unwrap().to_vec();
+    lines.next();
+    let mut ev: Value = serde_json::from_slice(lines.next().unwrap()).unwrap();
+    let crumbs: Vec<Value> = (0..30)
+        .map(|i| json!({"category": "http", "type": "http", "level": "info",
+            "data": {"url": format!("https://api.internal/orders/{i}"), "method": "GET", "status_code": 200}}))
+        .collect();
+    ev["breadcrumbs"] = json!({ "values": crumbs });
+    let payload = serde_json::to_vec(&ev).unwrap();
+    let mut out = head;
+    out.extend_from_slice(
+        format!(
+            "\n{{\"type\":\"event\",\"content_type\":\"application/json\",\"length\":{}}}\n",
+            payload.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&payload);
+    out.push(b'\n');
+    out
+}
+
+const PLACEHOLDER: &str = "ffffffffffffffffffffffffffffffff";
+
+/// Per group: the envelope split around its event-id placeholders.
+fn templates(envelope: &[u8], groups: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut parts = envelope.splitn(3, |c| *c == b'\n');
+    let mut head: Value = serde_json::from_slice(parts.next().unwrap()).unwrap();
+    let mut item: Value = serde_json::from_slice(parts.next().unwrap()).unwrap();
+    let rest = parts.next().unwrap();
+    let payload_len = item["length"]
+        .as_u64()
+        .map(|l| l as usize)
+        .unwrap_or_else(|| rest.iter().position(|c| *c == b'\n').unwrap_or(rest.len()));
+    let mut event: Value = serde_json::from_slice(&rest[..payload_len]).unwrap();
+    head["event_id"] = json!(PLACEHOLDER);
+    event["event_id"] = json!(PLACEHOLDER);
+    (0..groups)
+        .map(|g| {
+            let mut ev = event.clone();
+            let suffix: String = (0..3)
+                .map(|i| (b'A' + ((g / 26usize.pow(i)) % 26) as u8) as char)
+                .collect();
+            if let Some(exc) = ev["exception"]["values"]
+                .as_array_mut()
+                .and_then(|a| a.last_mut())
+            {
+                let ty = exc["type"].as_str().unwrap_or("Error").to_string();
+                exc["type"] = json!(format!("{ty}{suffix}"));
+            } else {
+                ev["message"] = json!(format!("load message {suffix}"));
+            }
+            let payload = serde_json::to_vec(&ev).unwrap();
+            item["length"] = json!(payload.len());
+            let mut whole = serde_json::to_vec(&head).unwrap();
+            whole.push(b'\n');
+            whole.extend_from_slice(&serde_json::to_vec(&item).unwrap());
+            whole.push(b'\n');
+            whole.extend_from_slice(&payload);
+            whole.push(b'\n');
+            let text = String::from_utf8(whole).unwrap();
+            text.split(PLACEHOLDER)
+                .map(|s| s.as_bytes().to_vec())
+                .collect()
+        })
+        .collect()
+}
+
+/// CPU seconds (user + system) the process has used; clock ticks are 100/s on Linux.
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/<pid>/status (`VmRSS:`, `RssAnon:`, `RssFile:`).
+fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> Option<u64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    // `cargo test --all-targets` runs benches as tests (without `--bench`): a load run does not
+    // belong there, so only run when asked through `cargo bench` or with explicit flags.
+    let argv: Vec<String> = std::env::args().collect();
+    if !argv
+        .iter()
+        .any(|a| a == "--bench" || a == "--seconds" || a == "-t")
+    {
+        println!("ingest_load: skipped outside `cargo bench` (pass --seconds N to run it anyway)");
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(a));
+}
+
+async fn run(a: Args) {
+    let envelope = load_envelope();
+    let tpls = Arc::new(templates(&envelope, a.groups));
+    let body_len: usize = tpls[0].iter().map(Vec::len).sum::<usize>() + 32 * (tpls[0].len() - 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let mut config = hearth::Config::default();
+    config.storage.data_dir = dir.clone();
+    let (pid, key, token) = {
+        let app = hearth::build(config).unwrap();
+        let s = app.state();
+        let (p, k) = s.accounts.create_project("load").await.unwrap();
+        let u = s
+            .accounts
+            .create_user(
+                "bench@example.invalid",
+                "Bench",
+                hearth::accounts::Role::Admin,
+                None,
+            )
+            .await
+            .unwrap();
+        let (_, t) = s.accounts.create_api_token(u.id, "bench").await.unwrap();
+        (p.id, k.public_key, t)
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let exe = env!("CARGO_BIN_EXE_hearth");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-level",
+            "warn",
+        ])
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    let server_pid = child.id();
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{base}/health/ready")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = rss_kb(server_pid);
+    eprintln!(
+        "server {exe} pid {server_pid}; envelope {body_len} B{}; {} connections, {} s, {} groups; idle RSS {} MB",
+        if a.gzip {
+            " (gzip per request)"
+        } else {
+            " (uncompressed)"
+        },
+        a.connections,
+        a.seconds,
+        a.groups,
+        rss_idle / 1024
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let peak_anon = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak, peak_anon) = (stop.clone(), peak.clone(), peak_anon.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kb(server_pid), Ordering::Relaxed);
+                peak_anon.fetch_max(status_kb(server_pid, "RssAnon:"), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let url = format!("{base}/api/{pid}/envelope/");
+    let auth =
+        format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=sentry.python/2.75.0");
+    let cpu_before = cpu_secs(server_pid);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(a.seconds);
+    let mut tasks = Vec::new();
+    for c in 0..a.connections {
+        let (tpls, url, auth) = (tpls.clone(), url.clone(), auth.clone());
+        let gzip = a.gzip;
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .http1_only()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut lat = Vec::with_capacity(100_000);
+            let (mut ok, mut errors, mut throttled) = (0u64, 0u64, 0u64);
+            let mut n = c;
+            while Instant::now() < deadline {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let tpl = &tpls[n % tpls.len()];
+                n += 1;
+                let mut body = Vec::with_capacity(8192);
+                for (i, part) in tpl.iter().enumerate() {
+                    if i > 0 {
+                        body.extend_from_slice(id.as_bytes());
+                    }
+                    body.extend_from_slice(part);
+                }
+                let mut req = client
+                    .post(&url)
+                    .header("content-type", "application/x-sentry-envelope")
+                    .header("user-agent", "sentry.python/2.75.0")
+                    .header("x-sentry-auth", &auth);
+                if gzip {
+                    use std::io::Write;
+                    let mut e =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    e.write_all(&body).unwrap();
+                    body = e.finish().unwrap();
+                    req = req.header("content-encoding", "gzip");
+                }
+                let t = Instant::now();
+                match req.body(body).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                        lat.push(t.elapsed().as_micros() as u32);
+                    }
+                    Ok(r) if r.status() == 429 => {
+                        let _ = r.bytes().await;
+                        throttled += 1;
+                    }
+                    Ok(r) => {
+                        let _ = r.bytes().await;
+                        errors += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (ok, errors, throttled, lat)
+        }));
+    }
+    let (mut ok, mut errors, mut throttled, mut lat) = (0, 0, 0, Vec::new());
+    for t in tasks {
+        let (o, e, th, l) = t.await.unwrap();
+        ok += o;
+        errors += e;
+        throttled += th;
+        lat.extend(l);
+    }
+    let load_secs = start.elapsed().as_secs_f64();
+    let stored_at_end = metric(&http, &base, &token, "hearth_issues_events_stored_total")
+        .await
+        .unwrap_or(0);
+    let docs_at_end = metric(&http, &base, &token, "hearth_search_docs")
+        .await
+        .unwrap_or(0);
+    // Wait until every accepted event is searchable.
+    let searchable_secs = loop {
+        let docs = metric(&http, &base, &token, "hearth_search_docs")
+            .await
+            .unwrap_or(0);
+        if docs >= ok {
+            break start.elapsed().as_secs_f64();
+        }
+        if start.elapsed() > Duration::from_secs(a.seconds * 10 + 60) {
+            eprintln!("gave up waiting: {docs} of {ok} searchable");
+            break f64::NAN;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cpu_used = cpu_secs(server_pid) - cpu_before;
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = rss_kb(server_pid);
+    let stored = metric(&http, &base, &token, "hearth_issues_events_stored_total")
+        .await
+        .unwrap_or(0);
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let db_bytes = std::fs::metadata(dir.join("hearth.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "== hearth ingest load: {} connections, {:.1} s, {} groups, {} B envelope{}",
+        a.connections,
+        load_secs,
+        a.groups,
+        body_len,
+        if a.gzip { " gzip" } else { "" }
+    );
+    println!(
+        "accepted (200)           {ok} ({:.0}/s)",
+        ok as f64 / load_secs
+    );
+    println!("429 / errors             {throttled} / {errors}");
+    println!(
+        "latency p50 / p99 / max  {:.2} / {:.2} / {:.2} ms",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "stored during load       {stored_at_end} ({:.0}/s); searchable at end of load {docs_at_end}",
+        stored_at_end as f64 / load_secs
+    );
+    println!(
+        "stored+searchable        all {ok} after {searchable_secs:.2} s ({:.0}/s end to end)",
+        ok as f64 / searchable_secs
+    );
+    println!("stored total             {stored}");
+    println!(
+        "server RSS idle / peak / after   {} / {} / {} MB",
+        rss_idle / 1024,
+        peak.load(Ordering::Relaxed) / 1024,
+        rss_after / 1024
+    );
+    println!(
+        "peak RssAnon              {} MB (the rest of VmRSS is file pages: mmapped search segments)",
+        peak_anon.load(Ordering::Relaxed) / 1024
+    );
+    println!("database size            {} MB", db_bytes / 1_000_000);
+    println!(
+        "server CPU                {cpu_used:.1} s for {ok} events ({:.0} events per CPU-second); load average {}",
+        ok as f64 / cpu_used.max(0.001),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
