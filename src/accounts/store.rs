@@ -37,10 +37,7 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
 
 /// Issues the next id of the named counter (ids start at 1).
 pub fn next_id(txn: &WriteTransaction, counter: &str) -> StoreResult<u64> {
-    let mut t = txn.open_table(COUNTERS)?;
-    let next = t.get(counter)?.map(|v| v.value()).unwrap_or(0) + 1;
-    t.insert(counter, next)?;
-    Ok(next)
+    crate::store::next_counter(txn, COUNTERS, counter)
 }
 
 /// Schema v2: users are looked up by email at every login, so index them.

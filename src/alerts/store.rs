@@ -62,10 +62,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 }
 
 pub fn next_id(txn: &WriteTransaction, counter: &str) -> StoreResult<u64> {
-    let mut t = txn.open_table(COUNTERS)?;
-    let next = t.get(counter)?.map(|v| v.value()).unwrap_or(0) + 1;
-    t.insert(counter, next)?;
-    Ok(next)
+    crate::store::next_counter(txn, COUNTERS, counter)
 }
 
 pub fn bump_daily(txn: &WriteTransaction, day: i64, metric: &str, n: u64) -> StoreResult<()> {

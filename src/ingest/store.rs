@@ -1,6 +1,6 @@
 //! Tables for the envelope items that are not error events.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreResult;
@@ -40,10 +40,7 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
 }
 
 pub fn next_id(txn: &WriteTransaction, name: &str) -> StoreResult<u64> {
-    let mut t = txn.open_table(COUNTERS)?;
-    let next = t.get(name)?.map(|v| v.value()).unwrap_or(0) + 1;
-    t.insert(name, next)?;
-    Ok(next)
+    crate::store::next_counter(txn, COUNTERS, name)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

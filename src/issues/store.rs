@@ -60,10 +60,7 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
 
 /// Takes the next value of counter `name` (1, 2, ...).
 pub fn next_id(txn: &WriteTransaction, name: &str) -> StoreResult<u64> {
-    let mut t = txn.open_table(COUNTERS)?;
-    let next = t.get(name)?.map(|v| v.value()).unwrap_or(0) + 1;
-    t.insert(name, next)?;
-    Ok(next)
+    crate::store::next_counter(txn, COUNTERS, name)
 }
 
 /// Reserves `n` consecutive ids of counter `name`; returns the first.

@@ -44,10 +44,7 @@ pub fn day_of(ms: i64) -> i64 {
 }
 
 pub fn next_id(txn: &WriteTransaction) -> StoreResult<u64> {
-    let mut t = txn.open_table(COUNTERS)?;
-    let next = t.get("message")?.map(|v| v.value()).unwrap_or(0) + 1;
-    t.insert("message", next)?;
-    Ok(next)
+    crate::store::next_counter(txn, COUNTERS, "message")
 }
 
 pub fn bump_stat(

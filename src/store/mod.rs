@@ -11,7 +11,9 @@ mod migrations;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use tokio::sync::watch;
 
 pub use migrations::{CURRENT_VERSION, MIGRATIONS, Migration};
@@ -218,6 +220,18 @@ where
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("blocking task cancelled: {e}"),
     }
+}
+
+/// Takes the next value (1, 2, ...) of counter `name` in a part's counters table.
+pub fn next_counter(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, u64>,
+    name: &str,
+) -> StoreResult<u64> {
+    let mut t = txn.open_table(table)?;
+    let next = t.get(name)?.map(|v| v.value()).unwrap_or(0) + 1;
+    t.insert(name, next)?;
+    Ok(next)
 }
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
