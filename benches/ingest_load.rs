@@ -203,7 +203,11 @@ async fn run(a: Args) {
     let tpls = Arc::new(templates(&envelope, a.groups));
     let body_len: usize = tpls[0].iter().map(Vec::len).sum::<usize>() + 32 * (tpls[0].len() - 1);
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
+    // HEARTH_BENCH_DATA_DIR keeps the server's data after the run, for inspecting the database.
+    let dir = match std::env::var_os("HEARTH_BENCH_DATA_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => tmp.path().to_path_buf(),
+    };
     let mut config = hearth::Config::default();
     config.storage.data_dir = dir.clone();
     let (pid, key, token) = {
