@@ -145,28 +145,6 @@ struct CachedKey {
     at: Instant,
 }
 
-thread_local! {
-    /// One zstd context per thread: creating one per event showed up in profiles.
-    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// zstd-compresses a JSON payload (the same format as `store::codec::compress_json`).
-pub fn compress(json: &[u8]) -> Vec<u8> {
-    ZSTD.with(|c| {
-        let mut c = c.borrow_mut();
-        match c.as_mut() {
-            Some(z) => z.compress(json).ok(),
-            None => zstd::bulk::Compressor::new(3).ok().and_then(|mut z| {
-                let out = z.compress(json).ok();
-                *c = Some(z);
-                out
-            }),
-        }
-        .unwrap_or_else(|| codec::compress_json(json))
-    })
-}
-
 /// Keys are cached this long, so a revoked key stops working within this time.
 const KEY_TTL: Duration = Duration::from_secs(5);
 
@@ -472,7 +450,7 @@ impl Ingest {
             event_id,
             grouped,
             grouping_version,
-            payload: compress(&json),
+            payload: codec::compress_json(&json),
             received_ms,
         })
     }
@@ -544,7 +522,7 @@ impl Ingest {
                                 .and_then(Value::as_array)
                                 .map_or(0, |a| a.len() as u64),
                             received_ms: now,
-                            payload: compress(item.payload),
+                            payload: codec::compress_json(item.payload),
                         },
                     });
                 }
