@@ -641,61 +641,6 @@ async fn login_and_setup_pages_are_served_without_inline_script() {
     s.stop().await;
 }
 
-/// A headless Chromium driven through chromedriver, or `None` (test skipped) if not installed.
-struct Browser {
-    client: fantoccini::Client,
-    _driver: tokio::process::Child,
-}
-
-async fn browser() -> Option<Browser> {
-    let driver_bin = ["chromedriver", "/usr/bin/chromedriver"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok()
-        })?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let driver = tokio::process::Command::new(driver_bin)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    wait_for(
-        "chromedriver to listen",
-        Duration::from_secs(30),
-        || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] }),
-    );
-    let client =
-        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("start a chromium session");
-    Some(Browser {
-        client,
-        _driver: driver,
-    })
-}
-
 async fn fill(c: &fantoccini::Client, css: &str, text: &str) {
     let el = c
         .wait()
@@ -721,11 +666,10 @@ async fn wait_for_path(c: &fantoccini::Client, path: &str) {
 #[tokio::test]
 async fn setup_and_login_pages_work_in_a_browser() {
     use fantoccini::Locator;
-    let Some(b) = browser().await else {
-        crate::common::skip("chromedriver is not installed");
+    let Some(b) = crate::browser::Browser::start().await else {
         return;
     };
-    let c = &b.client;
+    let c = &b.c;
     let s = TestServer::start().await;
     let token = s.state.accounts.create_setup_token().await.unwrap();
 

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use sentry::protocol::{Event, Exception, Frame, Level, Stacktrace, Values};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, skip, wait_for};
+use crate::common::{TestServer, free_port, skip, wait_for};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -26,8 +26,8 @@ const XSS_SCRIPT: &str = "<script>window.__pwned=1;alert(2)</script>";
 /// One browser at a time: each is a chromium process tree, and the machine has few cores.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Browser {
-    c: Client,
+pub(crate) struct Browser {
+    pub(crate) c: Client,
     _driver: tokio::process::Child,
     _profile: tempfile::TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
@@ -35,7 +35,7 @@ struct Browser {
 
 impl Browser {
     /// A headless chromium session, or `None` (after `skip`) when no browser is installed.
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(bin).exists() {
                 skip(&format!(
@@ -45,11 +45,7 @@ impl Browser {
             }
         }
         let turn = ONE_BROWSER.lock().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let driver = tokio::process::Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -92,7 +88,7 @@ impl Browser {
         })
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.c.clone().close().await;
     }
 
@@ -191,30 +187,6 @@ fn artifacts_dir() -> PathBuf {
     target.join("test-artifacts")
 }
 
-/// Sessions and issues: what most flows need.
-const AUTH_AND_ISSUES: &[&str] = &["/api/auth/me", "/api/issues/1"];
-
-/// Whether this build has the routes a flow needs; if not, skip with the reason.
-async fn apis_present(s: &TestServer, paths: &[&str]) -> bool {
-    for &path in paths {
-        let r = s.http.get(s.url(path)).send().await.unwrap();
-        if r.status() == 404 {
-            let body: Value = r.json().await.unwrap_or_default();
-            if body["error"]["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("no such route")
-            {
-                skip(&format!(
-                    "{path} is not in this build; the dashboard flows need it"
-                ));
-                return false;
-            }
-        }
-    }
-    true
-}
-
 /// A one-time setup token, as in the link the server prints on first start.
 async fn setup_token(s: &TestServer) -> Option<String> {
     s.state.accounts.create_setup_token().await.ok()
@@ -309,9 +281,6 @@ async fn issue_id(s: &TestServer, pid: u64, needle: &str) -> u64 {
 #[tokio::test]
 async fn first_run_to_resolved_issue() {
     let s = TestServer::start().await;
-    if !apis_present(&s, AUTH_AND_ISSUES).await {
-        return;
-    }
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -504,9 +473,6 @@ async fn first_run_to_resolved_issue() {
 #[tokio::test]
 async fn event_text_is_never_html() {
     let s = TestServer::start().await;
-    if !apis_present(&s, AUTH_AND_ISSUES).await {
-        return;
-    }
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -575,9 +541,6 @@ async fn event_text_is_never_html() {
 #[tokio::test]
 async fn search_and_viewer_role() {
     let s = TestServer::start().await;
-    if !apis_present(&s, AUTH_AND_ISSUES).await {
-        return;
-    }
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -667,9 +630,6 @@ async fn search_and_viewer_role() {
 #[tokio::test]
 async fn system_and_projects_screens() {
     let s = TestServer::start().await;
-    if !apis_present(&s, &["/api/auth/me"]).await {
-        return;
-    }
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -889,9 +849,6 @@ async fn anonymous_visitor_sees_login_under_csp() {
 #[tokio::test]
 async fn alerts_and_mail_screens() {
     let s = TestServer::start().await;
-    if !apis_present(&s, &["/api/auth/me"]).await {
-        return;
-    }
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -948,9 +905,6 @@ async fn alerts_and_mail_screens() {
 #[tokio::test]
 async fn issue_actions_and_bulk_resolve() {
     let s = TestServer::start().await;
-    if !apis_present(&s, AUTH_AND_ISSUES).await {
-        return;
-    }
     let Some(b) = Browser::start().await else {
         return;
     };

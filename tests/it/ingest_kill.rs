@@ -5,15 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{install_crypto, test_config, wait_for};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::{free_port, install_crypto, test_config, wait_for};
 
 fn spawn_server(dir: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hearth"))
