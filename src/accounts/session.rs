@@ -621,33 +621,17 @@ impl Accounts {
         self.db
             .write(|txn| {
                 let now = now_ms();
-                let mut n = 0;
                 let mut sessions = txn.open_table(store::SESSIONS)?;
-                let dead: Vec<String> = sessions
-                    .iter()?
-                    .filter_map(|r| r.ok())
-                    .filter(|(_, v)| {
-                        codec::decode::<Session>(v.value()).is_ok_and(|s| s.expires_ms <= now)
-                    })
-                    .map(|(k, _)| k.value().to_string())
-                    .collect();
-                for k in dead {
-                    sessions.remove(k.as_str())?;
-                    n += 1;
-                }
+                let before = sessions.len()?;
+                sessions.retain(|_, v| {
+                    !codec::decode::<Session>(v).is_ok_and(|s| s.expires_ms <= now)
+                })?;
                 let mut links = txn.open_table(store::LINK_TOKENS)?;
-                let dead: Vec<String> = links
-                    .iter()?
-                    .filter_map(|r| r.ok())
-                    .filter(|(_, v)| {
-                        codec::decode::<LinkToken>(v.value()).is_ok_and(|l| l.expires_ms <= now)
-                    })
-                    .map(|(k, _)| k.value().to_string())
-                    .collect();
-                for k in dead {
-                    links.remove(k.as_str())?;
-                    n += 1;
-                }
+                let before = before + links.len()?;
+                links.retain(|_, v| {
+                    !codec::decode::<LinkToken>(v).is_ok_and(|l| l.expires_ms <= now)
+                })?;
+                let n = before - sessions.len()? - links.len()?;
                 Ok::<_, AccountsError>(n)
             })
             .await

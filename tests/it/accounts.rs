@@ -752,3 +752,38 @@ async fn a_burst_of_parallel_guesses_gets_no_more_than_the_limit() {
     assert_eq!((tried, limited), (3, 9), "{statuses:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn expired_links_are_pruned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.auth.setup_link_ttl = hearth::config::HumanDuration::millis(1);
+    let s = TestServer::start_with(config).await;
+    let accounts = &s.state.accounts;
+    let stale = accounts.create_setup_token().await.unwrap();
+    let pruned = wait_for(
+        "the link to expire and be pruned",
+        Duration::from_secs(10),
+        || async {
+            let n = accounts.prune_expired().await.unwrap();
+            (n > 0).then_some(n)
+        },
+    )
+    .await;
+    assert!(pruned >= 1);
+    // A pruned link no longer works.
+    let r = s
+        .http
+        .post(s.url("/api/auth/setup"))
+        .json(&json!({ "token": stale, "email": "late@test.invalid", "name": "Late", "password": PW }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        accounts.prune_expired().await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
+    s.stop().await;
+}
