@@ -11,6 +11,10 @@
 //! cargo bench --bench ingest_load -- --connections 32 --seconds 20 --groups 10 [--gzip]
 //! ```
 //!
+//! Environment: `HEARTH_SHARED_DIR` (where `shared/` is, default `..`), `HEARTH_BENCH_DATA_DIR`
+//! (keep the server's data there instead of a temporary directory), `HEARTH_BENCH_SERVER` (the
+//! server binary to run instead of this build's).
+//!
 //! The envelope is `../shared/peers/bugsink/envelope.bin` (what sentry-python 2.75 sends for a
 //! ValueError with 10 frames and locals; the same body the Bugsink comparison used) or, when that
 //! is missing, `../shared/fixtures/sentry/py_zero_division.1.envelope` padded with breadcrumbs.
@@ -233,8 +237,11 @@ async fn run(a: Args) {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let exe = env!("CARGO_BIN_EXE_hearth");
-    let mut child = std::process::Command::new(exe)
+    // HEARTH_BENCH_SERVER runs another build of the server (e.g. one with frame pointers,
+    // for profiling); the default is this build's binary.
+    let exe = std::env::var("HEARTH_BENCH_SERVER")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hearth").to_string());
+    let mut child = std::process::Command::new(&exe)
         .args([
             "serve",
             "--data-dir",

@@ -280,8 +280,8 @@ impl Search {
         };
         let mut spec = ConsumerSpec::new("search.events", &["event.stored", "issue.deleted"])
             .start_at(StartAt::Beginning)
-            .concurrency(1024);
-        spec.batch = 1024;
+            .concurrency(8192);
+        spec.batch = 8192;
         state.bus.register(spec, move |d: Delivery| {
             let inner = inner.clone();
             async move { handle(inner, d).await }
@@ -437,6 +437,7 @@ async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
 /// Commits when the deliveries of a round have all been added (no add for 2 ms), or after
 /// `commit_interval` at the latest, then acks them.
 async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
+    let mut last_commit = Instant::now() - inner.commit_interval;
     loop {
         tokio::select! {
             _ = inner.wake.notified() => {}
@@ -447,9 +448,17 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
             }
         }
         let started = Instant::now();
+        // Under load, commits are spaced at least a quarter of `commit_interval` apart: each
+        // commit writes a segment (and later merges it), so bigger, fewer segments cost far
+        // less than one per delivery round. When idle, a round is committed as soon as its
+        // last document is added.
+        let min_gap = inner.commit_interval / 4;
         loop {
             let idle = inner.last_add.lock().expect("search clock").elapsed();
-            if idle >= Duration::from_millis(2) || started.elapsed() >= inner.commit_interval {
+            let since_commit = last_commit.elapsed();
+            if (idle >= Duration::from_millis(2) && since_commit >= min_gap)
+                || started.elapsed() >= inner.commit_interval
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -470,6 +479,7 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
             }
         })
         .await;
+        last_commit = Instant::now();
         if ok {
             inner.commits.fetch_add(1, Ordering::Relaxed);
         }
