@@ -399,6 +399,12 @@ async fn run(a: Args) {
     let stored = metric(&http, &base, &token, "hearth_issues_events_stored_total")
         .await
         .unwrap_or(0);
+    let batches = metric(&http, &base, &token, "hearth_ingest_batches_total")
+        .await
+        .unwrap_or(0);
+    let batch_events = metric(&http, &base, &token, "hearth_ingest_batch_events_total")
+        .await
+        .unwrap_or(0);
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
@@ -440,6 +446,10 @@ async fn run(a: Args) {
         ok as f64 / searchable_secs
     );
     println!("stored total             {stored}");
+    println!(
+        "write batches            {batches} ({:.1} events per commit)",
+        batch_events as f64 / batches.max(1) as f64
+    );
     println!(
         "server RSS idle / peak / after   {} / {} / {} MB",
         rss_idle / 1024,

@@ -64,7 +64,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         part: "search",
         message: e.to_string(),
     })?;
-    let issues = issues::Issues::new(db.clone(), bus.clone(), config.clone());
+    let issues = issues::Issues::new(db.clone(), bus.clone(), config.clone(), search.clone());
     let ingest = ingest::Ingest::new(config.clone(), db.clone(), accounts.clone(), issues.clone());
     let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
     let alerts = alerts::Alerts::new(db.clone(), config.clone());

@@ -264,9 +264,11 @@ async fn commit_round(
 ) -> Result<(), BusError> {
     let name = name.clone();
     let backoff = backoff.to_vec();
+    // Unsynced: a crash may roll a round back, and then it is delivered again (at least once);
+    // the events themselves were committed durably by their publishers.
     inner
         .db
-        .write(move |txn| {
+        .write_unsynced(move |txn| {
             let name = &*name;
             let now = now_ms();
             {

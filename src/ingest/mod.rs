@@ -414,9 +414,12 @@ impl Ingest {
                 raw.len()
             )));
         }
-        let mut event: Value = serde_json::from_slice(raw)
-            .map_err(|e| IngestError::InvalidJson(format!("the event is not valid JSON: {e}")))?;
-        let Some(obj) = event.as_object_mut() else {
+        let invalid = |e: serde_json::Error| {
+            IngestError::InvalidJson(format!("the event is not valid JSON: {e}"))
+        };
+        // Only what grouping reads is parsed into values; the payload is stored as sent.
+        let event = crate::issues::project::parse_for_grouping(raw).map_err(invalid)?;
+        let Some(obj) = event.as_object() else {
             return Err(IngestError::InvalidJson(
                 "the event must be a JSON object".into(),
             ));
@@ -430,27 +433,25 @@ impl Ingest {
             .or(payload_id.clone())
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let received_ms = now_ms();
-        let mut changed = false;
-        if payload_id.as_deref() != Some(event_id.as_str()) {
-            obj.insert("event_id".into(), Value::String(event_id.clone()));
-            changed = true;
-        }
-        if !obj.contains_key("timestamp") {
-            obj.insert("timestamp".into(), Value::from(received_ms as f64 / 1000.0));
-            changed = true;
-        }
         let grouped = grouping::group(&event, grouping_version);
-        let json = if changed {
-            serde_json::to_vec(&event).map_err(|e| IngestError::InvalidJson(e.to_string()))?
+        let fixed_id = payload_id.as_deref() != Some(event_id.as_str());
+        let payload = if fixed_id || !obj.contains_key("timestamp") {
+            // Rare (SDKs send both): rewrite the whole document with the id and time filled in.
+            let mut full: Value = serde_json::from_slice(raw).map_err(invalid)?;
+            let obj = full.as_object_mut().expect("checked above");
+            obj.insert("event_id".into(), Value::String(event_id.clone()));
+            obj.entry("timestamp")
+                .or_insert_with(|| Value::from(received_ms as f64 / 1000.0));
+            codec::compress_json(&serde_json::to_vec(&full).map_err(invalid)?)
         } else {
-            raw.to_vec()
+            codec::compress_json(raw)
         };
         Ok(PreparedEvent {
             project_id,
             event_id,
             grouped,
             grouping_version,
-            payload: codec::compress_json(&json),
+            payload,
             received_ms,
         })
     }

@@ -8,13 +8,17 @@
 //! its document durable; commits are batched (a round of deliveries, or `[search]
 //! commit_interval` at the latest). `hearth reindex` rebuilds the index from redb.
 //!
+//! `event.stored` carries ids, not text: the ingest writer hands each event's document to
+//! [`Search::prefeed`] as it stores the event, and the delivery picks it up from there. After a
+//! restart (or if the indexer fell far behind) the document is rebuilt from the stored event.
+//!
 //! Issue status and assignment are not indexed: they change without events, so the issue list
 //! applies them from redb after the index has narrowed the issues down.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::AppState;
 use crate::bus::{ConsumerSpec, Delivery, Outcome, StartAt};
 use crate::config::Config;
+use crate::issues::model::StoredEvent;
+use crate::store::Db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -40,6 +46,8 @@ pub enum SearchError {
     Io(#[from] std::io::Error),
     #[error("search is not running")]
     Disabled,
+    #[error("stored event unreadable: {0}")]
+    Stored(String),
 }
 
 impl From<SearchError> for crate::http::error::ApiError {
@@ -163,7 +171,16 @@ struct Inner {
     commit_interval: Duration,
     indexed: AtomicU64,
     commits: AtomicU64,
+    /// Documents the ingest writer handed over, by event seq, until their delivery.
+    prefed: Mutex<BTreeMap<u64, EventDoc>>,
+    /// Deliveries whose document had to be rebuilt from the stored event.
+    rebuilt: AtomicU64,
+    db: OnceLock<Db>,
 }
+
+/// How many handed-over documents wait at most; beyond, the oldest are dropped and rebuilt
+/// from redb when their delivery comes (about 1 KB each).
+const PREFEED_CAP: usize = 16_384;
 
 /// The search service.
 #[derive(Clone, Default)]
@@ -190,59 +207,98 @@ fn open_index(dir: &Path) -> Result<Index, SearchError> {
     }
 }
 
-fn doc_from_payload(f: &Fields, p: &Value) -> Option<TantivyDocument> {
-    let mut doc = TantivyDocument::default();
-    let s = |k: &str| p.get(k).and_then(Value::as_str);
-    doc.add_text(f.event_id, s("event_id")?);
-    doc.add_u64(f.project_id, p.get("project_id")?.as_u64()?);
-    doc.add_u64(f.issue_id, p.get("issue_id")?.as_u64()?);
-    doc.add_text(f.text, s("text").or(s("title")).unwrap_or(""));
-    if let Some(l) = s("level") {
-        doc.add_text(f.level, l);
-    }
-    if let Some(r) = s("release") {
-        doc.add_text(f.release, r);
-    }
-    if let Some(e) = s("environment") {
-        doc.add_text(f.environment, e);
-    }
-    for u in p
-        .get("user")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(u) = u.as_str() {
-            doc.add_text(f.user, u);
-        }
-    }
-    for t in p
-        .get("tags")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(t) = t.as_str() {
-            doc.add_text(f.tag, t);
-        }
-    }
-    Some(doc)
+/// One event's search document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDoc {
+    pub project_id: u64,
+    pub issue_id: u64,
+    pub event_id: String,
+    pub level: String,
+    pub release: Option<String>,
+    pub environment: Option<String>,
+    pub user: Vec<String>,
+    /// `key:value` pairs.
+    pub tags: Vec<String>,
+    pub text: String,
 }
 
-/// The bus payload of `event.stored` for a stored event (also used by reindex).
-pub fn event_payload(
-    project_id: u64,
-    issue_id: u64,
-    event_id: &str,
-    g: &crate::issues::Grouped,
-) -> Value {
-    serde_json::json!({
-        "project_id": project_id, "issue_id": issue_id, "event_id": event_id,
-        "level": g.level, "release": g.release, "environment": g.environment,
-        "title": g.title, "user": g.user_terms,
-        "tags": g.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>(),
-        "text": g.search_text,
-    })
+impl EventDoc {
+    pub fn new(
+        project_id: u64,
+        issue_id: u64,
+        event_id: &str,
+        g: &crate::issues::Grouped,
+    ) -> EventDoc {
+        EventDoc {
+            project_id,
+            issue_id,
+            event_id: event_id.to_string(),
+            level: g.level.clone(),
+            release: g.release.clone(),
+            environment: g.environment.clone(),
+            user: g.user_terms.clone(),
+            tags: g.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect(),
+            text: g.search_text.clone(),
+        }
+    }
+
+    /// Rebuilds the document of a stored event (after a restart, and for reindex).
+    pub fn from_stored(e: &StoredEvent) -> Result<EventDoc, SearchError> {
+        let json = crate::store::codec::decompress_json(&e.payload)
+            .map_err(|x| SearchError::Stored(x.to_string()))?;
+        let v = crate::issues::project::parse_for_grouping(&json)
+            .map_err(|x| SearchError::Stored(x.to_string()))?;
+        let g = crate::issues::grouping::group(&v, crate::issues::GROUPING_VERSION);
+        Ok(EventDoc::new(e.project_id, e.issue_id, &e.event_id, &g))
+    }
+
+    /// The document of an `event.stored` payload written before payloads carried only ids.
+    fn from_legacy_payload(p: &Value) -> Option<EventDoc> {
+        let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
+        let strings = |k: &str| -> Vec<String> {
+            p.get(k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        Some(EventDoc {
+            project_id: p.get("project_id")?.as_u64()?,
+            issue_id: p.get("issue_id")?.as_u64()?,
+            event_id: s("event_id")?,
+            level: s("level").unwrap_or_default(),
+            release: s("release"),
+            environment: s("environment"),
+            user: strings("user"),
+            tags: strings("tags"),
+            text: s("text").or(s("title")).unwrap_or_default(),
+        })
+    }
+
+    fn to_tantivy(&self, f: &Fields) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.event_id, &self.event_id);
+        doc.add_u64(f.project_id, self.project_id);
+        doc.add_u64(f.issue_id, self.issue_id);
+        doc.add_text(f.text, &self.text);
+        if !self.level.is_empty() {
+            doc.add_text(f.level, &self.level);
+        }
+        if let Some(r) = &self.release {
+            doc.add_text(f.release, r);
+        }
+        if let Some(e) = &self.environment {
+            doc.add_text(f.environment, e);
+        }
+        for u in &self.user {
+            doc.add_text(f.user, u);
+        }
+        for t in &self.tags {
+            doc.add_text(f.tag, t);
+        }
+        doc
+    }
 }
 
 impl Search {
@@ -269,6 +325,9 @@ impl Search {
                 commit_interval: config.search.commit_interval.get(),
                 indexed: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
+                prefed: Mutex::new(BTreeMap::new()),
+                rebuilt: AtomicU64::new(0),
+                db: OnceLock::new(),
             })),
         })
     }
@@ -278,6 +337,7 @@ impl Search {
         let Some(inner) = self.inner.clone() else {
             return;
         };
+        let _ = inner.db.set(state.db.clone());
         let mut spec = ConsumerSpec::new("search.events", &["event.stored", "issue.deleted"])
             .start_at(StartAt::Beginning)
             .concurrency(8192);
@@ -303,10 +363,25 @@ impl Search {
         out.push_str(&format!(
             "# HELP hearth_search_indexed_total Documents added to the search index since start.\n# TYPE hearth_search_indexed_total counter\nhearth_search_indexed_total {}\n\
              # HELP hearth_search_commits_total Search index commits since start.\n# TYPE hearth_search_commits_total counter\nhearth_search_commits_total {}\n\
+             # HELP hearth_search_rebuilt_total Documents rebuilt from stored events (not handed over by ingest).\n# TYPE hearth_search_rebuilt_total counter\nhearth_search_rebuilt_total {}\n\
              # HELP hearth_search_docs Searchable documents.\n# TYPE hearth_search_docs gauge\nhearth_search_docs {docs}\n",
             inner.indexed.load(Ordering::Relaxed),
             inner.commits.load(Ordering::Relaxed),
+            inner.rebuilt.load(Ordering::Relaxed),
         ));
+    }
+
+    /// Hands the document of event `seq` to the indexer ahead of its `event.stored` delivery.
+    /// Called by the ingest writer inside its transaction: should that transaction fail, the
+    /// entry is replaced when the seq is reused, and a delivery only takes a document whose
+    /// event id matches.
+    pub fn prefeed(&self, seq: u64, doc: EventDoc) {
+        let Some(inner) = &self.inner else { return };
+        let mut m = inner.prefed.lock().expect("search prefeed");
+        m.insert(seq, doc);
+        while m.len() > PREFEED_CAP {
+            m.pop_first();
+        }
     }
 
     /// Searchable documents right now.
@@ -401,27 +476,29 @@ impl Inner {
 async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
     let payload = d.event.json();
     let f = inner.fields;
+    let doc = match d.event.subject.as_str() {
+        "issue.deleted" => None,
+        _ => match document(&inner, &payload).await {
+            Ok(Some(doc)) => Some(doc),
+            // The event is gone (deleted or pruned): nothing to index.
+            Ok(None) => return Outcome::Ack,
+            Err(e) => return e,
+        },
+    };
     {
         let writer = inner.writer.lock().expect("search writer");
-        match d.event.subject.as_str() {
-            "issue.deleted" => {
+        match doc {
+            None => {
                 if let Some(id) = payload.get("issue_id").and_then(Value::as_u64) {
                     writer.delete_term(Term::from_field_u64(f.issue_id, id));
                 }
             }
-            _ => match doc_from_payload(&f, &payload) {
-                Some(doc) => {
-                    if let Err(e) = writer.add_document(doc) {
-                        return Outcome::retry(format!("indexing failed: {e}"));
-                    }
-                    inner.indexed.fetch_add(1, Ordering::Relaxed);
+            Some(doc) => {
+                if let Err(e) = writer.add_document(doc.to_tantivy(&f)) {
+                    return Outcome::retry(format!("indexing failed: {e}"));
                 }
-                None => {
-                    return Outcome::Term(
-                        "event.stored payload lacks event_id/project_id/issue_id".into(),
-                    );
-                }
-            },
+                inner.indexed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     let (tx, rx) = oneshot::channel();
@@ -431,6 +508,49 @@ async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
     match rx.await {
         Ok(true) => Outcome::Ack,
         _ => Outcome::retry("search commit failed"),
+    }
+}
+
+/// The document for an `event.stored` payload: handed over by the writer, or rebuilt from the
+/// stored event (`None` when that is gone).
+async fn document(inner: &Arc<Inner>, p: &Value) -> Result<Option<EventDoc>, Outcome> {
+    let ids = (
+        p.get("seq").and_then(Value::as_u64),
+        p.get("issue_id").and_then(Value::as_u64),
+        p.get("event_id").and_then(Value::as_str),
+    );
+    let (Some(seq), Some(issue_id), Some(event_id)) = ids else {
+        return match EventDoc::from_legacy_payload(p) {
+            Some(doc) => Ok(Some(doc)),
+            None => Err(Outcome::Term(
+                "event.stored payload lacks seq/issue_id/event_id".into(),
+            )),
+        };
+    };
+    let handed = inner.prefed.lock().expect("search prefeed").remove(&seq);
+    if let Some(doc) = handed.filter(|d| d.event_id == event_id) {
+        return Ok(Some(doc));
+    }
+    let Some(db) = inner.db.get().cloned() else {
+        return Err(Outcome::retry("search is not registered yet"));
+    };
+    inner.rebuilt.fetch_add(1, Ordering::Relaxed);
+    let read = db
+        .read(move |txn| {
+            let rows = txn.open_table(crate::issues::store::EVENTS)?;
+            let Some(v) = rows.get((issue_id, seq))? else {
+                return Ok(None);
+            };
+            let e: StoredEvent = crate::store::codec::decode(v.value())?;
+            Ok::<_, crate::store::StoreError>(Some(e))
+        })
+        .await;
+    match read {
+        Ok(Some(e)) => EventDoc::from_stored(&e)
+            .map(Some)
+            .map_err(|x| Outcome::Term(x.to_string())),
+        Ok(None) => Ok(None),
+        Err(x) => Err(Outcome::retry(format!("reading the stored event: {x}"))),
     }
 }
 
@@ -448,11 +568,11 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
             }
         }
         let started = Instant::now();
-        // Under load, commits are spaced at least a quarter of `commit_interval` apart: each
-        // commit writes a segment (and later merges it), so bigger, fewer segments cost far
-        // less than one per delivery round. When idle, a round is committed as soon as its
-        // last document is added.
-        let min_gap = inner.commit_interval / 4;
+        // Commits are spaced `commit_interval` apart: each one writes a segment (and later
+        // merges it) and sets up a fresh segment writer, so under load a few big segments cost
+        // far less than one per delivery round. A round that follows a quiet spell is
+        // committed as soon as its last document is added.
+        let min_gap = inner.commit_interval;
         loop {
             let idle = inner.last_add.lock().expect("search clock").elapsed();
             let since_commit = last_commit.elapsed();
@@ -502,25 +622,17 @@ pub fn reindex(config: &Config) -> Result<u64, Box<dyn std::error::Error + Send 
     let mut writer: IndexWriter =
         index.writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
     let mut err: Option<String> = None;
-    let n = crate::issues::Issues::for_each_event_blocking(&db, |e| {
-        let json = match crate::store::codec::decompress_json(&e.payload) {
-            Ok(j) => j,
+    let n =
+        crate::issues::Issues::for_each_event_blocking(&db, |e| match EventDoc::from_stored(e) {
+            Ok(doc) => {
+                if let Err(x) = writer.add_document(doc.to_tantivy(&f)) {
+                    err.get_or_insert(x.to_string());
+                }
+            }
             Err(x) => {
                 err.get_or_insert(x.to_string());
-                return;
             }
-        };
-        let Ok(v) = serde_json::from_slice::<Value>(&json) else {
-            return;
-        };
-        let g = crate::issues::grouping::group(&v, crate::issues::GROUPING_VERSION);
-        let p = event_payload(e.project_id, e.issue_id, &e.event_id, &g);
-        if let Some(doc) = doc_from_payload(&f, &p)
-            && let Err(x) = writer.add_document(doc)
-        {
-            err.get_or_insert(x.to_string());
-        }
-    })?;
+        })?;
     writer.commit()?;
     if let Some(e) = err {
         return Err(e.into());

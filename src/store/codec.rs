@@ -33,16 +33,17 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// JSON documents (raw event payloads) are stored zstd-compressed; they compress 4-8x.
+/// JSON documents (raw event payloads) are stored zstd-compressed; they compress 3-8x. Level 1:
+/// on a 7 KB Python event it is 1.6x faster than level 3 for a 1% larger result.
 pub fn compress_json(json: &[u8]) -> Vec<u8> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = zstd::bulk::Compressor::new(3).ok();
+            *slot = zstd::bulk::Compressor::new(1).ok();
         }
         slot.as_mut()
             .and_then(|z| z.compress(json).ok())
-            .unwrap_or_else(|| zstd::bulk::compress(json, 3).expect("zstd compress into memory"))
+            .unwrap_or_else(|| zstd::bulk::compress(json, 1).expect("zstd compress into memory"))
     })
 }
 

@@ -168,6 +168,30 @@ impl Db {
         run_blocking(move || db.write_blocking(f)).await
     }
 
+    /// Like [`Db::write`], but the commit is not flushed to disk: it becomes durable with the
+    /// next ordinary commit, and a crash before that rolls it back. Only for state that may
+    /// safely roll back — bus consumer cursors and acks (a crash then redelivers: at least
+    /// once) — so it neither waits for an fsync nor holds the single writer lock through one,
+    /// which ingest's group commit would otherwise queue behind.
+    pub async fn write_unsynced<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.clone();
+        run_blocking(move || {
+            let mut txn = db.inner.begin_write().map_err(StoreError::from)?;
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
+            let out = f(&txn)?;
+            txn.commit().map_err(StoreError::from)?;
+            db.committed.send_modify(|n| *n = n.wrapping_add(1));
+            Ok(out)
+        })
+        .await
+    }
+
     pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         E: From<StoreError>,
