@@ -180,16 +180,7 @@ impl Db {
         F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
     {
         let db = self.clone();
-        run_blocking(move || {
-            let mut txn = db.inner.begin_write().map_err(StoreError::from)?;
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
-            let out = f(&txn)?;
-            txn.commit().map_err(StoreError::from)?;
-            db.committed.send_modify(|n| *n = n.wrapping_add(1));
-            Ok(out)
-        })
-        .await
+        run_blocking(move || db.write_blocking_with(false, f)).await
     }
 
     pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
@@ -206,7 +197,20 @@ impl Db {
         E: From<StoreError>,
         F: FnOnce(&WriteTransaction) -> Result<T, E>,
     {
-        let txn = self.inner.begin_write().map_err(StoreError::from)?;
+        self.write_blocking_with(true, f)
+    }
+
+    /// A write transaction, synced to disk at commit or not (see [`Db::write_unsynced`]).
+    pub fn write_blocking_with<T, E, F>(&self, synced: bool, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&WriteTransaction) -> Result<T, E>,
+    {
+        let mut txn = self.inner.begin_write().map_err(StoreError::from)?;
+        if !synced {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
+        }
         let out = f(&txn)?;
         txn.commit().map_err(StoreError::from)?;
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
@@ -221,6 +225,9 @@ impl Db {
         let db = self.clone();
         let src = (*self.path).clone();
         run_blocking(move || {
+            // An empty synced commit first makes every earlier unsynced one durable, so the
+            // copy holds all acknowledged data.
+            db.inner.begin_write()?.commit()?;
             let txn = db.inner.begin_write()?;
             let tmp = dest.with_extension("partial");
             let n = std::fs::copy(&src, &tmp)?;
