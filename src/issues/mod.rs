@@ -1180,6 +1180,21 @@ impl Issues {
     }
 
     /// Every stored event's payload, for `hearth reindex` (blocking).
+    /// The stored event `(issue_id, seq)`, if it is still there.
+    pub fn stored_event_blocking(
+        db: &Db,
+        issue_id: u64,
+        seq: u64,
+    ) -> Result<Option<StoredEvent>, IssuesError> {
+        db.read_blocking(|txn| {
+            let t = txn.open_table(EVENTS)?;
+            t.get((issue_id, seq))?
+                .map(|v| codec::decode(v.value()))
+                .transpose()
+                .map_err(IssuesError::from)
+        })
+    }
+
     pub fn for_each_event_blocking(
         db: &Db,
         mut f: impl FnMut(&StoredEvent),

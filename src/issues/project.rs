@@ -113,42 +113,20 @@ impl<'de> Visitor<'de> for Pruned {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        while let Some(key) = map.next_key::<KeyName>()? {
+        while let Some(key) = map.next_key::<String>()? {
             let keep = if self.top {
-                TOP_LEVEL.contains(&key.0.as_str())
+                TOP_LEVEL.contains(&key.as_str())
             } else {
-                !BULKY.contains(&key.0.as_str())
+                !BULKY.contains(&key.as_str())
             };
             if keep {
                 let v = map.next_value_seed(Pruned { top: false })?;
-                out.insert(key.0, v);
+                out.insert(key, v);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(Value::Object(out))
-    }
-}
-
-/// A map key as an owned string (serde_json hands keys over as strings).
-struct KeyName(String);
-
-impl<'de> de::Deserialize<'de> for KeyName {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<KeyName, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = KeyName;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<KeyName, E> {
-                Ok(KeyName(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<KeyName, E> {
-                Ok(KeyName(v))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 

@@ -252,30 +252,6 @@ impl EventDoc {
         Ok(EventDoc::new(e.project_id, e.issue_id, &e.event_id, &g))
     }
 
-    /// The document of an `event.stored` payload written before payloads carried only ids.
-    fn from_legacy_payload(p: &Value) -> Option<EventDoc> {
-        let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
-        let strings = |k: &str| -> Vec<String> {
-            p.get(k)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        };
-        Some(EventDoc {
-            project_id: p.get("project_id")?.as_u64()?,
-            issue_id: p.get("issue_id")?.as_u64()?,
-            event_id: s("event_id")?,
-            level: s("level").unwrap_or_default(),
-            release: s("release"),
-            environment: s("environment"),
-            user: strings("user"),
-            tags: strings("tags"),
-            text: s("text").or(s("title")).unwrap_or_default(),
-        })
-    }
-
     fn to_tantivy(&self, f: &Fields) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_text(f.event_id, &self.event_id);
@@ -520,12 +496,9 @@ async fn document(inner: &Arc<Inner>, p: &Value) -> Result<Option<EventDoc>, Out
         p.get("event_id").and_then(Value::as_str),
     );
     let (Some(seq), Some(issue_id), Some(event_id)) = ids else {
-        return match EventDoc::from_legacy_payload(p) {
-            Some(doc) => Ok(Some(doc)),
-            None => Err(Outcome::Term(
-                "event.stored payload lacks seq/issue_id/event_id".into(),
-            )),
-        };
+        return Err(Outcome::Term(
+            "event.stored payload lacks seq/issue_id/event_id".into(),
+        ));
     };
     let handed = inner.prefed.lock().expect("search prefeed").remove(&seq);
     if let Some(doc) = handed.filter(|d| d.event_id == event_id) {
@@ -535,16 +508,10 @@ async fn document(inner: &Arc<Inner>, p: &Value) -> Result<Option<EventDoc>, Out
         return Err(Outcome::retry("search is not registered yet"));
     };
     inner.rebuilt.fetch_add(1, Ordering::Relaxed);
-    let read = db
-        .read(move |txn| {
-            let rows = txn.open_table(crate::issues::store::EVENTS)?;
-            let Some(v) = rows.get((issue_id, seq))? else {
-                return Ok(None);
-            };
-            let e: StoredEvent = crate::store::codec::decode(v.value())?;
-            Ok::<_, crate::store::StoreError>(Some(e))
-        })
-        .await;
+    let read = crate::store::run_blocking(move || {
+        crate::issues::Issues::stored_event_blocking(&db, issue_id, seq)
+    })
+    .await;
     match read {
         Ok(Some(e)) => EventDoc::from_stored(&e)
             .map(Some)
