@@ -3,7 +3,9 @@
 //! Starts the `hearth` binary of this build (release when run through `cargo bench`) on a fresh
 //! data directory, then POSTs a realistic ~7.5 KB python-SDK envelope to `/api/<id>/envelope/`
 //! from C keep-alive connections for T seconds. Every request carries a fresh event_id; the
-//! exception type gets one of K letter suffixes so the events spread over K issues. Reports
+//! exception type gets one of K letter suffixes so the events spread over K issues, and each
+//! issue's events differ as a real app's do (time, local variables, breadcrumbs; 32
+//! bodies per issue, made before the run so the generator spends little CPU). Reports
 //! accepted/s, p50/p99 latency, errors, how long until every accepted event was stored and
 //! searchable, and the server's RSS (idle, peak under load, after).
 //!
@@ -92,11 +94,16 @@ fn load_envelope() -> Vec<u8> {
 
 const PLACEHOLDER: &str = "ffffffffffffffffffffffffffffffff";
 
-/// Per group: the envelope split around its event-id placeholders.
-fn templates(envelope: &[u8], groups: usize) -> Vec<Vec<Vec<u8>>> {
+/// Distinct bodies per group. Events of one issue differ the way a real app's do: time, local
+/// variable values, numbers, breadcrumbs (the event id differs per request besides).
+const VARIANTS: usize = 32;
+
+/// Per group and variant: the envelope split around its event-id placeholders.
+fn templates(envelope: &[u8], groups: usize) -> Vec<Vec<Vec<Vec<u8>>>> {
+    use rand::Rng;
     let mut parts = envelope.splitn(3, |c| *c == b'\n');
     let mut head: Value = serde_json::from_slice(parts.next().unwrap()).unwrap();
-    let mut item: Value = serde_json::from_slice(parts.next().unwrap()).unwrap();
+    let item: Value = serde_json::from_slice(parts.next().unwrap()).unwrap();
     let rest = parts.next().unwrap();
     let payload_len = item["length"]
         .as_u64()
@@ -105,35 +112,73 @@ fn templates(envelope: &[u8], groups: usize) -> Vec<Vec<Vec<u8>>> {
     let mut event: Value = serde_json::from_slice(&rest[..payload_len]).unwrap();
     head["event_id"] = json!(PLACEHOLDER);
     event["event_id"] = json!(PLACEHOLDER);
+    let mut rng = rand::rng();
     (0..groups)
         .map(|g| {
-            let mut ev = event.clone();
             let suffix: String = (0..3)
                 .map(|i| (b'A' + ((g / 26usize.pow(i)) % 26) as u8) as char)
                 .collect();
-            if let Some(exc) = ev["exception"]["values"]
-                .as_array_mut()
-                .and_then(|a| a.last_mut())
-            {
-                let ty = exc["type"].as_str().unwrap_or("Error").to_string();
-                exc["type"] = json!(format!("{ty}{suffix}"));
-            } else {
-                ev["message"] = json!(format!("load message {suffix}"));
-            }
-            let payload = serde_json::to_vec(&ev).unwrap();
-            item["length"] = json!(payload.len());
-            let mut whole = serde_json::to_vec(&head).unwrap();
-            whole.push(b'\n');
-            whole.extend_from_slice(&serde_json::to_vec(&item).unwrap());
-            whole.push(b'\n');
-            whole.extend_from_slice(&payload);
-            whole.push(b'\n');
-            let text = String::from_utf8(whole).unwrap();
-            text.split(PLACEHOLDER)
-                .map(|s| s.as_bytes().to_vec())
+            (0..VARIANTS)
+                .map(|_| {
+                    let mut ev = event.clone();
+                    vary(&mut ev, false, &mut rng);
+                    let now = 1_763_800_000.0 + rng.random_range(0.0..86_400.0);
+                    ev["timestamp"] = json!(now);
+                    ev["breadcrumbs"] = json!({"values": (0..3).map(|i| json!({
+                        "timestamp": now - 3.0 + i as f64 + rng.random_range(0.0..1.0),
+                        "category": "httplib", "type": "http", "level": "info",
+                        "data": {"url": format!("https://api.internal/orders/{}", rng.random_range(1..100_000)),
+                            "method": "GET", "status_code": 200,
+                            "duration_ms": rng.random_range(1..900)},
+                    })).collect::<Vec<_>>()});
+                    if let Some(exc) = ev["exception"]["values"]
+                        .as_array_mut()
+                        .and_then(|a| a.last_mut())
+                    {
+                        let ty = exc["type"].as_str().unwrap_or("Error").to_string();
+                        exc["type"] = json!(format!("{ty}{suffix}"));
+                    } else {
+                        ev["message"] = json!(format!("load message {suffix}"));
+                    }
+                    let payload = serde_json::to_vec(&ev).unwrap();
+                    let mut item = item.clone();
+                    item["length"] = json!(payload.len());
+                    let mut whole = serde_json::to_vec(&head).unwrap();
+                    whole.push(b'\n');
+                    whole.extend_from_slice(&serde_json::to_vec(&item).unwrap());
+                    whole.push(b'\n');
+                    whole.extend_from_slice(&payload);
+                    whole.push(b'\n');
+                    let text = String::from_utf8(whole).unwrap();
+                    text.split(PLACEHOLDER)
+                        .map(|s| s.as_bytes().to_vec())
+                        .collect()
+                })
                 .collect()
         })
         .collect()
+}
+
+/// Changes what differs between events of one issue from the same app and host: local variable
+/// values (strings and numbers). Code, frames and the host's contexts stay the same.
+fn vary(v: &mut Value, in_vars: bool, rng: &mut impl rand::Rng) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                vary(child, in_vars || k == "vars", rng);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| vary(c, in_vars, rng)),
+        Value::Number(n) if in_vars => {
+            if let Some(i) = n.as_u64() {
+                *v = json!(rng.random_range(0..=i.max(9) * 2));
+            }
+        }
+        Value::String(s) if in_vars && rng.random_bool(0.5) => {
+            s.push_str(&format!(" #{}", rng.random_range(0..1_000_000)));
+        }
+        _ => {}
+    }
 }
 
 /// CPU seconds (user + system) the process has used; clock ticks are 100/s on Linux.
@@ -146,6 +191,18 @@ fn cpu_secs(pid: u32) -> f64 {
             Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
         })
         .unwrap_or(0.0)
+}
+
+/// Bytes the process caused to be written to storage, and its write syscalls (/proc/<pid>/io).
+fn io_counters(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("write_bytes:"), field("syscw:"))
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -205,7 +262,8 @@ fn main() {
 async fn run(a: Args) {
     let envelope = load_envelope();
     let tpls = Arc::new(templates(&envelope, a.groups));
-    let body_len: usize = tpls[0].iter().map(Vec::len).sum::<usize>() + 32 * (tpls[0].len() - 1);
+    let body_len: usize =
+        tpls[0][0].iter().map(Vec::len).sum::<usize>() + 32 * (tpls[0][0].len() - 1);
     let tmp = tempfile::tempdir().unwrap();
     // HEARTH_BENCH_DATA_DIR keeps the server's data after the run, for inspecting the database.
     let dir = match std::env::var_os("HEARTH_BENCH_DATA_DIR") {
@@ -301,6 +359,8 @@ async fn run(a: Args) {
     let auth =
         format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=sentry.python/2.75.0");
     let cpu_before = cpu_secs(server_pid);
+    let client_cpu_before = cpu_secs(std::process::id());
+    let io_before = io_counters(server_pid);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
@@ -319,7 +379,7 @@ async fn run(a: Args) {
             let mut n = c;
             while Instant::now() < deadline {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                let tpl = &tpls[n % tpls.len()];
+                let tpl = &tpls[n % tpls.len()][(n / tpls.len()) % VARIANTS];
                 n += 1;
                 let mut body = Vec::with_capacity(8192);
                 for (i, part) in tpl.iter().enumerate() {
@@ -371,6 +431,7 @@ async fn run(a: Args) {
         lat.extend(l);
     }
     let load_secs = start.elapsed().as_secs_f64();
+    let client_cpu = cpu_secs(std::process::id()) - client_cpu_before;
     let stored_at_end = metric(&http, &base, &token, "hearth_issues_events_stored_total")
         .await
         .unwrap_or(0);
@@ -392,6 +453,7 @@ async fn run(a: Args) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let cpu_used = cpu_secs(server_pid) - cpu_before;
+    let io_after = io_counters(server_pid);
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -405,6 +467,22 @@ async fn run(a: Args) {
     let batch_events = metric(&http, &base, &token, "hearth_ingest_batch_events_total")
         .await
         .unwrap_or(0);
+    let apply_us = metric(
+        &http,
+        &base,
+        &token,
+        "hearth_ingest_writer_apply_microseconds_total",
+    )
+    .await
+    .unwrap_or(0);
+    let commit_us = metric(
+        &http,
+        &base,
+        &token,
+        "hearth_ingest_writer_commit_microseconds_total",
+    )
+    .await
+    .unwrap_or(0);
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
@@ -451,6 +529,12 @@ async fn run(a: Args) {
         batch_events as f64 / batches.max(1) as f64
     );
     println!(
+        "writer per batch          apply {:.2} ms, commit {:.2} ms (busy {:.0}% of the run)",
+        apply_us as f64 / 1000.0 / batches.max(1) as f64,
+        commit_us as f64 / 1000.0 / batches.max(1) as f64,
+        (apply_us + commit_us) as f64 / 1e4 / load_secs
+    );
+    println!(
         "server RSS idle / peak / after   {} / {} / {} MB",
         rss_idle / 1024,
         peak.load(Ordering::Relaxed) / 1024,
@@ -467,5 +551,20 @@ async fn run(a: Args) {
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .trim()
+    );
+    let (written, fsyncs) = (
+        io_after.0.saturating_sub(io_before.0),
+        io_after.1.saturating_sub(io_before.1),
+    );
+    println!(
+        "server disk writes        {} MB ({} KB per event, {} KB per write batch)",
+        written / 1_000_000,
+        written / 1000 / ok.max(1),
+        written / 1000 / batches.max(1)
+    );
+    let _ = fsyncs;
+    println!(
+        "load generator CPU        {client_cpu:.1} s ({:.2} cores; it shares the machine's cores with the server)",
+        client_cpu / load_secs
     );
 }

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::{CONSUMERS, DLQ, LANES, LOG, RETRIES};
 use super::{
-    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, Inner, Message, Outcome,
-    Priority, Registered, Retry, StartAt, head_seq_read, publish_in, subject,
+    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, EventHead, Inner, Message,
+    Outcome, Priority, Registered, Retry, StartAt, head_seq_read, publish_in, subject,
 };
 use crate::store::{codec, now_ms};
 
@@ -32,6 +32,10 @@ struct Round {
     /// Cursors when the round was read; the round only moves a cursor still at this value,
     /// so a replay issued meanwhile is not overwritten.
     start: [u64; 4],
+    /// Where this round began reading: `start`, or progress the consumer holds uncommitted.
+    from: [u64; 4],
+    /// The consumer's replay count when `start` was read.
+    epoch: u64,
     /// New cursor per lane after this round.
     cursors: [u64; 4],
     /// Earliest time a not-yet-due retry becomes due.
@@ -56,71 +60,96 @@ pub(super) async fn run_consumer(
         .max_deliver
         .unwrap_or(inner.config.max_deliver)
         .max(1);
+    // Cursor moves that carry nothing else (events skipped by the filter, or acked on their
+    // first delivery) are held here and committed at most every `CURSOR_PERSIST_EVERY`, not once
+    // per round: a consumer otherwise takes the single writer lock after every ingest commit.
+    // A crash loses at most that much cursor progress, and those events are delivered again (at
+    // least once, as the bus promises anyway).
+    let mut held: Option<HeldCursors> = None;
     loop {
         // Mark the current commit as seen *before* reading, so a commit that lands while we
         // read wakes the wait below instead of being lost.
         commits.borrow_and_update();
-        let round = match pick_round(&inner, &consumer).await {
+        let mut round = match pick_round(&inner, &consumer, held.as_ref()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(consumer = %name, "bus read failed: {e}");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => {
+                        persist_held(&inner, &consumer, &name, &mut held).await;
+                        return;
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
         };
         if round.picks.is_empty() {
-            if round.cursors != round.start {
-                // Only non-matching events were scanned: persist the cursors and go on.
-                let _ = commit_round(
-                    &inner,
-                    &name,
-                    round.start,
-                    round.cursors,
-                    Vec::new(),
-                    max_deliver,
-                    &backoff,
-                )
-                .await;
+            if round.cursors != round.from {
+                // Only non-matching events were scanned: hold the cursors and go on.
+                hold(&consumer, &mut held, &round);
+                if held.as_ref().is_some_and(HeldCursors::due) {
+                    persist_held(&inner, &consumer, &name, &mut held).await;
+                }
                 continue;
             }
-            let wait = round
+            let mut wait = round
                 .next_retry_ms
                 .map(|t| Duration::from_millis((t - now_ms()).max(1) as u64))
                 .unwrap_or(Duration::from_secs(3600));
+            if let Some(h) = &held {
+                wait = wait.min(h.until_due());
+            }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    persist_held(&inner, &consumer, &name, &mut held).await;
+                    return;
+                }
                 _ = commits.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => {
+                    if held.as_ref().is_some_and(HeldCursors::due) {
+                        persist_held(&inner, &consumer, &name, &mut held).await;
+                    }
+                }
             }
             continue;
         }
         let concurrency = consumer.spec.concurrency;
         let handler = consumer.handler.clone();
-        let results: Vec<(Pick, Outcome)> = futures_util::stream::iter(round.picks)
-            .map(|pick| {
-                let handler = handler.clone();
-                let delivery = Delivery {
-                    event: pick.event.clone(),
-                    attempt: pick.attempts + 1,
-                    consumer: name.clone(),
-                };
-                async move {
-                    let outcome = handler.handle(delivery).await;
-                    (pick, outcome)
-                }
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
+        let results: Vec<(Pick, Outcome)> =
+            futures_util::stream::iter(std::mem::take(&mut round.picks))
+                .map(|pick| {
+                    let handler = handler.clone();
+                    let delivery = Delivery {
+                        event: pick.event.clone(),
+                        attempt: pick.attempts + 1,
+                        consumer: name.clone(),
+                    };
+                    async move {
+                        let outcome = handler.handle(delivery).await;
+                        (pick, outcome)
+                    }
+                })
+                .buffered(concurrency)
+                .collect()
+                .await;
         let acked = results.iter().filter(|(_, o)| *o == Outcome::Ack).count() as u64;
+        let only_cursors = results
+            .iter()
+            .all(|(p, o)| *o == Outcome::Ack && !p.from_retry);
+        if only_cursors && !shutdown.is_cancelled() {
+            delivered.fetch_add(acked, Ordering::Relaxed);
+            hold(&consumer, &mut held, &round);
+            if held.as_ref().is_some_and(HeldCursors::due) {
+                persist_held(&inner, &consumer, &name, &mut held).await;
+            }
+            continue;
+        }
         // Outcomes are committed even during shutdown: the work was done.
         if let Err(e) = commit_round(
             &inner,
+            &consumer,
             &name,
-            round.start,
-            round.cursors,
+            (round.start, round.cursors, round.epoch),
             results,
             max_deliver,
             &backoff,
@@ -131,10 +160,67 @@ pub(super) async fn run_consumer(
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else {
             delivered.fetch_add(acked, Ordering::Relaxed);
+            held = None;
+            *consumer.held.lock().expect("held cursors") = None;
         }
         if shutdown.is_cancelled() {
             return;
         }
+    }
+}
+
+/// How long a consumer may hold cursor progress in memory before committing it.
+const CURSOR_PERSIST_EVERY: Duration = Duration::from_millis(500);
+
+/// Cursor progress not yet committed: `stored` is what the consumer's row held when the progress
+/// began, `cursors` where delivery has got to.
+struct HeldCursors {
+    stored: [u64; 4],
+    cursors: [u64; 4],
+    epoch: u64,
+    since: std::time::Instant,
+}
+
+impl HeldCursors {
+    fn due(&self) -> bool {
+        self.since.elapsed() >= CURSOR_PERSIST_EVERY
+    }
+
+    fn until_due(&self) -> Duration {
+        CURSOR_PERSIST_EVERY.saturating_sub(self.since.elapsed())
+    }
+}
+
+fn hold(consumer: &Registered, held: &mut Option<HeldCursors>, round: &Round) {
+    let (stored, cursors, epoch) = (round.start, round.cursors, round.epoch);
+    *consumer.held.lock().expect("held cursors") = Some((stored, cursors));
+    match held {
+        Some(h) if h.stored == stored && h.epoch == epoch => h.cursors = cursors,
+        _ => {
+            *held = Some(HeldCursors {
+                stored,
+                cursors,
+                epoch,
+                since: std::time::Instant::now(),
+            })
+        }
+    }
+}
+
+/// Commits held cursor progress. A replay that moved the stored cursors meanwhile wins (the
+/// commit only moves a cursor still at its stored value).
+async fn persist_held(
+    inner: &Arc<Inner>,
+    consumer: &Arc<Registered>,
+    name: &Arc<str>,
+    held: &mut Option<HeldCursors>,
+) {
+    let Some(h) = held.take() else { return };
+    let moved = (h.stored, h.cursors, h.epoch);
+    let result = commit_round(inner, consumer, name, moved, Vec::new(), 1, &[]).await;
+    *consumer.held.lock().expect("held cursors") = None;
+    if let Err(e) = result {
+        tracing::error!(consumer = %name, "bus cursor commit failed, events will be redelivered: {e}");
     }
 }
 
@@ -165,8 +251,20 @@ pub(super) fn init_state_blocking(
     })
 }
 
-async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Round, BusError> {
+/// Reads the next round. Delivery continues from `held` progress unless the stored cursors
+/// changed since it began (a replay), in which case the stored ones win.
+async fn pick_round(
+    inner: &Arc<Inner>,
+    consumer: &Arc<Registered>,
+    held: Option<&HeldCursors>,
+) -> Result<Round, BusError> {
     let consumer = consumer.clone();
+    // Read before the cursors: a replay committed after this read bumps it, so the round's
+    // cursor moves are then dropped (see `commit_round`).
+    let epoch = consumer.replays.load(Ordering::SeqCst);
+    let held = held
+        .filter(|h| h.epoch == epoch)
+        .map(|h| (h.stored, h.cursors));
     inner
         .db
         .read(move |txn| {
@@ -213,14 +311,18 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
             }
             // Fresh events: urgent lane first, so a consumer that is behind serves them first.
             let lanes = txn.open_table(LANES)?;
-            let mut cursors = state.cursors;
+            let from = match held {
+                Some((stored, cursors)) if stored == state.cursors => cursors,
+                _ => state.cursors,
+            };
+            let mut cursors = from;
             for p in Priority::ALL {
                 let lane = p.lane();
                 if picks.len() >= spec.batch {
                     break;
                 }
-                let from = cursors[lane as usize] + 1;
-                for row in lanes.range((lane, from)..=(lane, u64::MAX))? {
+                let first = cursors[lane as usize] + 1;
+                for row in lanes.range((lane, first)..=(lane, u64::MAX))? {
                     if picks.len() >= spec.batch {
                         break;
                     }
@@ -231,10 +333,11 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
                         continue;
                     }
                     let Some(v) = log.get(seq)? else { continue };
-                    let event: Event = codec::decode(v.value())?;
-                    if !subject::matches_any(&spec.filter, &event.subject) {
+                    let head: EventHead = codec::decode_prefix(v.value())?;
+                    if !subject::matches_any(&spec.filter, head.subject) {
                         continue;
                     }
+                    let event: Event = codec::decode(v.value())?;
                     picks.push(Pick {
                         event: Arc::new(event),
                         attempts: 0,
@@ -246,6 +349,8 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
             Ok(Round {
                 picks,
                 start: state.cursors,
+                from,
+                epoch,
                 cursors,
                 next_retry_ms,
             })
@@ -253,17 +358,21 @@ async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Ro
         .await
 }
 
+/// Commits a round's outcomes and moves the consumer's cursors from `start` to `cursors`
+/// (`moved` is (start, cursors, epoch)), unless a replay came in since `start` was read.
 async fn commit_round(
     inner: &Arc<Inner>,
+    consumer: &Arc<Registered>,
     name: &Arc<str>,
-    start: [u64; 4],
-    cursors: [u64; 4],
+    moved: ([u64; 4], [u64; 4], u64),
     results: Vec<(Pick, Outcome)>,
     max_deliver: u32,
     backoff: &[Duration],
 ) -> Result<(), BusError> {
     let name = name.clone();
     let backoff = backoff.to_vec();
+    let consumer = consumer.clone();
+    let (start, cursors, epoch) = moved;
     // Unsynced: a crash may roll a round back, and then it is delivered again (at least once);
     // the events themselves were committed durably by their publishers.
     inner
@@ -277,9 +386,11 @@ async fn commit_round(
                     Some(v) => codec::decode(v.value())?,
                     None => return Err(BusError::UnknownConsumer(name.to_string())),
                 };
-                // A replay may have moved a cursor while we delivered; keep the replay.
+                // A replay may have moved a cursor while we delivered; keep the replay. The
+                // epoch catches a replay that wrote the values already stored.
+                let replayed = consumer.replays.load(Ordering::SeqCst) != epoch;
                 for lane in 0..4 {
-                    if state.cursors[lane] == start[lane] {
+                    if !replayed && state.cursors[lane] == start[lane] {
                         state.cursors[lane] = cursors[lane];
                     }
                 }

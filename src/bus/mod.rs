@@ -70,6 +70,15 @@ pub struct Event {
     pub payload: String,
 }
 
+/// The leading fields of a stored [`Event`] (same order), read to filter on the subject before
+/// decoding the whole event.
+#[derive(Deserialize)]
+pub(crate) struct EventHead<'a> {
+    _seq: u64,
+    _id: &'a str,
+    pub subject: &'a str,
+}
+
 impl Event {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
@@ -281,9 +290,19 @@ impl Subscription {
     }
 }
 
+/// Cursors a dispatcher has moved to without committing: (stored cursors it started from,
+/// cursors now).
+pub(crate) type HeldProgress = ([u64; 4], [u64; 4]);
+
 pub(crate) struct Registered {
     spec: ConsumerSpec,
     handler: Arc<dyn Handler>,
+    /// Progress the dispatcher holds; stats read it so lag is exact between commits.
+    held: std::sync::Mutex<Option<HeldProgress>>,
+    /// Bumped inside every replay's write transaction. The dispatcher moves stored cursors only
+    /// if it is unchanged since it read them, so a replay is never overwritten by progress made
+    /// before it — even one that sets the cursors to the very values already stored.
+    replays: AtomicU64,
 }
 
 /// Per-consumer figures for metrics and the admin API.
@@ -404,6 +423,8 @@ impl Bus {
         consumers.push(Arc::new(Registered {
             spec,
             handler: Arc::new(handler),
+            held: std::sync::Mutex::new(None),
+            replays: AtomicU64::new(0),
         }));
     }
 
@@ -454,12 +475,12 @@ impl Bus {
             .iter()
             .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
             .collect();
-        let specs: Vec<ConsumerSpec> = inner
+        let specs: Vec<(ConsumerSpec, Option<HeldProgress>)> = inner
             .consumers
             .lock()
             .expect("bus registry")
             .iter()
-            .map(|c| c.spec.clone())
+            .map(|c| (c.spec.clone(), *c.held.lock().expect("held cursors")))
             .collect();
         let subscribers = inner.ephemeral.receiver_count();
         inner
@@ -473,11 +494,15 @@ impl Bus {
                 let states = txn.open_table(CONSUMERS)?;
                 let lanes = txn.open_table(LANES)?;
                 let mut consumers = Vec::new();
-                for spec in specs {
+                for (spec, held) in specs {
                     let name = spec.name.as_str();
-                    let cursors = match states.get(name)? {
+                    let stored = match states.get(name)? {
                         Some(v) => codec::decode::<ConsumerState>(v.value())?.cursors,
                         None => [head; 4],
+                    };
+                    let cursors = match held {
+                        Some((from, now)) if from == stored => now,
+                        _ => stored,
                     };
                     let mut lag = 0u64;
                     for (lane, cursor) in cursors.iter().enumerate() {
@@ -619,10 +644,22 @@ impl Bus {
 
     /// Re-delivers a consumer's events from sequence `from_seq` on (inclusive).
     pub async fn replay_from_seq(&self, consumer: &str, from_seq: u64) -> Result<(), BusError> {
+        let registered = self
+            .inner
+            .consumers
+            .lock()
+            .expect("bus registry")
+            .iter()
+            .find(|c| c.spec.name == consumer)
+            .cloned();
         let consumer = consumer.to_string();
         self.inner
             .db
             .write(move |txn| {
+                if let Some(r) = &registered {
+                    r.replays.fetch_add(1, Ordering::SeqCst);
+                    *r.held.lock().expect("held cursors") = None;
+                }
                 let mut states = txn.open_table(CONSUMERS)?;
                 let mut state: ConsumerState = match states.get(consumer.as_str())? {
                     Some(v) => codec::decode(v.value())?,

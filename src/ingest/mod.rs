@@ -157,6 +157,10 @@ struct Metrics {
     backpressure: AtomicU64,
     batches: AtomicU64,
     batch_events: AtomicU64,
+    /// Writer time applying batches inside their transactions, and the rest of each write
+    /// (commit: page writes and fsync, plus handing the batch to the blocking pool), in µs.
+    apply_us: AtomicU64,
+    commit_us: AtomicU64,
     queued: AtomicU64,
     items_other: AtomicU64,
 }
@@ -302,6 +306,18 @@ impl Ingest {
                 &m.batch_events,
             ),
             (
+                "hearth_ingest_writer_apply_microseconds_total",
+                "counter",
+                "Writer time spent applying batches inside their transactions.",
+                &m.apply_us,
+            ),
+            (
+                "hearth_ingest_writer_commit_microseconds_total",
+                "counter",
+                "Writer time spent committing batches (page writes, fsync) beyond applying them.",
+                &m.commit_us,
+            ),
+            (
                 "hearth_ingest_queue_depth",
                 "gauge",
                 "Jobs waiting for the writer (backlog).",
@@ -442,10 +458,16 @@ impl Ingest {
             obj.insert("event_id".into(), Value::String(event_id.clone()));
             obj.entry("timestamp")
                 .or_insert_with(|| Value::from(received_ms as f64 / 1000.0));
-            codec::compress_json(&serde_json::to_vec(&full).map_err(invalid)?)
+            let full = serde_json::to_vec(&full).map_err(invalid)?;
+            self.inner()
+                .issues
+                .compress_event(project_id, &grouped.hash, &full)
         } else {
-            codec::compress_json(raw)
+            self.inner()
+                .issues
+                .compress_event(project_id, &grouped.hash, raw)
         };
+        let (payload, reference) = payload;
         Ok(PreparedEvent {
             project_id,
             event_id,
@@ -453,6 +475,7 @@ impl Ingest {
             grouping_version,
             payload,
             received_ms,
+            reference,
         })
     }
 
@@ -786,11 +809,26 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
             batch.into_iter().map(|j| (j.works, j.reply)).unzip();
         let n_jobs = works.len() as u64;
         let writer = inner.clone();
+        let started = std::time::Instant::now();
         let result = writer
             .db
             .clone()
-            .write(move |txn| commit_batch(&writer, txn, &works))
-            .await;
+            .write(move |txn| {
+                let t = std::time::Instant::now();
+                let out = commit_batch(&writer, txn, &works);
+                let us = t.elapsed().as_micros() as u64;
+                writer.metrics.apply_us.fetch_add(us, Ordering::Relaxed);
+                out.map(|o| (o, us))
+            })
+            .await
+            .map(|(o, apply_us)| {
+                let total = started.elapsed().as_micros() as u64;
+                inner
+                    .metrics
+                    .commit_us
+                    .fetch_add(total.saturating_sub(apply_us), Ordering::Relaxed);
+                o
+            });
         inner.metrics.batches.fetch_add(1, Ordering::Relaxed);
         inner
             .metrics

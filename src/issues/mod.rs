@@ -11,8 +11,8 @@ pub mod project;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::Serialize;
@@ -63,9 +63,12 @@ pub struct PreparedEvent {
     pub event_id: String,
     pub grouped: Grouped,
     pub grouping_version: u32,
-    /// zstd(JSON) of the event.
+    /// zstd(JSON) of the event: alone, or against `reference`.
     pub payload: Vec<u8>,
     pub received_ms: i64,
+    /// When `payload` was compressed against an issue's reference event: that issue's id and
+    /// the reference document (JSON).
+    pub reference: Option<(u64, Arc<codec::Reference>)>,
 }
 
 /// What happened to one event in [`Issues::commit_events`].
@@ -86,6 +89,7 @@ struct Metrics {
     events_stored: AtomicU64,
     events_discarded: AtomicU64,
     events_duplicate: AtomicU64,
+    events_against_reference: AtomicU64,
     issues_created: AtomicU64,
     regressions: AtomicU64,
     pruned: AtomicU64,
@@ -102,6 +106,42 @@ struct Inner {
     config: Arc<Config>,
     metrics: Metrics,
     search: crate::search::Search,
+    references: Mutex<References>,
+}
+
+/// Reference documents of recently seen issues, by (project id, grouping hash), so ingest can
+/// compress a new event against its issue's reference before the writer assigns the issue.
+#[derive(Default)]
+struct References {
+    by_hash: HashMap<(u64, String), (u64, Arc<codec::Reference>)>,
+    bytes: usize,
+}
+
+/// Bounds of the reference cache (documents and their prepared tables, ~70 KB for a 7.5 KB
+/// event), and the largest event used as a reference.
+const REFERENCES_MAX_BYTES: usize = 8 << 20;
+const REFERENCE_MAX_DOC: usize = 64 << 10;
+
+impl References {
+    fn put(&mut self, key: (u64, String), issue_id: u64, doc: Vec<u8>) {
+        if doc.len() > REFERENCE_MAX_DOC {
+            return;
+        }
+        let reference = Arc::new(codec::Reference::new(doc));
+        while self.bytes + reference.size() > REFERENCES_MAX_BYTES {
+            // Evict an arbitrary entry: a miss only costs one event stored without its reference.
+            let Some(k) = self.by_hash.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, r)) = self.by_hash.remove(&k) {
+                self.bytes -= r.size();
+            }
+        }
+        self.bytes += reference.size();
+        if let Some((_, old)) = self.by_hash.insert(key, (issue_id, reference)) {
+            self.bytes -= old.size();
+        }
+    }
 }
 
 /// The issue as the list shows it.
@@ -220,6 +260,78 @@ pub fn summary(txn: &ReadTransaction, i: &Issue, now: i64) -> Result<IssueSummar
     })
 }
 
+/// The payload to store for `ev` in `issue_id`, keeping the issue's reference event in place:
+/// an event compressed against its issue's reference is stored as it is (the reference row is
+/// written if this is its first use); one compressed against another issue's reference (its
+/// issue was deleted meanwhile) is recompressed alone; one compressed alone becomes the issue's
+/// reference if it has none, and the cache learns the issue's reference either way.
+fn stored_payload(
+    inner: &Inner,
+    references: &mut redb::Table<u64, &[u8]>,
+    ev: &PreparedEvent,
+    issue_id: u64,
+) -> Result<Vec<u8>, IssuesError> {
+    let alone = match &ev.reference {
+        Some((rid, reference)) if *rid == issue_id => {
+            if references.get(issue_id)?.is_none() {
+                references.insert(issue_id, codec::compress_json(reference.doc()).as_slice())?;
+            }
+            inner
+                .metrics
+                .events_against_reference
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(ev.payload.clone());
+        }
+        Some((_, reference)) => codec::compress_json(&codec::decompress_json_against(
+            &ev.payload,
+            reference.doc(),
+        )?),
+        None => ev.payload.clone(),
+    };
+    let key = (ev.project_id, ev.grouped.hash.clone());
+    let cached = inner
+        .references
+        .lock()
+        .expect("references")
+        .by_hash
+        .get(&key)
+        .is_some_and(|(id, _)| *id == issue_id);
+    if !cached {
+        let stored = references
+            .get(issue_id)?
+            .map(|v| codec::decompress_json(v.value()))
+            .transpose()?;
+        let doc = match stored {
+            Some(doc) => doc,
+            None => {
+                references.insert(issue_id, alone.as_slice())?;
+                codec::decompress_json(&alone)?
+            }
+        };
+        inner
+            .references
+            .lock()
+            .expect("references")
+            .put(key, issue_id, doc);
+    }
+    Ok(alone)
+}
+
+/// The JSON of a stored event, through its issue's reference when it was stored against one.
+fn payload_json(
+    references: &impl ReadableTable<u64, &'static [u8]>,
+    e: &StoredEvent,
+) -> Result<Vec<u8>, IssuesError> {
+    if !codec::needs_reference(&e.payload) {
+        return Ok(codec::decompress_json(&e.payload)?);
+    }
+    let reference = references
+        .get(e.issue_id)?
+        .ok_or_else(|| IssuesError::Invalid("stored event's reference is missing".into()))?;
+    let doc = codec::decompress_json(reference.value())?;
+    Ok(codec::decompress_json_against(&e.payload, &doc)?)
+}
+
 fn event_view(e: &StoredEvent) -> Value {
     json!({
         "event_id": e.event_id,
@@ -241,7 +353,33 @@ impl Issues {
                 config,
                 metrics: Metrics::default(),
                 search,
+                references: Mutex::new(References::default()),
             })),
+        }
+    }
+
+    /// Compresses an event for storage: against its issue's reference event when ingest has
+    /// seen the issue (by project and grouping hash) since it started, else alone.
+    pub fn compress_event(
+        &self,
+        project_id: u64,
+        hash: &str,
+        json: &[u8],
+    ) -> (Vec<u8>, Option<(u64, Arc<codec::Reference>)>) {
+        let found = self.inner.as_ref().and_then(|i| {
+            i.references
+                .lock()
+                .expect("references")
+                .by_hash
+                .get(&(project_id, hash.to_string()))
+                .cloned()
+        });
+        match found {
+            Some((issue_id, doc)) => (
+                codec::compress_json_against(json, &doc),
+                Some((issue_id, doc)),
+            ),
+            None => (codec::compress_json(json), None),
         }
     }
 
@@ -297,6 +435,11 @@ impl Issues {
                 &m.events_duplicate,
             ),
             (
+                "hearth_issues_events_against_reference_total",
+                "Events stored compressed against their issue's reference event.",
+                &m.events_against_reference,
+            ),
+            (
                 "hearth_issues_created_total",
                 "Issues created.",
                 &m.issues_created,
@@ -347,6 +490,7 @@ impl Issues {
             let mut issue_users = txn.open_table(ISSUE_USERS)?;
             let mut project_users = txn.open_table(PROJECT_USERS)?;
             let mut by_project = txn.open_table(BY_PROJECT)?;
+            let mut references = txn.open_table(REFERENCES)?;
             let issues_t = txn.open_table(ISSUES)?;
             for (i, ev) in events.iter().enumerate() {
                 let seq = first_seq + i as u64;
@@ -527,7 +671,7 @@ impl Issues {
                     release: g.release.clone(),
                     environment: g.environment.clone(),
                     user: g.user_key.clone(),
-                    payload: ev.payload.clone(),
+                    payload: stored_payload(inner, &mut references, ev, issue_id)?,
                 };
                 rows.insert((issue_id, seq), codec::encode(&row).as_slice())?;
                 event_ids.insert(ev.event_id.as_str(), (issue_id, seq))?;
@@ -788,7 +932,7 @@ impl Issues {
                     .transpose()?
                     .map(|(_, v)| id_of(v))
                     .transpose()?;
-                let json = crate::store::codec::decompress_json(&row.payload)?;
+                let json = payload_json(&txn.open_table(REFERENCES)?, &row)?;
                 let event: Value = serde_json::from_slice(&json)
                     .map_err(|e| IssuesError::Invalid(format!("stored event unreadable: {e}")))?;
                 Ok(json!({
@@ -988,6 +1132,7 @@ impl Issues {
                 txn.open_table(ISSUES)?.remove(id)?;
                 txn.open_table(BY_PROJECT)?.remove((pid, id))?;
                 txn.open_table(BY_HASH)?.remove((pid, issue.hash.as_str()))?;
+                txn.open_table(REFERENCES)?.remove(id)?;
                 if discard {
                     txn.open_table(DISCARDED)?
                         .insert((pid, issue.hash.as_str()), now_ms())?;
@@ -1185,27 +1330,45 @@ impl Issues {
         db: &Db,
         issue_id: u64,
         seq: u64,
-    ) -> Result<Option<StoredEvent>, IssuesError> {
+    ) -> Result<Option<(StoredEvent, Vec<u8>)>, IssuesError> {
         db.read_blocking(|txn| {
             let t = txn.open_table(EVENTS)?;
-            t.get((issue_id, seq))?
-                .map(|v| codec::decode(v.value()))
-                .transpose()
-                .map_err(IssuesError::from)
+            let Some(v) = t.get((issue_id, seq))? else {
+                return Ok(None);
+            };
+            let e: StoredEvent = codec::decode(v.value())?;
+            let json = payload_json(&txn.open_table(REFERENCES)?, &e)?;
+            Ok(Some((e, json)))
         })
     }
 
+    /// Every stored event with its JSON, in (issue, seq) order (blocking).
     pub fn for_each_event_blocking(
         db: &Db,
-        mut f: impl FnMut(&StoredEvent),
+        mut f: impl FnMut(&StoredEvent, &[u8]),
     ) -> Result<u64, IssuesError> {
         db.read_blocking(|txn| {
             let t = txn.open_table(EVENTS)?;
+            let references = txn.open_table(REFERENCES)?;
+            // Events come issue by issue: keep the current issue's reference decompressed.
+            let mut current: Option<(u64, Vec<u8>)> = None;
             let mut n = 0;
             for row in t.iter()? {
                 let (_, v) = row?;
                 let e: StoredEvent = codec::decode(v.value())?;
-                f(&e);
+                let json = if codec::needs_reference(&e.payload) {
+                    if current.as_ref().is_none_or(|(id, _)| *id != e.issue_id) {
+                        let r = references.get(e.issue_id)?.ok_or_else(|| {
+                            IssuesError::Invalid("stored event's reference is missing".into())
+                        })?;
+                        current = Some((e.issue_id, codec::decompress_json(r.value())?));
+                    }
+                    let doc = &current.as_ref().expect("just set").1;
+                    codec::decompress_json_against(&e.payload, doc)?
+                } else {
+                    codec::decompress_json(&e.payload)?
+                };
+                f(&e, &json);
                 n += 1;
             }
             Ok(n)

@@ -82,7 +82,8 @@ pub struct StoredEvent {
     pub release: Option<String>,
     pub environment: Option<String>,
     pub user: Option<String>,
-    /// zstd(JSON) of the normalised event.
+    /// zstd(JSON) of the normalised event, alone or against the issue's reference event
+    /// (read it through `Issues`, which resolves the reference).
     pub payload: Vec<u8>,
 }
 

@@ -14,6 +14,9 @@ pub const BY_HASH: TableDefinition<(u64, &str), u64> = TableDefinition::new("iss
 pub const DISCARDED: TableDefinition<(u64, &str), i64> = TableDefinition::new("issues_discarded");
 /// (issue id, event seq) → `StoredEvent` (codec; payload zstd JSON inside).
 pub const EVENTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("issues_events");
+/// issue id → zstd(JSON) of the issue's reference event: the issue's later events are stored
+/// compressed against it (see `codec::compress_json_against`). Kept while the issue exists.
+pub const REFERENCES: TableDefinition<u64, &[u8]> = TableDefinition::new("issues_references");
 /// event id (32 hex) → (issue id, event seq).
 pub const EVENT_IDS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("issues_event_ids");
 /// (issue id, user key) → () : distinct users per issue.
@@ -46,6 +49,7 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(DISCARDED)?;
     txn.open_table(EVENTS)?;
     txn.open_table(EVENT_IDS)?;
+    txn.open_table(REFERENCES)?;
     txn.open_table(ISSUE_USERS)?;
     txn.open_table(PROJECT_USERS)?;
     txn.open_table(TAGS)?;

@@ -243,10 +243,8 @@ impl EventDoc {
     }
 
     /// Rebuilds the document of a stored event (after a restart, and for reindex).
-    pub fn from_stored(e: &StoredEvent) -> Result<EventDoc, SearchError> {
-        let json = crate::store::codec::decompress_json(&e.payload)
-            .map_err(|x| SearchError::Stored(x.to_string()))?;
-        let v = crate::issues::project::parse_for_grouping(&json)
+    pub fn from_stored(e: &StoredEvent, json: &[u8]) -> Result<EventDoc, SearchError> {
+        let v = crate::issues::project::parse_for_grouping(json)
             .map_err(|x| SearchError::Stored(x.to_string()))?;
         let g = crate::issues::grouping::group(&v, crate::issues::GROUPING_VERSION);
         Ok(EventDoc::new(e.project_id, e.issue_id, &e.event_id, &g))
@@ -513,7 +511,7 @@ async fn document(inner: &Arc<Inner>, p: &Value) -> Result<Option<EventDoc>, Out
     })
     .await;
     match read {
-        Ok(Some(e)) => EventDoc::from_stored(&e)
+        Ok(Some((e, json))) => EventDoc::from_stored(&e, &json)
             .map(Some)
             .map_err(|x| Outcome::Term(x.to_string())),
         Ok(None) => Ok(None),
@@ -590,16 +588,19 @@ pub fn reindex(config: &Config) -> Result<u64, Box<dyn std::error::Error + Send 
         index.writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
     let mut err: Option<String> = None;
     let n =
-        crate::issues::Issues::for_each_event_blocking(&db, |e| match EventDoc::from_stored(e) {
-            Ok(doc) => {
-                if let Err(x) = writer.add_document(doc.to_tantivy(&f)) {
+        crate::issues::Issues::for_each_event_blocking(
+            &db,
+            |e, json| match EventDoc::from_stored(e, json) {
+                Ok(doc) => {
+                    if let Err(x) = writer.add_document(doc.to_tantivy(&f)) {
+                        err.get_or_insert(x.to_string());
+                    }
+                }
+                Err(x) => {
                     err.get_or_insert(x.to_string());
                 }
-            }
-            Err(x) => {
-                err.get_or_insert(x.to_string());
-            }
-        })?;
+            },
+        )?;
     writer.commit()?;
     if let Some(e) = err {
         return Err(e.into());

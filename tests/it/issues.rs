@@ -506,6 +506,31 @@ async fn search_catches_up_after_restart_and_reindex_rebuilds() {
         base: s.base.clone(),
     };
     wait_searchable(&viewer, pid, "quokka", id).await;
+    // Later events of an issue are stored compressed against its reference event (the first
+    // one); reading them back, through the API and the indexer, resolves the reference.
+    let mut later = Vec::new();
+    for n in [7, 8] {
+        let (eid, same) = event(
+            &s,
+            pid,
+            &key,
+            json!({"message": "quokka overflow detected", "extra": {"n": n}}),
+        )
+        .await;
+        assert_eq!(same, id);
+        later.push((eid, n));
+    }
+    let mut metrics = String::new();
+    s.state.issues.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("hearth_issues_events_against_reference_total 1\n"),
+        "the second event after the restart goes against the reference: {metrics}"
+    );
+    for (eid, n) in &later {
+        let e = get(&viewer, &format!("/api/issues/{id}/events/{eid}")).await;
+        assert_eq!(e["event"]["event_id"], json!(eid));
+        assert_eq!(e["event"]["extra"]["n"], json!(n), "{e}");
+    }
     let (_, id2) = event(
         &s,
         pid,
@@ -526,17 +551,18 @@ async fn search_catches_up_after_restart_and_reindex_rebuilds() {
     wait_for(
         "replayed deliveries to be rebuilt from stored events",
         Duration::from_secs(10),
-        || async { (s.state.search.num_docs() >= before + 2).then_some(()) },
+        || async { (s.state.search.num_docs() >= before + 4).then_some(()) },
     )
     .await;
     let mut metrics = String::new();
     s.state.search.render_metrics(&mut metrics);
     assert!(
-        metrics.contains("hearth_search_rebuilt_total 2\n"),
+        metrics.contains("hearth_search_rebuilt_total 4\n"),
         "{metrics}"
     );
     wait_searchable(&viewer, pid, "wombat", id2).await;
     s.stop().await;
+    assert_eq!(hearth::search::reindex(&config).unwrap(), 4);
 }
 
 #[tokio::test]
