@@ -260,6 +260,32 @@ pub fn summary(txn: &ReadTransaction, i: &Issue, now: i64) -> Result<IssueSummar
     })
 }
 
+/// `event.stored`'s payload: ids and the facts alert filters read (the search text goes to the
+/// indexer directly).
+#[derive(Serialize)]
+struct EventStored<'a> {
+    project_id: u64,
+    issue_id: u64,
+    seq: u64,
+    event_id: &'a str,
+    received_ms: i64,
+    new_issue: bool,
+    title: &'a str,
+    level: &'a str,
+    release: Option<&'a str>,
+    environment: Option<&'a str>,
+    tags: TagMap<'a>,
+}
+
+/// Tags as a JSON object.
+struct TagMap<'a>(&'a [(String, String)]);
+
+impl Serialize for TagMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 /// The payload to store for `ev` in `issue_id`, keeping the issue's reference event in place:
 /// an event compressed against its issue's reference is stored as it is (the reference row is
 /// written if this is its first use); one compressed against another issue's reference (its
@@ -492,6 +518,7 @@ impl Issues {
             let mut by_project = txn.open_table(BY_PROJECT)?;
             let mut references = txn.open_table(REFERENCES)?;
             let issues_t = txn.open_table(ISSUES)?;
+            let mut publisher = bus.publisher(txn)?;
             for (i, ev) in events.iter().enumerate() {
                 let seq = first_seq + i as u64;
                 let g = &ev.grouped;
@@ -628,9 +655,9 @@ impl Issues {
                     });
                     if to == Status::Regressed {
                         inner.metrics.regressions.fetch_add(1, Ordering::Relaxed);
-                        bus.publish_durable(txn, "issue.regressed", Priority::High, &payload)?;
+                        publisher.publish("issue.regressed", Priority::High, &payload)?;
                     }
-                    bus.publish_durable(txn, "issue.state_changed", Priority::Normal, &payload)?;
+                    publisher.publish("issue.state_changed", Priority::Normal, &payload)?;
                 }
                 if new_issue {
                     inner.metrics.issues_created.fetch_add(1, Ordering::Relaxed);
@@ -646,8 +673,7 @@ impl Issues {
                             detail: Some(format!("event {}", ev.event_id)),
                         },
                     )?;
-                    bus.publish_durable(
-                        txn,
+                    publisher.publish(
                         "issue.created",
                         Priority::High,
                         &json!({
@@ -690,18 +716,20 @@ impl Issues {
                     seq,
                     crate::search::EventDoc::new(pid, issue_id, &ev.event_id, g),
                 );
-                let tags: serde_json::Map<String, Value> = g
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                    .collect();
-                let payload = json!({
-                    "project_id": pid, "issue_id": issue_id, "seq": seq,
-                    "event_id": ev.event_id, "received_ms": ev.received_ms,
-                    "new_issue": new_issue, "title": g.title, "level": g.level,
-                    "release": g.release, "environment": g.environment, "tags": tags,
-                });
-                bus.publish_durable(txn, "event.stored", Priority::Low, &payload)?;
+                let payload = EventStored {
+                    project_id: pid,
+                    issue_id,
+                    seq,
+                    event_id: &ev.event_id,
+                    received_ms: ev.received_ms,
+                    new_issue,
+                    title: &g.title,
+                    level: &g.level,
+                    release: g.release.as_deref(),
+                    environment: g.environment.as_deref(),
+                    tags: TagMap(&g.tags),
+                };
+                publisher.publish("event.stored", Priority::Low, &payload)?;
                 inner.metrics.events_stored.fetch_add(1, Ordering::Relaxed);
                 outcomes.push(EventOutcome::Stored {
                     issue_id,
