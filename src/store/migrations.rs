@@ -37,9 +37,17 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "accounts: index users by email",
         run: crate::accounts::store::migrate_v2_email_index,
     },
+    // Nothing to convert (older rows stay readable), but events stored from now on may be
+    // compressed against their issue's reference event, which older releases cannot read: the
+    // version bump makes them refuse the database instead of failing on those events.
+    Migration {
+        version: 3,
+        name: "issues: events compressed against issue references",
+        run: |_| Ok(()),
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 2;
+pub const CURRENT_VERSION: u64 = 3;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {

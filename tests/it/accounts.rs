@@ -579,7 +579,7 @@ async fn users_written_by_schema_v1_get_the_email_index_and_can_sign_in() {
     }
     {
         let db = Db::open(&path, 1 << 20).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 2);
+        assert_eq!(db.schema_version().unwrap(), hearth::store::CURRENT_VERSION);
         let id = db
             .read_blocking(|txn| {
                 hearth::store::StoreResult::Ok(
