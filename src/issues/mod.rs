@@ -113,9 +113,13 @@ struct Inner {
 /// compress a new event against its issue's reference before the writer assigns the issue.
 #[derive(Default)]
 struct References {
-    by_hash: HashMap<(u64, String), (u64, Arc<codec::Reference>)>,
+    /// (project id, grouping hash) → (issue id, its reference; `None` when too large to
+    /// compress against, so its events stay alone).
+    by_hash: HashMap<(u64, String), (u64, CachedReference)>,
     bytes: usize,
 }
+
+type CachedReference = Option<Arc<codec::Reference>>;
 
 /// Bounds of the reference cache (documents and their prepared tables, ~70 KB for a 7.5 KB
 /// event), and the largest event used as a reference.
@@ -124,22 +128,21 @@ const REFERENCE_MAX_DOC: usize = 64 << 10;
 
 impl References {
     fn put(&mut self, key: (u64, String), issue_id: u64, doc: Vec<u8>) {
-        if doc.len() > REFERENCE_MAX_DOC {
-            return;
-        }
-        let reference = Arc::new(codec::Reference::new(doc));
-        while self.bytes + reference.size() > REFERENCES_MAX_BYTES {
+        let reference =
+            (doc.len() <= REFERENCE_MAX_DOC).then(|| Arc::new(codec::Reference::new(doc)));
+        let size = |r: &CachedReference| r.as_ref().map_or(64, |r| r.size());
+        while self.bytes + size(&reference) > REFERENCES_MAX_BYTES {
             // Evict an arbitrary entry: a miss only costs one event stored without its reference.
             let Some(k) = self.by_hash.keys().next().cloned() else {
                 break;
             };
             if let Some((_, r)) = self.by_hash.remove(&k) {
-                self.bytes -= r.size();
+                self.bytes -= size(&r);
             }
         }
-        self.bytes += reference.size();
+        self.bytes += size(&reference);
         if let Some((_, old)) = self.by_hash.insert(key, (issue_id, reference)) {
-            self.bytes -= old.size();
+            self.bytes -= size(&old);
         }
     }
 }
@@ -401,11 +404,11 @@ impl Issues {
                 .cloned()
         });
         match found {
-            Some((issue_id, doc)) => (
-                codec::compress_json_against(json, &doc),
-                Some((issue_id, doc)),
+            Some((issue_id, Some(reference))) => (
+                codec::compress_json_against(json, &reference),
+                Some((issue_id, reference)),
             ),
-            None => (codec::compress_json(json), None),
+            _ => (codec::compress_json(json), None),
         }
     }
 
@@ -1439,5 +1442,32 @@ fn sort_issues(v: &mut [Issue], sort: Sort) {
         Sort::Users => {
             v.sort_by(|a, b| b.user_count.cmp(&a.user_count).then(b.count.cmp(&a.count)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_cache_is_bounded_and_marks_documents_too_large_to_use() {
+        let mut refs = References::default();
+        refs.put((1, "big".into()), 7, vec![b'x'; REFERENCE_MAX_DOC + 1]);
+        assert!(
+            matches!(refs.by_hash.get(&(1, "big".into())), Some((7, None))),
+            "a large reference is remembered as unusable, not re-read for every event"
+        );
+        let doc = serde_json::to_vec(&json!({"exception": "x".repeat(4000)})).unwrap();
+        for n in 0..500 {
+            refs.put((1, format!("h{n}")), n, doc.clone());
+            assert!(refs.bytes <= REFERENCES_MAX_BYTES);
+        }
+        assert!(refs.by_hash.len() < 500, "older entries were evicted");
+        let total: usize = refs
+            .by_hash
+            .values()
+            .map(|(_, r)| r.as_ref().map_or(64, |r| r.size()))
+            .sum();
+        assert_eq!(total, refs.bytes, "the byte count matches what is held");
     }
 }
