@@ -451,23 +451,23 @@ impl Ingest {
         let received_ms = now_ms();
         let grouped = grouping::group(&event, grouping_version);
         let fixed_id = payload_id.as_deref() != Some(event_id.as_str());
-        let payload = if fixed_id || !obj.contains_key("timestamp") {
+        let rewritten;
+        let json: &[u8] = if fixed_id || !obj.contains_key("timestamp") {
             // Rare (SDKs send both): rewrite the whole document with the id and time filled in.
             let mut full: Value = serde_json::from_slice(raw).map_err(invalid)?;
             let obj = full.as_object_mut().expect("checked above");
             obj.insert("event_id".into(), Value::String(event_id.clone()));
             obj.entry("timestamp")
                 .or_insert_with(|| Value::from(received_ms as f64 / 1000.0));
-            let full = serde_json::to_vec(&full).map_err(invalid)?;
-            self.inner()
-                .issues
-                .compress_event(project_id, &grouped.hash, &full)
+            rewritten = serde_json::to_vec(&full).map_err(invalid)?;
+            &rewritten
         } else {
+            raw
+        };
+        let (payload, reference) =
             self.inner()
                 .issues
-                .compress_event(project_id, &grouped.hash, raw)
-        };
-        let (payload, reference) = payload;
+                .compress_event(project_id, &grouped.hash, json);
         Ok(PreparedEvent {
             project_id,
             event_id,

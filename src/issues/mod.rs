@@ -347,18 +347,24 @@ fn stored_payload(
 }
 
 /// The JSON of a stored event, through its issue's reference when it was stored against one.
+/// `last` keeps the last reference read, as (issue id, document), for a caller that reads many
+/// events of one issue in a row.
 fn payload_json(
     references: &impl ReadableTable<u64, &'static [u8]>,
     e: &StoredEvent,
+    last: &mut Option<(u64, Vec<u8>)>,
 ) -> Result<Vec<u8>, IssuesError> {
     if !codec::needs_reference(&e.payload) {
         return Ok(codec::decompress_json(&e.payload)?);
     }
-    let reference = references
-        .get(e.issue_id)?
-        .ok_or_else(|| IssuesError::Invalid("stored event's reference is missing".into()))?;
-    let doc = codec::decompress_json(reference.value())?;
-    Ok(codec::decompress_json_against(&e.payload, &doc)?)
+    if last.as_ref().is_none_or(|(id, _)| *id != e.issue_id) {
+        let reference = references
+            .get(e.issue_id)?
+            .ok_or_else(|| IssuesError::Invalid("stored event's reference is missing".into()))?;
+        *last = Some((e.issue_id, codec::decompress_json(reference.value())?));
+    }
+    let (_, doc) = last.as_ref().expect("just set");
+    Ok(codec::decompress_json_against(&e.payload, doc)?)
 }
 
 fn event_view(e: &StoredEvent) -> Value {
@@ -963,7 +969,7 @@ impl Issues {
                     .transpose()?
                     .map(|(_, v)| id_of(v))
                     .transpose()?;
-                let json = payload_json(&txn.open_table(REFERENCES)?, &row)?;
+                let json = payload_json(&txn.open_table(REFERENCES)?, &row, &mut None)?;
                 let event: Value = serde_json::from_slice(&json)
                     .map_err(|e| IssuesError::Invalid(format!("stored event unreadable: {e}")))?;
                 Ok(json!({
@@ -1368,7 +1374,7 @@ impl Issues {
                 return Ok(None);
             };
             let e: StoredEvent = codec::decode(v.value())?;
-            let json = payload_json(&txn.open_table(REFERENCES)?, &e)?;
+            let json = payload_json(&txn.open_table(REFERENCES)?, &e, &mut None)?;
             Ok(Some((e, json)))
         })
     }
@@ -1381,24 +1387,13 @@ impl Issues {
         db.read_blocking(|txn| {
             let t = txn.open_table(EVENTS)?;
             let references = txn.open_table(REFERENCES)?;
-            // Events come issue by issue: keep the current issue's reference decompressed.
-            let mut current: Option<(u64, Vec<u8>)> = None;
+            // Events come issue by issue: the current issue's reference is read once.
+            let mut last = None;
             let mut n = 0;
             for row in t.iter()? {
                 let (_, v) = row?;
                 let e: StoredEvent = codec::decode(v.value())?;
-                let json = if codec::needs_reference(&e.payload) {
-                    if current.as_ref().is_none_or(|(id, _)| *id != e.issue_id) {
-                        let r = references.get(e.issue_id)?.ok_or_else(|| {
-                            IssuesError::Invalid("stored event's reference is missing".into())
-                        })?;
-                        current = Some((e.issue_id, codec::decompress_json(r.value())?));
-                    }
-                    let doc = &current.as_ref().expect("just set").1;
-                    codec::decompress_json_against(&e.payload, doc)?
-                } else {
-                    codec::decompress_json(&e.payload)?
-                };
+                let json = payload_json(&references, &e, &mut last)?;
                 f(&e, &json);
                 n += 1;
             }
