@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::store::{CONSUMERS, DLQ, LANES, LOG, RETRIES};
 use super::{
-    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, EventHead, Inner, Message,
-    Outcome, Priority, Registered, Retry, StartAt, head_seq_read, publish_in, subject,
+    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, EventHead, HeldProgress, Inner,
+    Message, Outcome, Priority, Registered, Retry, StartAt, head_seq_read, publish_in, subject,
 };
 use crate::store::{codec, now_ms};
 
@@ -60,23 +60,17 @@ pub(super) async fn run_consumer(
         .max_deliver
         .unwrap_or(inner.config.max_deliver)
         .max(1);
-    // Cursor moves that carry nothing else (events skipped by the filter, or acked on their
-    // first delivery) are held here and committed at most every `CURSOR_PERSIST_EVERY`, not once
-    // per round: a consumer otherwise takes the single writer lock after every ingest commit.
-    // A crash loses at most that much cursor progress, and those events are delivered again (at
-    // least once, as the bus promises anyway).
-    let mut held: Option<HeldCursors> = None;
     loop {
         // Mark the current commit as seen *before* reading, so a commit that lands while we
         // read wakes the wait below instead of being lost.
         commits.borrow_and_update();
-        let mut round = match pick_round(&inner, &consumer, held.as_ref()).await {
+        let mut round = match pick_round(&inner, &consumer).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(consumer = %name, "bus read failed: {e}");
                 tokio::select! {
                     _ = shutdown.cancelled() => {
-                        persist_held(&inner, &consumer, &name, &mut held).await;
+                        persist_held(&inner, &consumer, &name).await;
                         return;
                     }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -86,29 +80,25 @@ pub(super) async fn run_consumer(
         if round.picks.is_empty() {
             if round.cursors != round.from {
                 // Only non-matching events were scanned: hold the cursors and go on.
-                hold(&consumer, &mut held, &round);
-                if held.as_ref().is_some_and(HeldCursors::due) {
-                    persist_held(&inner, &consumer, &name, &mut held).await;
-                }
+                hold(&consumer, &round);
+                persist_if_due(&inner, &consumer, &name).await;
                 continue;
             }
             let mut wait = round
                 .next_retry_ms
                 .map(|t| Duration::from_millis((t - now_ms()).max(1) as u64))
                 .unwrap_or(Duration::from_secs(3600));
-            if let Some(h) = &held {
-                wait = wait.min(h.until_due());
+            if let Some(d) = until_due(&consumer) {
+                wait = wait.min(d);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    persist_held(&inner, &consumer, &name, &mut held).await;
+                    persist_held(&inner, &consumer, &name).await;
                     return;
                 }
                 _ = commits.changed() => {}
                 _ = tokio::time::sleep(wait) => {
-                    if held.as_ref().is_some_and(HeldCursors::due) {
-                        persist_held(&inner, &consumer, &name, &mut held).await;
-                    }
+                    persist_if_due(&inner, &consumer, &name).await;
                 }
             }
             continue;
@@ -138,10 +128,8 @@ pub(super) async fn run_consumer(
             .all(|(p, o)| *o == Outcome::Ack && !p.from_retry);
         if only_cursors && !shutdown.is_cancelled() {
             delivered.fetch_add(acked, Ordering::Relaxed);
-            hold(&consumer, &mut held, &round);
-            if held.as_ref().is_some_and(HeldCursors::due) {
-                persist_held(&inner, &consumer, &name, &mut held).await;
-            }
+            hold(&consumer, &round);
+            persist_if_due(&inner, &consumer, &name).await;
             continue;
         }
         // Outcomes are committed even during shutdown: the work was done.
@@ -160,7 +148,6 @@ pub(super) async fn run_consumer(
             tokio::time::sleep(Duration::from_millis(200)).await;
         } else {
             delivered.fetch_add(acked, Ordering::Relaxed);
-            held = None;
             *consumer.held.lock().expect("held cursors") = None;
         }
         if shutdown.is_cancelled() {
@@ -169,38 +156,37 @@ pub(super) async fn run_consumer(
     }
 }
 
-/// How long a consumer may hold cursor progress in memory before committing it.
+/// How long a consumer may hold cursor progress in memory before committing it. Cursor moves
+/// that carry nothing else (events skipped by the filter, or acked on their first delivery) are
+/// held in the consumer's registry entry instead of committed once per round: a consumer would
+/// otherwise take the single writer lock after every ingest commit. A crash loses at most this
+/// much cursor progress, and those events are delivered again (at least once, as the bus
+/// promises anyway).
 const CURSOR_PERSIST_EVERY: Duration = Duration::from_millis(500);
 
-/// Cursor progress not yet committed: `stored` is what the consumer's row held when the progress
-/// began, `cursors` where delivery has got to.
-struct HeldCursors {
-    stored: [u64; 4],
-    cursors: [u64; 4],
-    epoch: u64,
-    since: std::time::Instant,
+/// How long until held progress is due for committing (zero when due), if any is held.
+fn until_due(consumer: &Registered) -> Option<Duration> {
+    let held = consumer.held.lock().expect("held cursors");
+    held.map(|h| CURSOR_PERSIST_EVERY.saturating_sub(h.since.elapsed()))
 }
 
-impl HeldCursors {
-    fn due(&self) -> bool {
-        self.since.elapsed() >= CURSOR_PERSIST_EVERY
-    }
-
-    fn until_due(&self) -> Duration {
-        CURSOR_PERSIST_EVERY.saturating_sub(self.since.elapsed())
+async fn persist_if_due(inner: &Arc<Inner>, consumer: &Arc<Registered>, name: &Arc<str>) {
+    if until_due(consumer).is_some_and(|d| d.is_zero()) {
+        persist_held(inner, consumer, name).await;
     }
 }
 
-fn hold(consumer: &Registered, held: &mut Option<HeldCursors>, round: &Round) {
-    let (stored, cursors, epoch) = (round.start, round.cursors, round.epoch);
-    *consumer.held.lock().expect("held cursors") = Some((stored, cursors));
-    match held {
-        Some(h) if h.stored == stored && h.epoch == epoch => h.cursors = cursors,
+/// Holds the cursor moves of `round`, continuing the held progress if it began from the same
+/// stored cursors, before the same replay count.
+fn hold(consumer: &Registered, round: &Round) {
+    let mut held = consumer.held.lock().expect("held cursors");
+    match held.as_mut() {
+        Some(h) if h.stored == round.start && h.epoch == round.epoch => h.cursors = round.cursors,
         _ => {
-            *held = Some(HeldCursors {
-                stored,
-                cursors,
-                epoch,
+            *held = Some(HeldProgress {
+                stored: round.start,
+                cursors: round.cursors,
+                epoch: round.epoch,
                 since: std::time::Instant::now(),
             })
         }
@@ -208,18 +194,13 @@ fn hold(consumer: &Registered, held: &mut Option<HeldCursors>, round: &Round) {
 }
 
 /// Commits held cursor progress. A replay that moved the stored cursors meanwhile wins (the
-/// commit only moves a cursor still at its stored value).
-async fn persist_held(
-    inner: &Arc<Inner>,
-    consumer: &Arc<Registered>,
-    name: &Arc<str>,
-    held: &mut Option<HeldCursors>,
-) {
-    let Some(h) = held.take() else { return };
+/// commit only moves a cursor still at its stored value, before any later replay).
+async fn persist_held(inner: &Arc<Inner>, consumer: &Arc<Registered>, name: &Arc<str>) {
+    let Some(h) = consumer.held.lock().expect("held cursors").take() else {
+        return;
+    };
     let moved = (h.stored, h.cursors, h.epoch);
-    let result = commit_round(inner, consumer, name, moved, Vec::new(), 1, &[]).await;
-    *consumer.held.lock().expect("held cursors") = None;
-    if let Err(e) = result {
+    if let Err(e) = commit_round(inner, consumer, name, moved, Vec::new(), 1, &[]).await {
         tracing::error!(consumer = %name, "bus cursor commit failed, events will be redelivered: {e}");
     }
 }
@@ -251,18 +232,17 @@ pub(super) fn init_state_blocking(
     })
 }
 
-/// Reads the next round. Delivery continues from `held` progress unless the stored cursors
+/// Reads the next round. Delivery continues from held progress unless the stored cursors
 /// changed since it began (a replay), in which case the stored ones win.
-async fn pick_round(
-    inner: &Arc<Inner>,
-    consumer: &Arc<Registered>,
-    held: Option<&HeldCursors>,
-) -> Result<Round, BusError> {
+async fn pick_round(inner: &Arc<Inner>, consumer: &Arc<Registered>) -> Result<Round, BusError> {
     let consumer = consumer.clone();
     // Read before the cursors: a replay committed after this read bumps it, so the round's
     // cursor moves are then dropped (see `commit_round`).
     let epoch = consumer.replays.load(Ordering::SeqCst);
-    let held = held
+    let held = consumer
+        .held
+        .lock()
+        .expect("held cursors")
         .filter(|h| h.epoch == epoch)
         .map(|h| (h.stored, h.cursors));
     inner

@@ -290,14 +290,22 @@ impl Subscription {
     }
 }
 
-/// Cursors a dispatcher has moved to without committing: (stored cursors it started from,
-/// cursors now).
-pub(crate) type HeldProgress = ([u64; 4], [u64; 4]);
+/// Cursor progress a dispatcher holds without committing it: `stored` is what the consumer's
+/// row held (at replay count `epoch`) when the progress began, `cursors` where delivery has got
+/// to, `since` when it began.
+#[derive(Clone, Copy)]
+pub(crate) struct HeldProgress {
+    pub stored: [u64; 4],
+    pub cursors: [u64; 4],
+    pub epoch: u64,
+    pub since: std::time::Instant,
+}
 
 pub(crate) struct Registered {
     spec: ConsumerSpec,
     handler: Arc<dyn Handler>,
-    /// Progress the dispatcher holds; stats read it so lag is exact between commits.
+    /// Progress the dispatcher holds (its only copy); stats read it so lag is exact between
+    /// commits, and a replay clears it.
     held: std::sync::Mutex<Option<HeldProgress>>,
     /// Bumped inside every replay's write transaction. The dispatcher moves stored cursors only
     /// if it is unchanged since it read them, so a replay is never overwritten by progress made
@@ -501,7 +509,7 @@ impl Bus {
                         None => [head; 4],
                     };
                     let cursors = match held {
-                        Some((from, now)) if from == stored => now,
+                        Some(h) if h.stored == stored => h.cursors,
                         _ => stored,
                     };
                     let mut lag = 0u64;
