@@ -193,16 +193,9 @@ fn cpu_secs(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Bytes the process caused to be written to storage, and its write syscalls (/proc/<pid>/io).
-fn io_counters(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("write_bytes:"), field("syscw:"))
+/// Bytes the process caused to be written to storage (/proc/<pid>/io).
+fn written_bytes(pid: u32) -> u64 {
+    proc_value(pid, "io", "write_bytes:")
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -211,31 +204,41 @@ fn rss_kb(pid: u32) -> u64 {
 
 /// A `kB` line of /proc/<pid>/status (`VmRSS:`, `RssAnon:`, `RssFile:`).
 fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    proc_value(pid, "status", key)
+}
+
+/// The number after `key` on its line of /proc/<pid>/<file>, 0 when missing.
+fn proc_value(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
 }
 
-async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> Option<u64> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+/// A value from the server's `/metrics`, 0 when it cannot be read.
+async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> u64 {
+    let text = async {
+        http.get(format!("{base}/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+    .await
+    .unwrap_or_default();
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -360,7 +363,7 @@ async fn run(a: Args) {
         format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=sentry.python/2.75.0");
     let cpu_before = cpu_secs(server_pid);
     let client_cpu_before = cpu_secs(std::process::id());
-    let io_before = io_counters(server_pid);
+    let written_before = written_bytes(server_pid);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
@@ -432,17 +435,11 @@ async fn run(a: Args) {
     }
     let load_secs = start.elapsed().as_secs_f64();
     let client_cpu = cpu_secs(std::process::id()) - client_cpu_before;
-    let stored_at_end = metric(&http, &base, &token, "hearth_issues_events_stored_total")
-        .await
-        .unwrap_or(0);
-    let docs_at_end = metric(&http, &base, &token, "hearth_search_docs")
-        .await
-        .unwrap_or(0);
+    let stored_at_end = metric(&http, &base, &token, "hearth_issues_events_stored_total").await;
+    let docs_at_end = metric(&http, &base, &token, "hearth_search_docs").await;
     // Wait until every accepted event is searchable.
     let searchable_secs = loop {
-        let docs = metric(&http, &base, &token, "hearth_search_docs")
-            .await
-            .unwrap_or(0);
+        let docs = metric(&http, &base, &token, "hearth_search_docs").await;
         if docs >= ok {
             break start.elapsed().as_secs_f64();
         }
@@ -453,36 +450,28 @@ async fn run(a: Args) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let cpu_used = cpu_secs(server_pid) - cpu_before;
-    let io_after = io_counters(server_pid);
+    let written = written_bytes(server_pid).saturating_sub(written_before);
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = rss_kb(server_pid);
-    let stored = metric(&http, &base, &token, "hearth_issues_events_stored_total")
-        .await
-        .unwrap_or(0);
-    let batches = metric(&http, &base, &token, "hearth_ingest_batches_total")
-        .await
-        .unwrap_or(0);
-    let batch_events = metric(&http, &base, &token, "hearth_ingest_batch_events_total")
-        .await
-        .unwrap_or(0);
+    let stored = metric(&http, &base, &token, "hearth_issues_events_stored_total").await;
+    let batches = metric(&http, &base, &token, "hearth_ingest_batches_total").await;
+    let batch_events = metric(&http, &base, &token, "hearth_ingest_batch_events_total").await;
     let apply_us = metric(
         &http,
         &base,
         &token,
         "hearth_ingest_writer_apply_microseconds_total",
     )
-    .await
-    .unwrap_or(0);
+    .await;
     let commit_us = metric(
         &http,
         &base,
         &token,
         "hearth_ingest_writer_commit_microseconds_total",
     )
-    .await
-    .unwrap_or(0);
+    .await;
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
@@ -552,17 +541,12 @@ async fn run(a: Args) {
             .unwrap_or_default()
             .trim()
     );
-    let (written, fsyncs) = (
-        io_after.0.saturating_sub(io_before.0),
-        io_after.1.saturating_sub(io_before.1),
-    );
     println!(
         "server disk writes        {} MB ({} KB per event, {} KB per write batch)",
         written / 1_000_000,
         written / 1000 / ok.max(1),
         written / 1000 / batches.max(1)
     );
-    let _ = fsyncs;
     println!(
         "load generator CPU        {client_cpu:.1} s ({:.2} cores; it shares the machine's cores with the server)",
         client_cpu / load_secs
