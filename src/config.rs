@@ -166,6 +166,9 @@ pub struct IngestConfig {
     pub queue_capacity: usize,
     /// Most events committed in one write transaction.
     pub max_batch: usize,
+    /// Longest time between synced database commits. Between them, acknowledged batches are
+    /// durable in the ingest log (`ingest.wal`) and replayed from it after a crash.
+    pub checkpoint_interval: HumanDuration,
 }
 
 impl Default for IngestConfig {
@@ -178,6 +181,7 @@ impl Default for IngestConfig {
             rate_limit_per_minute: 0,
             queue_capacity: 4096,
             max_batch: 256,
+            checkpoint_interval: HumanDuration::secs(1),
         }
     }
 }

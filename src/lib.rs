@@ -89,6 +89,12 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     state.ingest.register(&state);
     state.mail.register(&state);
     state.alerts.register(&state);
+    // Batches acknowledged from the ingest log but lost with a crash are committed again
+    // before anything reads or serves.
+    state.ingest.recover().map_err(|e| BuildError::Part {
+        part: "ingest",
+        message: e.to_string(),
+    })?;
     let (router, _) = http::build_router(state.clone());
     Ok(App { state, router })
 }

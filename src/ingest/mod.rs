@@ -12,8 +12,10 @@ pub mod capture;
 pub mod decode;
 pub mod envelope;
 pub mod store;
+pub mod wal;
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,9 +96,11 @@ impl From<IngestError> for ApiError {
     }
 }
 
-/// One unit of work for the writer.
-#[derive(Debug)]
+/// One unit of work for the writer. Everything but events goes into the ingest log as it is;
+/// events go as [`LoggedEvent`] (their reference by issue id).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Work {
+    #[serde(skip)]
     Event(Box<PreparedEvent>),
     Transaction {
         project_id: u64,
@@ -163,6 +167,11 @@ struct Metrics {
     commit_us: AtomicU64,
     queued: AtomicU64,
     items_other: AtomicU64,
+    /// Synced commits (checkpoints) and batches committed again from the log at startup.
+    checkpoints: AtomicU64,
+    checkpoint_us: AtomicU64,
+    log_bytes: AtomicU64,
+    replayed: AtomicU64,
 }
 
 struct Inner {
@@ -176,6 +185,8 @@ struct Inner {
     /// key → (minute window start, events in it)
     rates: Mutex<HashMap<String, (i64, u32)>>,
     metrics: Metrics,
+    /// The ingest log, from [`Ingest::recover`] until the writer takes it.
+    log: Mutex<Option<Log>>,
 }
 
 /// The ingest service.
@@ -230,6 +241,7 @@ impl Ingest {
                 keys: Mutex::new(HashMap::new()),
                 rates: Mutex::new(HashMap::new()),
                 metrics: Metrics::default(),
+                log: Mutex::new(None),
             })),
         }
     }
@@ -316,6 +328,30 @@ impl Ingest {
                 "counter",
                 "Writer time spent committing batches (page writes, fsync) beyond applying them.",
                 &m.commit_us,
+            ),
+            (
+                "hearth_ingest_checkpoints_total",
+                "counter",
+                "Synced database commits of the writer; between them the ingest log holds batches.",
+                &m.checkpoints,
+            ),
+            (
+                "hearth_ingest_checkpoint_microseconds_total",
+                "counter",
+                "Time the writer spent in its synced commits (a part of the commit time).",
+                &m.checkpoint_us,
+            ),
+            (
+                "hearth_ingest_log_bytes_total",
+                "counter",
+                "Bytes appended to the ingest log.",
+                &m.log_bytes,
+            ),
+            (
+                "hearth_ingest_log_replayed_batches_total",
+                "counter",
+                "Batches committed again from the ingest log at startup (after a crash).",
+                &m.replayed,
             ),
             (
                 "hearth_ingest_queue_depth",
@@ -778,8 +814,231 @@ impl Ingest {
     }
 }
 
+/// The writer's side of the ingest log (see [`wal`]).
+struct Log {
+    wal: wal::Wal,
+    next_seq: u64,
+    /// Bytes appended since the log last started over, and when the last synced commit was.
+    cycle_bytes: u64,
+    last_checkpoint: Instant,
+    /// The next record starts the log over (the commit before it was synced).
+    restart: bool,
+    /// Issues whose reference document a record of this cycle already holds.
+    logged_references: HashSet<u64>,
+    /// Records of this cycle whose commit failed: replay skips them.
+    aborted: Vec<u64>,
+}
+
+/// A batch's jobs, each the work of one request.
+type Batch = Vec<Vec<Work>>;
+
+/// Format of a logged batch; a log of another format is refused rather than misread.
+const LOG_FORMAT: u8 = 1;
+
+/// A batch as the ingest log holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoggedBatch<'a> {
+    format: u8,
+    aborted: Vec<u64>,
+    /// Reference documents (JSON) this cycle's events are compressed against, each logged once
+    /// per cycle, by issue id.
+    #[serde(borrow)]
+    references: Vec<(u64, Cow<'a, [u8]>)>,
+    jobs: Vec<Vec<LoggedWork<'a>>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum LoggedWork<'a> {
+    #[serde(borrow)]
+    Event(LoggedEvent<'a>),
+    Other(Cow<'a, Work>),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoggedEvent<'a> {
+    project_id: u64,
+    event_id: Cow<'a, str>,
+    grouped: Cow<'a, grouping::Grouped>,
+    grouping_version: u32,
+    payload: Cow<'a, [u8]>,
+    received_ms: i64,
+    /// The issue whose reference the payload is compressed against.
+    reference: Option<u64>,
+}
+
+impl Log {
+    /// This batch's record; references not yet in this cycle go in with it.
+    fn record(&mut self, jobs: &[Vec<Work>]) -> Vec<u8> {
+        let mut references = Vec::new();
+        let jobs = jobs
+            .iter()
+            .map(|job| {
+                job.iter()
+                    .map(|w| match w {
+                        Work::Event(e) => {
+                            if let Some((id, r)) = &e.reference
+                                && self.logged_references.insert(*id)
+                            {
+                                references.push((*id, Cow::Borrowed(r.doc())));
+                            }
+                            LoggedWork::Event(LoggedEvent {
+                                project_id: e.project_id,
+                                event_id: Cow::Borrowed(&e.event_id),
+                                grouped: Cow::Borrowed(&e.grouped),
+                                grouping_version: e.grouping_version,
+                                payload: Cow::Borrowed(&e.payload),
+                                received_ms: e.received_ms,
+                                reference: e.reference.as_ref().map(|(id, _)| *id),
+                            })
+                        }
+                        other => LoggedWork::Other(Cow::Borrowed(other)),
+                    })
+                    .collect()
+            })
+            .collect();
+        let batch = LoggedBatch {
+            format: LOG_FORMAT,
+            aborted: self.aborted.clone(),
+            references,
+            jobs,
+        };
+        postcard::to_stdvec(&batch).expect("a batch serializes")
+    }
+
+    fn checkpoint_due(&self, interval: Duration) -> bool {
+        self.last_checkpoint.elapsed() >= interval || self.cycle_bytes >= wal::CHECKPOINT_BYTES
+    }
+}
+
+/// The batches of a log cycle after `applied`, as work again (aborted ones left out).
+fn replayable(
+    records: &[wal::Record],
+    applied: u64,
+) -> Result<Vec<(u64, Batch)>, IngestError> {
+    let mut references: HashMap<u64, Arc<codec::Reference>> = HashMap::new();
+    let mut aborted: HashSet<u64> = HashSet::new();
+    let mut batches = Vec::new();
+    for r in records {
+        let batch = match postcard::from_bytes::<LoggedBatch>(&r.payload) {
+            Ok(b) if b.format == LOG_FORMAT => b,
+            _ if r.seq <= applied => continue,
+            _ => {
+                return Err(IngestError::Commit(format!(
+                    "the ingest log's record {} was written by another version of Hearth; \
+                     start that version once so it commits the log, then upgrade",
+                    r.seq
+                )));
+            }
+        };
+        aborted.extend(&batch.aborted);
+        for (id, doc) in batch.references {
+            references.insert(id, Arc::new(codec::Reference::new(doc.into_owned())));
+        }
+        if r.seq <= applied {
+            continue;
+        }
+        let mut jobs = Vec::with_capacity(batch.jobs.len());
+        for job in batch.jobs {
+            let mut works = Vec::with_capacity(job.len());
+            for w in job {
+                works.push(match w {
+                    LoggedWork::Other(w) => w.into_owned(),
+                    LoggedWork::Event(e) => {
+                        let reference = match e.reference {
+                            None => None,
+                            Some(id) => Some((
+                                id,
+                                references.get(&id).cloned().ok_or_else(|| {
+                                    IngestError::Commit(format!(
+                                        "the ingest log's record {} names a reference it does not hold",
+                                        r.seq
+                                    ))
+                                })?,
+                            )),
+                        };
+                        Work::Event(Box::new(PreparedEvent {
+                            project_id: e.project_id,
+                            event_id: e.event_id.into_owned(),
+                            grouped: e.grouped.into_owned(),
+                            grouping_version: e.grouping_version,
+                            payload: e.payload.into_owned(),
+                            received_ms: e.received_ms,
+                            reference,
+                        }))
+                    }
+                });
+            }
+            jobs.push(works);
+        }
+        batches.push((r.seq, jobs));
+    }
+    batches.retain(|(seq, _)| !aborted.contains(seq));
+    Ok(batches)
+}
+
+const WAL_APPLIED: &str = "wal_applied";
+const WAL_ID: &str = "wal_id";
+
+impl Ingest {
+    /// Opens the ingest log and commits again every batch it holds that the database lost in a
+    /// crash (committed unsynced, acknowledged once the log had it). Called once by `build()`,
+    /// before anything serves; the writer then appends to the same log.
+    pub fn recover(&self) -> Result<u64, IngestError> {
+        let inner = self.inner();
+        let (id, applied) = inner.db.write_blocking(|txn| {
+            let mut t = txn.open_table(COUNTERS)?;
+            let stored = t.get(WAL_ID)?.map(|v| v.value());
+            let id = match stored {
+                Some(id) => id,
+                None => {
+                    let id = rand::random::<u64>().max(1);
+                    t.insert(WAL_ID, id)?;
+                    id
+                }
+            };
+            let applied = t.get(WAL_APPLIED)?.map(|v| v.value()).unwrap_or(0);
+            Ok::<_, IngestError>((id, applied))
+        })?;
+        let path = inner.config.storage.data_dir.join("ingest.wal");
+        let (wal, records) = wal::Wal::open(&path, id)
+            .map_err(|e| IngestError::Commit(format!("{}: {e}", path.display())))?;
+        let last = records.last().map_or(0, |r| r.seq);
+        let batches = replayable(&records, applied)?;
+        let replayed = batches.len() as u64;
+        for (seq, jobs) in batches {
+            inner.db.write_blocking_with(false, |txn| {
+                commit_batch(inner, txn, &jobs)?;
+                txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
+                Ok::<_, IngestError>(())
+            })?;
+        }
+        if replayed > 0 {
+            // One synced commit makes the replayed ones durable before the log is reused.
+            inner.db.write_blocking(|_| Ok::<_, IngestError>(()))?;
+            tracing::warn!("committed {replayed} batches again from the ingest log after a crash");
+        }
+        inner
+            .metrics
+            .replayed
+            .fetch_add(replayed, Ordering::Relaxed);
+        *inner.log.lock().expect("ingest log") = Some(Log {
+            wal,
+            next_seq: applied.max(last) + 1,
+            cycle_bytes: 0,
+            last_checkpoint: Instant::now(),
+            restart: true,
+            logged_references: HashSet::new(),
+            aborted: Vec::new(),
+        });
+        Ok(replayed)
+    }
+}
+
 async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
     let max_batch = inner.config.ingest.max_batch.max(1);
+    let interval = inner.config.ingest.checkpoint_interval.get();
+    // Without the log (recover() was not called), every commit is synced.
+    let mut log = inner.log.lock().expect("ingest log").take();
     loop {
         let first = tokio::select! {
             j = rx.recv() => j,
@@ -789,7 +1048,7 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
                 rx.recv().await
             }
         };
-        let Some(first) = first else { return };
+        let Some(first) = first else { break };
         let mut batch = vec![first];
         let mut events = batch[0].works.len();
         while events < max_batch {
@@ -809,44 +1068,103 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
             batch.into_iter().map(|j| (j.works, j.reply)).unzip();
         let n_jobs = works.len() as u64;
         let writer = inner.clone();
-        let started = std::time::Instant::now();
-        let result = writer
-            .db
-            .clone()
-            .write(move |txn| {
-                let t = std::time::Instant::now();
+        let started = Instant::now();
+        let (back, logged, result) = crate::store::run_blocking(move || {
+            let mut log = log;
+            let synced = log.as_ref().is_none_or(|l| l.checkpoint_due(interval));
+            // The record goes to the log thread first, so its fsync overlaps this commit.
+            let logged = log.as_mut().map(|l| {
+                let seq = l.next_seq;
+                l.next_seq += 1;
+                let record = wal::frame(seq, &l.record(&works));
+                l.cycle_bytes += record.len() as u64;
+                writer
+                    .metrics
+                    .log_bytes
+                    .fetch_add(record.len() as u64, Ordering::Relaxed);
+                let restart = std::mem::take(&mut l.restart);
+                (seq, l.wal.append(record, restart))
+            });
+            let seq = logged.as_ref().map(|(seq, _)| *seq);
+            let commit_started = Instant::now();
+            let result = writer.db.write_blocking_with(synced, |txn| {
+                let t = Instant::now();
                 let out = commit_batch(&writer, txn, &works);
+                if let (Ok(_), Some(seq)) = (&out, seq) {
+                    txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
+                }
                 let us = t.elapsed().as_micros() as u64;
                 writer.metrics.apply_us.fetch_add(us, Ordering::Relaxed);
                 out.map(|o| (o, us))
-            })
-            .await
-            .map(|(o, apply_us)| {
-                let total = started.elapsed().as_micros() as u64;
-                inner
-                    .metrics
-                    .commit_us
-                    .fetch_add(total.saturating_sub(apply_us), Ordering::Relaxed);
-                o
             });
+            if let Some(l) = log.as_mut() {
+                match (&result, seq) {
+                    (Ok(_), _) if synced => {
+                        writer.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+                        writer.metrics.checkpoint_us.fetch_add(
+                            commit_started.elapsed().as_micros() as u64,
+                            Ordering::Relaxed,
+                        );
+                        l.restart = true;
+                        l.cycle_bytes = 0;
+                        l.last_checkpoint = Instant::now();
+                        l.logged_references.clear();
+                        l.aborted.clear();
+                    }
+                    (Err(_), Some(seq)) => l.aborted.push(seq),
+                    _ => {}
+                }
+            }
+            (log, logged.map(|(_, done)| done), result)
+        })
+        .await;
+        log = back;
+        let result = result.map(|(o, apply_us)| {
+            let total = started.elapsed().as_micros() as u64;
+            inner
+                .metrics
+                .commit_us
+                .fetch_add(total.saturating_sub(apply_us), Ordering::Relaxed);
+            o
+        });
         inner.metrics.batches.fetch_add(1, Ordering::Relaxed);
         inner
             .metrics
             .batch_events
             .fetch_add(n_jobs, Ordering::Relaxed);
-        match result {
-            Ok(per_job) => {
-                for (reply, outcomes) in replies.into_iter().zip(per_job) {
-                    let _ = reply.send(Ok(outcomes));
+        // Answer once the log has the record too; the next batch need not wait for that.
+        tokio::spawn(async move {
+            let logged = match logged {
+                Some(done) => done
+                    .await
+                    .unwrap_or_else(|_| Err("ingest log stopped".into())),
+                None => Ok(()),
+            };
+            match (result, logged) {
+                (Ok(per_job), Ok(())) => {
+                    for (reply, outcomes) in replies.into_iter().zip(per_job) {
+                        let _ = reply.send(Ok(outcomes));
+                    }
+                }
+                (Err(e), _) => {
+                    tracing::error!("ingest batch commit failed: {e}");
+                    for reply in replies {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+                (Ok(_), Err(e)) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
                 }
             }
-            Err(e) => {
-                tracing::error!("ingest batch commit failed: {e}");
-                for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            }
-        }
+        });
+    }
+    // Stopping: one synced commit, so a restart has nothing to replay.
+    if log.is_some() {
+        let db = inner.db.clone();
+        let _ = crate::store::run_blocking(move || db.write_blocking(|_| Ok::<_, StoreError>(())))
+            .await;
     }
 }
 

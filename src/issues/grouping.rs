@@ -17,7 +17,7 @@ use sha2::Digest;
 pub const GROUPING_VERSION: u32 = 1;
 
 /// What ingest learns about an event before it is stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Grouped {
     /// 32 hex characters identifying the issue within a project.
     pub hash: String,
