@@ -42,6 +42,11 @@ struct Round {
     next_retry_ms: Option<i64>,
 }
 
+/// How long a caught-up reader waits after a commit wakes it before it reads: under ingest
+/// load commits come every millisecond or two, and one read then takes in several of them
+/// instead of each of ~3 readers doing a read (and a blocking-pool hop) per commit.
+const GATHER: Duration = Duration::from_millis(5);
+
 pub(super) async fn run_consumer(
     inner: Arc<Inner>,
     consumer: Arc<Registered>,
@@ -96,7 +101,7 @@ pub(super) async fn run_consumer(
                     persist_held(&inner, &consumer, &name).await;
                     return;
                 }
-                _ = commits.changed() => {}
+                _ = commits.changed() => tokio::time::sleep(GATHER).await,
                 _ = tokio::time::sleep(wait) => {
                     persist_if_due(&inner, &consumer, &name).await;
                 }
@@ -524,7 +529,7 @@ pub(super) async fn run_mirror(inner: Arc<Inner>, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = commits.changed() => {}
+            _ = commits.changed() => tokio::time::sleep(GATHER).await,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! items prepared (grouped, summarised, compressed) on the request task. The prepared job goes
 //! through a bounded channel to the single writer task, which commits up to `[ingest] max_batch`
 //! events per redb transaction and then answers every request of the batch: a 200 means the
-//! event is committed. A full channel is answered 429 (`backpressure`), never dropped silently.
+//! event is committed and durable (the commit is unsynced; the batch is in the ingest log, see
+//! [`wal`], until the next synced checkpoint). A full channel is answered 429 (`backpressure`),
+//! never dropped silently.
 
 pub mod api;
 pub mod capture;
@@ -100,8 +102,6 @@ impl From<IngestError> for ApiError {
 /// events go as [`LoggedEvent`] (their reference by issue id).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Work {
-    #[serde(skip)]
-    Event(Box<PreparedEvent>),
     Transaction {
         project_id: u64,
         row: TransactionRow,
@@ -134,6 +134,10 @@ pub enum Work {
         event_id: String,
         attachment: Attachment,
     },
+    /// Last: a skipped variant anywhere else shifts the variant numbers postcard writes
+    /// against those it reads.
+    #[serde(skip)]
+    Event(Box<PreparedEvent>),
 }
 
 struct Job {
@@ -911,10 +915,7 @@ impl Log {
 }
 
 /// The batches of a log cycle after `applied`, as work again (aborted ones left out).
-fn replayable(
-    records: &[wal::Record],
-    applied: u64,
-) -> Result<Vec<(u64, Batch)>, IngestError> {
+fn replayable(records: &[wal::Record], applied: u64) -> Result<Vec<(u64, Batch)>, IngestError> {
     let mut references: HashMap<u64, Arc<codec::Reference>> = HashMap::new();
     let mut aborted: HashSet<u64> = HashSet::new();
     let mut batches = Vec::new();
@@ -972,6 +973,15 @@ fn replayable(
         }
         batches.push((r.seq, jobs));
     }
+    // The log continues the database only if its first record the database lacks is the one
+    // right after the database's last; otherwise (a restored backup, say) it is another history.
+    if batches.first().is_some_and(|(seq, _)| *seq != applied + 1) {
+        tracing::warn!(
+            "the ingest log starts at record {} but the database ends at {applied}; not replaying it",
+            batches[0].0
+        );
+        return Ok(Vec::new());
+    }
     batches.retain(|(seq, _)| !aborted.contains(seq));
     Ok(batches)
 }
@@ -1021,6 +1031,10 @@ impl Ingest {
             .metrics
             .replayed
             .fetch_add(replayed, Ordering::Relaxed);
+        if inner.config.ingest.checkpoint_interval.get().is_zero() {
+            // Every batch commits synced; the log was only read (a crash while it was on).
+            return Ok(replayed);
+        }
         *inner.log.lock().expect("ingest log") = Some(Log {
             wal,
             next_seq: applied.max(last) + 1,
@@ -1039,6 +1053,8 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
     let interval = inner.config.ingest.checkpoint_interval.get();
     // Without the log (recover() was not called), every commit is synced.
     let mut log = inner.log.lock().expect("ingest log").take();
+    let min_interval = inner.config.ingest.min_batch_interval.get();
+    let mut last_start = Instant::now();
     loop {
         let first = tokio::select! {
             j = rx.recv() => j,
@@ -1049,6 +1065,12 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
             }
         };
         let Some(first) = first else { break };
+        if let Some(wait) = (last_start + min_interval).checked_duration_since(Instant::now())
+            && !shutdown.is_cancelled()
+        {
+            tokio::time::sleep(wait).await;
+        }
+        last_start = Instant::now();
         let mut batch = vec![first];
         let mut events = batch[0].works.len();
         while events < max_batch {
@@ -1317,4 +1339,110 @@ fn commit_other(txn: &WriteTransaction, w: &Work) -> Result<(), IngestError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, reference: Option<u64>) -> LoggedWork<'static> {
+        let grouped = grouping::group(&serde_json::json!({"message": "boom 42"}), 1);
+        LoggedWork::Event(LoggedEvent {
+            project_id: 1,
+            event_id: Cow::Owned(id.into()),
+            grouped: Cow::Owned(grouped),
+            grouping_version: 1,
+            payload: Cow::Owned(vec![1, 2, 3]),
+            received_ms: 1_000,
+            reference,
+        })
+    }
+
+    fn record(seq: u64, batch: LoggedBatch) -> wal::Record {
+        wal::Record {
+            seq,
+            payload: postcard::to_stdvec(&batch).unwrap(),
+        }
+    }
+
+    #[test]
+    fn replay_takes_records_after_the_applied_one_skips_aborted_ones_and_resolves_references() {
+        let doc = br#"{"message":"boom 1"}"#.to_vec();
+        let records = [
+            // Already in the database, but it holds the reference later records use.
+            record(
+                1,
+                LoggedBatch {
+                    format: LOG_FORMAT,
+                    aborted: vec![],
+                    references: vec![(5, Cow::Owned(doc.clone()))],
+                    jobs: vec![vec![event("a", Some(5))]],
+                },
+            ),
+            // Its commit failed (record 3 says so): not committed again.
+            record(
+                2,
+                LoggedBatch {
+                    format: LOG_FORMAT,
+                    aborted: vec![],
+                    references: vec![],
+                    jobs: vec![vec![event("b", None)]],
+                },
+            ),
+            record(
+                3,
+                LoggedBatch {
+                    format: LOG_FORMAT,
+                    aborted: vec![2],
+                    references: vec![],
+                    jobs: vec![vec![
+                        event("c", Some(5)),
+                        LoggedWork::Other(Cow::Owned(Work::ClientReport {
+                            project_id: 1,
+                            outcomes: vec![("filtered".into(), "error".into(), 2)],
+                        })),
+                    ]],
+                },
+            ),
+        ];
+        let batches = replayable(&records, 1).unwrap();
+        assert_eq!(batches.len(), 1);
+        // A log that does not continue the database (records missing in between) is not
+        // replayed: it belongs to another history, such as the one before a restored backup.
+        let later = [record(
+            7,
+            LoggedBatch {
+                format: LOG_FORMAT,
+                aborted: vec![],
+                references: vec![],
+                jobs: vec![vec![event("d", None)]],
+            },
+        )];
+        assert!(replayable(&later, 5).unwrap().is_empty());
+        assert_eq!(replayable(&later, 6).unwrap().len(), 1);
+        let (seq, jobs) = &batches[0];
+        assert_eq!(*seq, 3);
+        assert_eq!(jobs.len(), 1);
+        match &jobs[0][..] {
+            [Work::Event(e), Work::ClientReport { outcomes, .. }] => {
+                assert_eq!(e.event_id, "c");
+                let (id, r) = e.reference.as_ref().expect("reference resolved");
+                assert_eq!((*id, r.doc()), (5, doc.as_slice()));
+                assert_eq!(outcomes[0].2, 2);
+            }
+            other => panic!("unexpected work {other:?}"),
+        }
+        // A record the database does not have that names a reference nobody logged is an
+        // error, not a silently dropped event.
+        assert!(replayable(&records[1..], 0).is_err());
+        // Another format is refused too, unless the database already has the record.
+        let mut foreign = records[2].payload.clone();
+        foreign[0] = LOG_FORMAT + 1;
+        let foreign = [wal::Record {
+            seq: 3,
+            payload: foreign,
+        }];
+        assert!(replayable(&foreign, 0).is_err());
+        assert!(replayable(&foreign, 3).unwrap().is_empty());
+    }
 }

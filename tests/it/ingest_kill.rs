@@ -129,11 +129,25 @@ async fn kill_9_loses_no_acknowledged_event() {
     let app = hearth::build(test_config(&dir)).unwrap();
     let issues = app.state().issues.clone();
     let mut missing = Vec::new();
+    let mut read_back = 0;
     for id in &acked {
-        if issues.issue_of_event(id).await.unwrap().is_none() {
-            missing.push(id.clone());
+        match issues.issue_of_event(id).await.unwrap() {
+            None => missing.push(id.clone()),
+            // The whole event reads back too, including those stored (and replayed) compressed
+            // against their issue's reference event.
+            Some(issue) => {
+                let e = issues.event(issue, Some(id.clone())).await.unwrap();
+                assert!(
+                    e["event"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("worker ")),
+                    "event {id} read back wrong: {e}"
+                );
+                read_back += 1;
+            }
         }
     }
+    assert_eq!(read_back + missing.len(), acked.len());
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged events lost: {:?}",
