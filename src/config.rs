@@ -170,10 +170,6 @@ pub struct IngestConfig {
     /// durable in the ingest log (`ingest.wal`) and replayed from it after a crash. 0 syncs
     /// every batch's commit and appends nothing to the log.
     pub checkpoint_interval: HumanDuration,
-    /// Shortest time between the starts of two write batches: under load, events arriving
-    /// meanwhile share one commit (fewer pages written per event); 0 commits whatever is
-    /// waiting as soon as the writer is free.
-    pub min_batch_interval: HumanDuration,
 }
 
 impl Default for IngestConfig {
@@ -187,7 +183,6 @@ impl Default for IngestConfig {
             queue_capacity: 4096,
             max_batch: 256,
             checkpoint_interval: HumanDuration::secs(1),
-            min_batch_interval: HumanDuration::millis(0),
         }
     }
 }

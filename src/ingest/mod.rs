@@ -1053,8 +1053,6 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
     let interval = inner.config.ingest.checkpoint_interval.get();
     // Without the log (recover() was not called), every commit is synced.
     let mut log = inner.log.lock().expect("ingest log").take();
-    let min_interval = inner.config.ingest.min_batch_interval.get();
-    let mut last_start = Instant::now();
     loop {
         let first = tokio::select! {
             j = rx.recv() => j,
@@ -1065,12 +1063,6 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
             }
         };
         let Some(first) = first else { break };
-        if let Some(wait) = (last_start + min_interval).checked_duration_since(Instant::now())
-            && !shutdown.is_cancelled()
-        {
-            tokio::time::sleep(wait).await;
-        }
-        last_start = Instant::now();
         let mut batch = vec![first];
         let mut events = batch[0].works.len();
         while events < max_batch {

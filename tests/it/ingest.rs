@@ -782,3 +782,45 @@ async fn capture_api_and_script() {
     assert!(text.contains("unhandledrejection") && text.contains("/capture/"));
     s.stop().await;
 }
+
+fn metric(s: &TestServer, name: &str) -> u64 {
+    let mut out = String::new();
+    s.state.ingest.render_metrics(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in {out}"))
+}
+
+#[tokio::test]
+async fn the_ingest_log_holds_batches_between_checkpoints_and_can_be_turned_off() {
+    use hearth::config::HumanDuration;
+    for (interval, logged) in [
+        (HumanDuration::secs(3600), true),
+        (HumanDuration::secs(0), false),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut config = test_config(tmp.path());
+        config.ingest.checkpoint_interval = interval;
+        let s = TestServer::start_with(config).await;
+        let (p, k) = s.state.accounts.create_project("log").await.unwrap();
+        let id = new_id();
+        let r = send_event(
+            &s,
+            p.id,
+            &k.public_key,
+            &json!({"event_id": id, "message": "logged or not"}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        issue_of(&s, &id).await;
+        let log_bytes = metric(&s, "hearth_ingest_log_bytes_total");
+        assert_eq!(
+            log_bytes > 0,
+            logged,
+            "interval {interval:?}: {log_bytes} B logged"
+        );
+        // A long interval: the batch is durable through the log alone, no synced commit yet.
+        assert_eq!(metric(&s, "hearth_ingest_checkpoints_total"), 0);
+        s.stop().await;
+    }
+}
