@@ -220,9 +220,9 @@ fn proc_value(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A value from the server's `/metrics`, 0 when it cannot be read.
-async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> u64 {
-    let text = async {
+/// The server's `/metrics` text, empty when it cannot be read.
+async fn metrics(http: &reqwest::Client, base: &str, token: &str) -> String {
+    async {
         http.get(format!("{base}/metrics"))
             .bearer_auth(token)
             .send()
@@ -233,12 +233,21 @@ async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> 
             .ok()
     }
     .await
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+/// A value in a `/metrics` text, 0 when missing.
+fn metric_in(text: &str, name: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// A value from the server's `/metrics`, 0 when it cannot be read.
+async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> u64 {
+    metric_in(&metrics(http, base, token).await, name)
 }
 
 /// One keep-alive HTTP/1.1 connection speaking just enough of the protocol for the load: it
@@ -522,32 +531,15 @@ async fn run(a: Args) {
     let _ = sampler.await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = rss_kb(server_pid);
-    let stored = metric(&http, &base, &token, "hearth_issues_events_stored_total").await;
-    let batches = metric(&http, &base, &token, "hearth_ingest_batches_total").await;
-    let batch_events = metric(&http, &base, &token, "hearth_ingest_batch_events_total").await;
-    let apply_us = metric(
-        &http,
-        &base,
-        &token,
-        "hearth_ingest_writer_apply_microseconds_total",
-    )
-    .await;
-    let commit_us = metric(
-        &http,
-        &base,
-        &token,
-        "hearth_ingest_writer_commit_microseconds_total",
-    )
-    .await;
-    let checkpoints = metric(&http, &base, &token, "hearth_ingest_checkpoints_total").await;
-    let checkpoint_us = metric(
-        &http,
-        &base,
-        &token,
-        "hearth_ingest_checkpoint_microseconds_total",
-    )
-    .await;
-    let log_bytes = metric(&http, &base, &token, "hearth_ingest_log_bytes_total").await;
+    let m = metrics(&http, &base, &token).await;
+    let stored = metric_in(&m, "hearth_issues_events_stored_total");
+    let batches = metric_in(&m, "hearth_ingest_batches_total");
+    let batch_events = metric_in(&m, "hearth_ingest_batch_events_total");
+    let apply_us = metric_in(&m, "hearth_ingest_writer_apply_microseconds_total");
+    let commit_us = metric_in(&m, "hearth_ingest_writer_commit_microseconds_total");
+    let checkpoints = metric_in(&m, "hearth_ingest_checkpoints_total");
+    let checkpoint_us = metric_in(&m, "hearth_ingest_checkpoint_microseconds_total");
+    let log_bytes = metric_in(&m, "hearth_ingest_log_bytes_total");
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
