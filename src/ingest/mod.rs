@@ -17,6 +17,7 @@ pub mod store;
 pub mod wal;
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -915,7 +916,13 @@ impl Log {
 }
 
 /// The batches of a log cycle after `applied`, as work again (aborted ones left out).
-fn replayable(records: &[wal::Record], applied: u64) -> Result<Vec<(u64, Batch)>, IngestError> {
+/// `stored_reference` reads an issue's reference document from the database, for an event
+/// whose reference the log lacks (the record that held it failed to write).
+fn replayable(
+    records: &[wal::Record],
+    applied: u64,
+    stored_reference: impl Fn(u64) -> Option<Vec<u8>>,
+) -> Result<Vec<(u64, Batch)>, IngestError> {
     let mut references: HashMap<u64, Arc<codec::Reference>> = HashMap::new();
     let mut aborted: HashSet<u64> = HashSet::new();
     let mut batches = Vec::new();
@@ -947,15 +954,24 @@ fn replayable(records: &[wal::Record], applied: u64) -> Result<Vec<(u64, Batch)>
                     LoggedWork::Event(e) => {
                         let reference = match e.reference {
                             None => None,
-                            Some(id) => Some((
-                                id,
-                                references.get(&id).cloned().ok_or_else(|| {
-                                    IngestError::Commit(format!(
-                                        "the ingest log's record {} names a reference it does not hold",
+                            Some(id) => {
+                                if let Entry::Vacant(v) = references.entry(id)
+                                    && let Some(doc) = stored_reference(id)
+                                {
+                                    v.insert(Arc::new(codec::Reference::new(doc)));
+                                }
+                                let Some(reference) = references.get(&id) else {
+                                    tracing::error!(
+                                        event_id = %e.event_id,
+                                        "the ingest log's record {} holds an event compressed \
+                                         against a reference that neither the log nor the \
+                                         database has; it cannot be restored",
                                         r.seq
-                                    ))
-                                })?,
-                            )),
+                                    );
+                                    continue;
+                                };
+                                Some((id, reference.clone()))
+                            }
                         };
                         Work::Event(Box::new(PreparedEvent {
                             project_id: e.project_id,
@@ -1013,7 +1029,13 @@ impl Ingest {
         let (wal, records) = wal::Wal::open(&path, id)
             .map_err(|e| IngestError::Commit(format!("{}: {e}", path.display())))?;
         let last = records.last().map_or(0, |r| r.seq);
-        let batches = replayable(&records, applied)?;
+        let batches = replayable(&records, applied, |issue_id| {
+            let row = inner.db.read_blocking(|txn| {
+                let t = txn.open_table(crate::issues::store::REFERENCES)?;
+                Ok::<_, StoreError>(t.get(issue_id)?.map(|v| v.value().to_vec()))
+            });
+            codec::decompress_json(&row.ok()??).ok()
+        })?;
         let replayed = batches.len() as u64;
         for (seq, jobs) in batches {
             inner.db.write_blocking_with(false, |txn| {
@@ -1085,7 +1107,14 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: Ca
         let started = Instant::now();
         let (back, logged, result) = crate::store::run_blocking(move || {
             let mut log = log;
-            let synced = log.as_ref().is_none_or(|l| l.checkpoint_due(interval));
+            let log_failed = log.as_mut().is_some_and(|l| {
+                let failed = l.wal.take_failure();
+                if failed {
+                    l.logged_references.clear();
+                }
+                failed
+            });
+            let synced = log_failed || log.as_ref().is_none_or(|l| l.checkpoint_due(interval));
             // The record goes to the log thread first, so its fsync overlaps this commit.
             let logged = log.as_mut().map(|l| {
                 let seq = l.next_seq;
@@ -1397,7 +1426,8 @@ mod tests {
                 },
             ),
         ];
-        let batches = replayable(&records, 1).unwrap();
+        let none = |_| None;
+        let batches = replayable(&records, 1, none).unwrap();
         assert_eq!(batches.len(), 1);
         // A log that does not continue the database (records missing in between) is not
         // replayed: it belongs to another history, such as the one before a restored backup.
@@ -1410,8 +1440,8 @@ mod tests {
                 jobs: vec![vec![event("d", None)]],
             },
         )];
-        assert!(replayable(&later, 5).unwrap().is_empty());
-        assert_eq!(replayable(&later, 6).unwrap().len(), 1);
+        assert!(replayable(&later, 5, none).unwrap().is_empty());
+        assert_eq!(replayable(&later, 6, none).unwrap().len(), 1);
         let (seq, jobs) = &batches[0];
         assert_eq!(*seq, 3);
         assert_eq!(jobs.len(), 1);
@@ -1424,9 +1454,15 @@ mod tests {
             }
             other => panic!("unexpected work {other:?}"),
         }
-        // A record the database does not have that names a reference nobody logged is an
-        // error, not a silently dropped event.
-        assert!(replayable(&records[1..], 0).is_err());
+        // A reference the log lacks (the record that held it failed to write) is read from the
+        // database; an event whose reference is nowhere cannot be restored and is left out.
+        let from_db = replayable(&records[1..], 1, |id| (id == 5).then(|| doc.clone())).unwrap();
+        match &from_db[0].1[0][..] {
+            [Work::Event(e), ..] => assert_eq!(e.reference.as_ref().unwrap().1.doc(), doc),
+            other => panic!("unexpected work {other:?}"),
+        }
+        let lost = replayable(&records[1..], 1, none).unwrap();
+        assert!(matches!(&lost[0].1[0][..], [Work::ClientReport { .. }]));
         // Another format is refused too, unless the database already has the record.
         let mut foreign = records[2].payload.clone();
         foreign[0] = LOG_FORMAT + 1;
@@ -1434,7 +1470,7 @@ mod tests {
             seq: 3,
             payload: foreign,
         }];
-        assert!(replayable(&foreign, 0).is_err());
-        assert!(replayable(&foreign, 3).unwrap().is_empty());
+        assert!(replayable(&foreign, 2, none).is_err());
+        assert!(replayable(&foreign, 3, none).unwrap().is_empty());
     }
 }

@@ -23,7 +23,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use tokio::sync::oneshot;
 
@@ -49,6 +50,8 @@ struct Append {
 /// The appending side; a thread of its own does the writes and syncs.
 pub struct Wal {
     tx: mpsc::Sender<Append>,
+    /// Set when a write or sync failed, until [`Wal::take_failure`] reads it.
+    failed: Arc<AtomicBool>,
 }
 
 /// A record read back on open.
@@ -149,10 +152,19 @@ impl Wal {
         }
         file.sync_all()?;
         let (tx, rx) = mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
         std::thread::Builder::new()
             .name("hearth-wal".into())
-            .spawn(move || run(file, rx))?;
-        Ok((Wal { tx }, records))
+            .spawn(move || run(file, rx, &flag))?;
+        Ok((Wal { tx, failed }, records))
+    }
+
+    /// Whether an append failed since the last call. The log may then lack a record that
+    /// later ones build on (a reference document), so the writer commits synced and starts
+    /// the log over.
+    pub fn take_failure(&self) -> bool {
+        self.failed.swap(false, Ordering::SeqCst)
     }
 
     /// Queues `record` (from [`frame`]); the receiver answers once it is on disk.
@@ -171,7 +183,7 @@ impl Wal {
 }
 
 /// Writes queued records, one `fdatasync` for all that were waiting.
-fn run(file: File, rx: mpsc::Receiver<Append>) {
+fn run(file: File, rx: mpsc::Receiver<Append>, failed: &AtomicBool) {
     let mut offset = HEADER_LEN;
     let mut run_buf = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -204,6 +216,7 @@ fn run(file: File, rx: mpsc::Receiver<Append>) {
         let result = result.map_err(|e| format!("ingest log write failed: {e}"));
         if let Err(e) = &result {
             tracing::error!("{e}");
+            failed.store(true, Ordering::SeqCst);
         }
         for a in group {
             let _ = a.done.send(result.clone());
