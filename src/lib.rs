@@ -89,8 +89,8 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     state.ingest.register(&state);
     state.mail.register(&state);
     state.alerts.register(&state);
-    // Batches acknowledged from the ingest log but lost with a crash are committed again
-    // before anything reads or serves.
+    // Batches acknowledged through the ingest log but lost from the database in a crash are
+    // committed again before anything reads or serves.
     state.ingest.recover().map_err(|e| BuildError::Part {
         part: "ingest",
         message: e.to_string(),

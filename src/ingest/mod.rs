@@ -1073,7 +1073,7 @@ impl Ingest {
 async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
     let max_batch = inner.config.ingest.max_batch.max(1);
     let interval = inner.config.ingest.checkpoint_interval.get();
-    // Without the log (recover() was not called), every commit is synced.
+    // Without the log (`checkpoint_interval` 0, or recover() not called), every commit is synced.
     let mut log = inner.log.lock().expect("ingest log").take();
     loop {
         let first = tokio::select! {
