@@ -1,8 +1,10 @@
 //! tantivy indexes derived from redb through bus consumers.
 //!
-//! The events index holds one document per stored event (free text over title, message,
+//! The events index holds a document per stored event (free text over title, message,
 //! exception types/values, culprit and frame functions/files; exact fields for level, release,
-//! environment, user and tags). It is fed by the durable consumer `search.events` on
+//! environment, user and tags), except that an event whose document would repeat one already
+//! indexed (same issue and the same searched content) is not indexed again: searches answer
+//! with issues, so it could change no result, and repeats are most of an error tracker's events. It is fed by the durable consumer `search.events` on
 //! `event.stored` (and `issue.deleted`), which starts at the beginning of the bus log, so the
 //! index catches up after a crash. A delivery is acked only after the tantivy commit that made
 //! its document durable; commits are batched (a round of deliveries, or `[search]
@@ -171,12 +173,23 @@ struct Inner {
     commit_interval: Duration,
     indexed: AtomicU64,
     commits: AtomicU64,
+    /// Content keys ([`EventDoc::content_key`]) of documents added since start: an event whose
+    /// document would repeat one of them adds nothing to any search and is not indexed again.
+    seen: Mutex<HashSet<u64>>,
+    /// Events covered by a document already indexed, and events acknowledged as searchable
+    /// (their document, or an identical one, committed).
+    deduplicated: AtomicU64,
+    searchable: AtomicU64,
     /// Documents the ingest writer handed over, by event seq, until their delivery.
     prefed: Mutex<BTreeMap<u64, EventDoc>>,
     /// Deliveries whose document had to be rebuilt from the stored event.
     rebuilt: AtomicU64,
     db: OnceLock<Db>,
 }
+
+/// Content keys remembered at most (8 bytes each); when full the set starts over, which only
+/// costs indexing some repeated documents again.
+const SEEN_CAP: usize = 1 << 17;
 
 /// How many handed-over documents wait at most; beyond, the oldest are dropped and rebuilt
 /// from redb when their delivery comes (about 1 KB each).
@@ -242,6 +255,25 @@ impl EventDoc {
         }
     }
 
+    /// What the document is searched by, hashed: everything but the event id (stored only).
+    /// Searches answer with issues, so a second document with the same key changes no result.
+    pub fn content_key(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            self.project_id,
+            self.issue_id,
+            &self.level,
+            &self.release,
+            &self.environment,
+            &self.user,
+            &self.tags,
+            &self.text,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+
     /// Rebuilds the document of a stored event (after a restart, and for reindex).
     pub fn from_stored(e: &StoredEvent, json: &[u8]) -> Result<EventDoc, SearchError> {
         let v = crate::issues::project::parse_for_grouping(json)
@@ -299,6 +331,9 @@ impl Search {
                 commit_interval: config.search.commit_interval.get(),
                 indexed: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
+                seen: Mutex::new(HashSet::new()),
+                deduplicated: AtomicU64::new(0),
+                searchable: AtomicU64::new(0),
                 prefed: Mutex::new(BTreeMap::new()),
                 rebuilt: AtomicU64::new(0),
                 db: OnceLock::new(),
@@ -338,10 +373,14 @@ impl Search {
             "# HELP hearth_search_indexed_total Documents added to the search index since start.\n# TYPE hearth_search_indexed_total counter\nhearth_search_indexed_total {}\n\
              # HELP hearth_search_commits_total Search index commits since start.\n# TYPE hearth_search_commits_total counter\nhearth_search_commits_total {}\n\
              # HELP hearth_search_rebuilt_total Documents rebuilt from stored events (not handed over by ingest).\n# TYPE hearth_search_rebuilt_total counter\nhearth_search_rebuilt_total {}\n\
+             # HELP hearth_search_deduplicated_total Events not indexed because an identical document (same issue, text, level, release, environment, users and tags) already was.\n# TYPE hearth_search_deduplicated_total counter\nhearth_search_deduplicated_total {}\n\
+             # HELP hearth_search_events_searchable_total Events acknowledged as searchable: their document, or an identical one, is committed.\n# TYPE hearth_search_events_searchable_total counter\nhearth_search_events_searchable_total {}\n\
              # HELP hearth_search_docs Searchable documents.\n# TYPE hearth_search_docs gauge\nhearth_search_docs {docs}\n",
             inner.indexed.load(Ordering::Relaxed),
             inner.commits.load(Ordering::Relaxed),
             inner.rebuilt.load(Ordering::Relaxed),
+            inner.deduplicated.load(Ordering::Relaxed),
+            inner.searchable.load(Ordering::Relaxed),
         ));
     }
 
@@ -468,10 +507,20 @@ async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
                 }
             }
             Some(doc) => {
-                if let Err(e) = writer.add_document(doc.to_tantivy(&f)) {
-                    return Outcome::retry(format!("indexing failed: {e}"));
+                let key = doc.content_key();
+                if inner.seen.lock().expect("search seen").contains(&key) {
+                    inner.deduplicated.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    if let Err(e) = writer.add_document(doc.to_tantivy(&f)) {
+                        return Outcome::retry(format!("indexing failed: {e}"));
+                    }
+                    inner.indexed.fetch_add(1, Ordering::Relaxed);
+                    let mut seen = inner.seen.lock().expect("search seen");
+                    if seen.len() >= SEEN_CAP {
+                        seen.clear();
+                    }
+                    seen.insert(key);
                 }
-                inner.indexed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -479,8 +528,12 @@ async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
     inner.waiting.lock().expect("search waiters").push(tx);
     *inner.last_add.lock().expect("search clock") = Instant::now();
     inner.wake.notify_one();
+    // A covered event waits for the same commit as the rest: its twin may be in it.
     match rx.await {
-        Ok(true) => Outcome::Ack,
+        Ok(true) => {
+            inner.searchable.fetch_add(1, Ordering::Relaxed);
+            Outcome::Ack
+        }
         _ => Outcome::retry("search commit failed"),
     }
 }
@@ -567,6 +620,9 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
         last_commit = Instant::now();
         if ok {
             inner.commits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // What the failed commit held may be lost: nothing counts as indexed any more.
+            inner.seen.lock().expect("search seen").clear();
         }
         for w in waiting {
             let _ = w.send(ok);
@@ -575,7 +631,7 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
 }
 
 /// Rebuilds the events index from redb (the server must not be running). Returns the number
-/// of documents indexed.
+/// of events read; identical documents are indexed once.
 pub fn reindex(config: &Config) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
     let db = crate::store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
     let dir = config.search_dir().join("events");
@@ -587,12 +643,15 @@ pub fn reindex(config: &Config) -> Result<u64, Box<dyn std::error::Error + Send 
     let mut writer: IndexWriter =
         index.writer_with_num_threads(1, config.search.writer_memory.as_usize().max(15_000_000))?;
     let mut err: Option<String> = None;
+    let mut seen = HashSet::new();
     let n =
         crate::issues::Issues::for_each_event_blocking(
             &db,
             |e, json| match EventDoc::from_stored(e, json) {
                 Ok(doc) => {
-                    if let Err(x) = writer.add_document(doc.to_tantivy(&f)) {
+                    if seen.insert(doc.content_key())
+                        && let Err(x) = writer.add_document(doc.to_tantivy(&f))
+                    {
                         err.get_or_insert(x.to_string());
                     }
                 }
