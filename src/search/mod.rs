@@ -4,7 +4,8 @@
 //! exception types/values, culprit and frame functions/files; exact fields for level, release,
 //! environment, user and tags), except that an event whose document would repeat one already
 //! indexed (same issue and the same searched content) is not indexed again: searches answer
-//! with issues, so it could change no result, and repeats are most of an error tracker's events. It is fed by the durable consumer `search.events` on
+//! with issues, so it could change no result, and repeats are most of an error tracker's
+//! events. It is fed by the durable consumer `search.events` on
 //! `event.stored` (and `issue.deleted`), which starts at the beginning of the bus log, so the
 //! index catches up after a crash. A delivery is acked only after the tantivy commit that made
 //! its document durable; commits are batched (a round of deliveries, or `[search]
