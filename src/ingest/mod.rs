@@ -1011,20 +1011,20 @@ impl Ingest {
     /// before anything serves; the writer then appends to the same log.
     pub fn recover(&self) -> Result<u64, IngestError> {
         let inner = self.inner();
-        let (id, applied) = inner.db.write_blocking(|txn| {
-            let mut t = txn.open_table(COUNTERS)?;
-            let stored = t.get(WAL_ID)?.map(|v| v.value());
-            let id = match stored {
-                Some(id) => id,
-                None => {
-                    let id = rand::random::<u64>().max(1);
-                    t.insert(WAL_ID, id)?;
-                    id
-                }
-            };
-            let applied = t.get(WAL_APPLIED)?.map(|v| v.value()).unwrap_or(0);
-            Ok::<_, IngestError>((id, applied))
+        let (id, applied) = inner.db.read_blocking(|txn| {
+            let t = txn.open_table(COUNTERS)?;
+            let get = |k| Ok::<_, IngestError>(t.get(k)?.map(|v| v.value()));
+            Ok::<_, IngestError>((get(WAL_ID)?, get(WAL_APPLIED)?.unwrap_or(0)))
         })?;
+        // The log's id is durable before the log is written under it.
+        let id = match id {
+            Some(id) => id,
+            None => inner.db.write_blocking(|txn| {
+                let id = rand::random::<u64>().max(1);
+                txn.open_table(COUNTERS)?.insert(WAL_ID, id)?;
+                Ok::<_, IngestError>(id)
+            })?,
+        };
         let path = inner.config.storage.data_dir.join("ingest.wal");
         let (wal, records) = wal::Wal::open(&path, id)
             .map_err(|e| IngestError::Commit(format!("{}: {e}", path.display())))?;

@@ -20,7 +20,7 @@
 //! an older cycle (all lower numbers) ends the log.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,33 +81,36 @@ fn checksum(head: &[u8], payload: &[u8]) -> u32 {
 }
 
 /// The records of the current cycle: from the start, while each is whole and numbered one
-/// after the last.
-fn read_records(bytes: &[u8]) -> Vec<Record> {
+/// after the last. `read_at` fills a buffer from an offset of a log `len` bytes long; only
+/// the records are read, not the preallocated zeros after them.
+fn read_records(
+    len: u64,
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<()>,
+) -> io::Result<Vec<Record>> {
     let mut out: Vec<Record> = Vec::new();
-    let mut at = HEADER_LEN as usize;
-    while at + RECORD_HEAD <= bytes.len() {
-        let head = &bytes[at..at + RECORD_HEAD];
+    let mut at = HEADER_LEN;
+    let mut head = [0u8; RECORD_HEAD];
+    while at + RECORD_HEAD as u64 <= len {
+        read_at(&mut head, at)?;
         let seq = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-        let len = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
+        let size = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(head[12..16].try_into().expect("4 bytes"));
-        let end = at + RECORD_HEAD + len;
-        if seq == 0 || len > MAX_RECORD || end > bytes.len() {
+        let end = at + (RECORD_HEAD + size) as u64;
+        if seq == 0 || size > MAX_RECORD || end > len {
             break;
         }
         if out.last().is_some_and(|r| r.seq + 1 != seq) {
             break;
         }
-        let payload = &bytes[at + RECORD_HEAD..end];
-        if checksum(&head[..12], payload) != crc {
+        let mut payload = vec![0u8; size];
+        read_at(&mut payload, at + RECORD_HEAD as u64)?;
+        if checksum(&head[..12], &payload) != crc {
             break;
         }
-        out.push(Record {
-            seq,
-            payload: payload.to_vec(),
-        });
+        out.push(Record { seq, payload });
         at = end;
     }
-    out
+    Ok(out)
 }
 
 impl Wal {
@@ -115,21 +118,22 @@ impl Wal {
     /// the records of its current cycle. A log written for another database (its id differs) is
     /// not read: its records are not this database's.
     pub fn open(path: &Path, id: u64) -> io::Result<(Wal, Vec<Record>)> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let mine = bytes.len() >= HEADER_LEN as usize
-            && &bytes[..8] == MAGIC
-            && bytes[8..16] == id.to_le_bytes();
+        let len = file.metadata()?.len();
+        let mut header = [0u8; HEADER_LEN as usize];
+        let mine = len >= HEADER_LEN
+            && file.read_exact_at(&mut header, 0).is_ok()
+            && &header[..8] == MAGIC
+            && header[8..] == id.to_le_bytes();
         let records = if mine {
-            read_records(&bytes)
+            read_records(len, |buf, at| file.read_exact_at(buf, at))?
         } else {
-            if bytes.len() > HEADER_LEN as usize {
+            if len > HEADER_LEN {
                 tracing::warn!(
                     path = %path.display(),
                     "ingest log belongs to another database; starting a new one"
@@ -140,7 +144,6 @@ impl Wal {
             file.write_all_at(&header, 0)?;
             Vec::new()
         };
-        let len = file.metadata()?.len();
         if len < PREALLOCATE {
             let zeros = vec![0u8; 1 << 20];
             let mut at = len.max(HEADER_LEN);
@@ -241,9 +244,16 @@ mod tests {
         b.extend(frame(6, b"six"));
         let whole = b.len();
         b.extend(frame(7, b"seven"));
-        let seqs = |b: &[u8]| read_records(b).iter().map(|r| r.seq).collect::<Vec<_>>();
+        let read = |b: &[u8]| {
+            read_records(b.len() as u64, |buf, at| {
+                buf.copy_from_slice(&b[at as usize..at as usize + buf.len()]);
+                Ok(())
+            })
+            .unwrap()
+        };
+        let seqs = |b: &[u8]| read(b).iter().map(|r| r.seq).collect::<Vec<_>>();
         assert_eq!(seqs(&b), [5, 6, 7]);
-        assert_eq!(read_records(&b)[1].payload, b"six");
+        assert_eq!(read(&b)[1].payload, b"six");
         // Torn: the last record's bytes did not all reach the disk.
         assert_eq!(seqs(&b[..b.len() - 1]), [5, 6]);
         // Damaged payload.
