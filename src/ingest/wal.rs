@@ -144,16 +144,19 @@ impl Wal {
             file.write_all_at(&header, 0)?;
             Vec::new()
         };
-        if len < PREALLOCATE {
+        // Zeros ahead, and over the records of another database (they must never read as this
+        // one's); synced only when this open wrote something.
+        if !mine || len < PREALLOCATE {
             let zeros = vec![0u8; 1 << 20];
-            let mut at = len.max(HEADER_LEN);
-            while at < PREALLOCATE {
-                let n = (PREALLOCATE - at).min(zeros.len() as u64) as usize;
+            let end = len.max(PREALLOCATE);
+            let mut at = if mine { len } else { HEADER_LEN };
+            while at < end {
+                let n = (end - at).min(zeros.len() as u64) as usize;
                 file.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
             }
+            file.sync_all()?;
         }
-        file.sync_all()?;
         let (tx, rx) = mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
@@ -302,7 +305,10 @@ mod tests {
                 payload: b"after checkpoint".to_vec()
             }]
         );
-        // Another database's id: its records are not read.
+        // Another database's id: its records are not read, and not left to be read later.
+        let (wal, records) = Wal::open(&path, 43).unwrap();
+        assert!(records.is_empty());
+        drop(wal);
         let (_wal, records) = Wal::open(&path, 43).unwrap();
         assert!(records.is_empty());
     }
