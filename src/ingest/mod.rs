@@ -923,6 +923,12 @@ fn replayable(
     applied: u64,
     stored_reference: impl Fn(u64) -> Option<Vec<u8>>,
 ) -> Result<Vec<(u64, Batch)>, IngestError> {
+    // After a clean stop every record is in the database: nothing to decode.
+    if records.last().is_none_or(|r| r.seq <= applied) {
+        return Ok(Vec::new());
+    }
+    // Reference documents as logged, prepared for decompression only when an event uses one.
+    let mut docs: HashMap<u64, Vec<u8>> = HashMap::new();
     let mut references: HashMap<u64, Arc<codec::Reference>> = HashMap::new();
     let mut aborted: HashSet<u64> = HashSet::new();
     let mut batches = Vec::new();
@@ -940,7 +946,7 @@ fn replayable(
         };
         aborted.extend(&batch.aborted);
         for (id, doc) in batch.references {
-            references.insert(id, Arc::new(codec::Reference::new(doc.into_owned())));
+            docs.insert(id, doc.into_owned());
         }
         if r.seq <= applied {
             continue;
@@ -956,7 +962,8 @@ fn replayable(
                             None => None,
                             Some(id) => {
                                 if let Entry::Vacant(v) = references.entry(id)
-                                    && let Some(doc) = stored_reference(id)
+                                    && let Some(doc) =
+                                        docs.remove(&id).or_else(|| stored_reference(id))
                                 {
                                     v.insert(Arc::new(codec::Reference::new(doc)));
                                 }
