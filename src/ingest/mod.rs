@@ -3,11 +3,11 @@
 //!
 //! A request is authenticated (DSN key, cached briefly), decoded with caps, parsed, and its
 //! items prepared (grouped, summarised, compressed) on the request task. The prepared job goes
-//! through a bounded channel to the single writer task, which commits up to `[ingest] max_batch`
-//! events per redb transaction and then answers every request of the batch: a 200 means the
-//! event is committed and durable (the commit is unsynced; the batch is in the ingest log, see
-//! [`wal`], until the next synced checkpoint). A full channel is answered 429 (`backpressure`),
-//! never dropped silently.
+//! through a bounded channel to the single writer thread, which commits up to
+//! `[ingest] max_batch` events per redb transaction and then answers every request of the
+//! batch: a 200 means the event is committed and durable (the commit is unsynced; the batch
+//! is in the ingest log, see [`wal`], until the next synced checkpoint). A full channel is
+//! answered 429 (`backpressure`), never dropped silently.
 
 pub mod api;
 pub mod capture;
@@ -146,6 +146,12 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<EventOutcome>, String>>,
 }
 
+/// What the writer thread receives: work, or the word to commit what is queued and stop.
+enum Msg {
+    Job(Job),
+    Stop,
+}
+
 #[derive(Clone, Copy)]
 struct CachedKey {
     project_id: u64,
@@ -167,7 +173,7 @@ struct Metrics {
     batches: AtomicU64,
     batch_events: AtomicU64,
     /// Writer time applying batches inside their transactions, and the rest of each write
-    /// (commit: page writes and fsync, plus handing the batch to the blocking pool), in µs.
+    /// (commit: page writes, the fsync of checkpoints, framing the log record), in µs.
     apply_us: AtomicU64,
     commit_us: AtomicU64,
     queued: AtomicU64,
@@ -184,12 +190,12 @@ struct Inner {
     db: Db,
     accounts: Accounts,
     issues: Issues,
-    tx: mpsc::Sender<Job>,
-    rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    tx: mpsc::Sender<Msg>,
+    rx: Mutex<Option<mpsc::Receiver<Msg>>>,
     keys: Mutex<HashMap<String, CachedKey>>,
     /// key → (minute window start, events in it)
     rates: Mutex<HashMap<String, (i64, u32)>>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     /// The ingest log, from [`Ingest::recover`] until the writer takes it.
     log: Mutex<Option<Log>>,
 }
@@ -245,7 +251,7 @@ impl Ingest {
                 rx: Mutex::new(Some(rx)),
                 keys: Mutex::new(HashMap::new()),
                 rates: Mutex::new(HashMap::new()),
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::default()),
                 log: Mutex::new(None),
             })),
         }
@@ -264,7 +270,8 @@ impl Ingest {
     /// Registers this part's durable bus consumers; called once while the app is built.
     pub fn register(&self, _state: &AppState) {}
 
-    /// Starts the group-commit writer.
+    /// Starts the group-commit writer on a thread of its own. The returned task asks it to
+    /// stop on `shutdown` and ends when it has committed what was queued.
     pub fn start(&self, _state: &AppState, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let Some(inner) = self.inner.clone() else {
             return Vec::new();
@@ -272,7 +279,32 @@ impl Ingest {
         let Some(rx) = inner.rx.lock().expect("ingest rx").take() else {
             return Vec::new();
         };
-        vec![tokio::spawn(run_writer(inner, rx, shutdown))]
+        // The thread holds no sender: once every `Ingest` is gone (a runtime dropped without a
+        // shutdown), its queue closes and it ends, releasing the database.
+        let writer = Writer {
+            config: inner.config.clone(),
+            db: inner.db.clone(),
+            issues: inner.issues.clone(),
+            metrics: inner.metrics.clone(),
+            log: inner.log.lock().expect("ingest log").take(),
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let (ended, ended_rx) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("hearth-ingest".into())
+            .spawn(move || {
+                writer.run(rx, &runtime);
+                let _ = ended.send(());
+            })
+            .expect("cannot start the ingest writer thread");
+        let stop = inner.tx.clone();
+        drop(inner);
+        vec![tokio::spawn(async move {
+            shutdown.cancelled().await;
+            let _ = stop.send(Msg::Stop).await;
+            drop(stop);
+            let _ = ended_rx.await;
+        })]
     }
 
     /// Appends this part's Prometheus metrics.
@@ -776,7 +808,7 @@ impl Ingest {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        match inner.tx.try_send(Job { works, reply }) {
+        match inner.tx.try_send(Msg::Job(Job { works, reply })) {
             Ok(()) => {
                 inner.metrics.queued.fetch_add(1, Ordering::Relaxed);
             }
@@ -1046,7 +1078,7 @@ impl Ingest {
         let replayed = batches.len() as u64;
         for (seq, jobs) in batches {
             inner.db.write_blocking_with(false, |txn| {
-                commit_batch(inner, txn, &jobs)?;
+                commit_batch(&inner.issues, &inner.metrics, txn, &jobs)?;
                 txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
                 Ok::<_, IngestError>(())
             })?;
@@ -1077,150 +1109,172 @@ impl Ingest {
     }
 }
 
-async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
-    let max_batch = inner.config.ingest.max_batch.max(1);
-    let interval = inner.config.ingest.checkpoint_interval.get();
-    // Without the log (`checkpoint_interval` 0, or recover() not called), every commit is synced.
-    let mut log = inner.log.lock().expect("ingest log").take();
-    loop {
-        let first = tokio::select! {
-            j = rx.recv() => j,
-            _ = shutdown.cancelled() => {
-                // Refuse new work but commit what was already accepted into the queue.
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { break };
-        let mut batch = vec![first];
-        let mut events = batch[0].works.len();
-        while events < max_batch {
-            match rx.try_recv() {
-                Ok(j) => {
-                    events += j.works.len();
-                    batch.push(j);
+/// The group-commit writer: a thread of its own, so that committing batch after batch does not
+/// wait for a turn on the async workers (which are busy preparing requests) twice per batch.
+struct Writer {
+    config: Arc<Config>,
+    db: Db,
+    issues: Issues,
+    metrics: Arc<Metrics>,
+    /// Without the log (`checkpoint_interval` 0, or recover() not called) every commit is synced.
+    log: Option<Log>,
+}
+
+type Reply = oneshot::Sender<Result<Vec<EventOutcome>, String>>;
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>, runtime: &tokio::runtime::Handle) {
+        let max_batch = self.config.ingest.max_batch.max(1);
+        loop {
+            let first = match rx.blocking_recv() {
+                Some(Msg::Job(j)) => j,
+                // Refuse new work, but commit what was already accepted into the queue.
+                Some(Msg::Stop) => {
+                    rx.close();
+                    continue;
                 }
-                Err(_) => break,
+                None => break,
+            };
+            let mut events = first.works.len();
+            let mut batch = vec![first];
+            while events < max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Job(j)) => {
+                        events += j.works.len();
+                        batch.push(j);
+                    }
+                    Ok(Msg::Stop) => rx.close(),
+                    Err(_) => break,
+                }
+            }
+            self.metrics
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            let (works, replies): (Vec<Vec<Work>>, Vec<Reply>) =
+                batch.into_iter().map(|j| (j.works, j.reply)).unzip();
+            self.commit(works, replies, runtime);
+        }
+        // Stopping: one synced commit, so a restart has nothing to replay.
+        if self.log.is_some() {
+            let _ = self.db.write_blocking(|_| Ok::<_, StoreError>(()));
+        }
+    }
+
+    /// Commits one batch and answers its requests once the log has its record too; the next
+    /// batch need not wait for that.
+    fn commit(&mut self, works: Batch, replies: Vec<Reply>, runtime: &tokio::runtime::Handle) {
+        let started = Instant::now();
+        let interval = self.config.ingest.checkpoint_interval.get();
+        let log_failed = self.log.as_mut().is_some_and(|l| {
+            let failed = l.wal.take_failure();
+            if failed {
+                l.logged_references.clear();
+            }
+            failed
+        });
+        let synced = log_failed || self.log.as_ref().is_none_or(|l| l.checkpoint_due(interval));
+        // The record goes to the log thread first, so its fsync overlaps this commit.
+        let logged = self.log.as_mut().map(|l| {
+            let seq = l.next_seq;
+            l.next_seq += 1;
+            let record = wal::frame(seq, &l.record(&works));
+            l.cycle_bytes += record.len() as u64;
+            self.metrics
+                .log_bytes
+                .fetch_add(record.len() as u64, Ordering::Relaxed);
+            let restart = std::mem::take(&mut l.restart);
+            (seq, l.wal.append(record, restart))
+        });
+        let seq = logged.as_ref().map(|(seq, _)| *seq);
+        let commit_started = Instant::now();
+        let mut apply_us = 0;
+        let result = self.db.write_blocking_with(synced, |txn| {
+            let t = Instant::now();
+            let out = commit_batch(&self.issues, &self.metrics, txn, &works);
+            if let (Ok(_), Some(seq)) = (&out, seq) {
+                txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
+            }
+            apply_us = t.elapsed().as_micros() as u64;
+            out
+        });
+        let m = &self.metrics;
+        if let Some(l) = self.log.as_mut() {
+            match (&result, seq) {
+                (Ok(_), _) if synced => {
+                    m.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    m.checkpoint_us.fetch_add(
+                        commit_started.elapsed().as_micros() as u64,
+                        Ordering::Relaxed,
+                    );
+                    l.restart = true;
+                    l.cycle_bytes = 0;
+                    l.last_checkpoint = Instant::now();
+                    l.logged_references.clear();
+                    l.aborted.clear();
+                }
+                (Err(_), Some(seq)) => l.aborted.push(seq),
+                _ => {}
             }
         }
-        inner
-            .metrics
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        let (works, replies): (Vec<Vec<Work>>, Vec<_>) =
-            batch.into_iter().map(|j| (j.works, j.reply)).unzip();
-        let n_jobs = works.len() as u64;
-        let writer = inner.clone();
-        let started = Instant::now();
-        let (back, logged, result) = crate::store::run_blocking(move || {
-            let mut log = log;
-            let log_failed = log.as_mut().is_some_and(|l| {
-                let failed = l.wal.take_failure();
-                if failed {
-                    l.logged_references.clear();
+        m.apply_us.fetch_add(apply_us, Ordering::Relaxed);
+        let total = started.elapsed().as_micros() as u64;
+        m.commit_us
+            .fetch_add(total.saturating_sub(apply_us), Ordering::Relaxed);
+        m.batches.fetch_add(1, Ordering::Relaxed);
+        m.batch_events
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
+        let result = result.map_err(|e| e.to_string());
+        match logged.map(|(_, done)| done) {
+            None => answer(replies, result, Ok(())),
+            // Usually the log's sync has finished while the batch committed.
+            Some(mut done) => match done.try_recv() {
+                Ok(logged) => answer(replies, result, logged),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    runtime.spawn(async move {
+                        let logged = done
+                            .await
+                            .unwrap_or_else(|_| Err("ingest log stopped".into()));
+                        answer(replies, result, logged);
+                    });
                 }
-                failed
-            });
-            let synced = log_failed || log.as_ref().is_none_or(|l| l.checkpoint_due(interval));
-            // The record goes to the log thread first, so its fsync overlaps this commit.
-            let logged = log.as_mut().map(|l| {
-                let seq = l.next_seq;
-                l.next_seq += 1;
-                let record = wal::frame(seq, &l.record(&works));
-                l.cycle_bytes += record.len() as u64;
-                writer
-                    .metrics
-                    .log_bytes
-                    .fetch_add(record.len() as u64, Ordering::Relaxed);
-                let restart = std::mem::take(&mut l.restart);
-                (seq, l.wal.append(record, restart))
-            });
-            let seq = logged.as_ref().map(|(seq, _)| *seq);
-            let commit_started = Instant::now();
-            let result = writer.db.write_blocking_with(synced, |txn| {
-                let t = Instant::now();
-                let out = commit_batch(&writer, txn, &works);
-                if let (Ok(_), Some(seq)) = (&out, seq) {
-                    txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    answer(replies, result, Err("ingest log stopped".into()))
                 }
-                let us = t.elapsed().as_micros() as u64;
-                writer.metrics.apply_us.fetch_add(us, Ordering::Relaxed);
-                out.map(|o| (o, us))
-            });
-            if let Some(l) = log.as_mut() {
-                match (&result, seq) {
-                    (Ok(_), _) if synced => {
-                        writer.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
-                        writer.metrics.checkpoint_us.fetch_add(
-                            commit_started.elapsed().as_micros() as u64,
-                            Ordering::Relaxed,
-                        );
-                        l.restart = true;
-                        l.cycle_bytes = 0;
-                        l.last_checkpoint = Instant::now();
-                        l.logged_references.clear();
-                        l.aborted.clear();
-                    }
-                    (Err(_), Some(seq)) => l.aborted.push(seq),
-                    _ => {}
-                }
-            }
-            (log, logged.map(|(_, done)| done), result)
-        })
-        .await;
-        log = back;
-        let result = result.map(|(o, apply_us)| {
-            let total = started.elapsed().as_micros() as u64;
-            inner
-                .metrics
-                .commit_us
-                .fetch_add(total.saturating_sub(apply_us), Ordering::Relaxed);
-            o
-        });
-        inner.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        inner
-            .metrics
-            .batch_events
-            .fetch_add(n_jobs, Ordering::Relaxed);
-        // Answer once the log has the record too; the next batch need not wait for that.
-        tokio::spawn(async move {
-            let logged = match logged {
-                Some(done) => done
-                    .await
-                    .unwrap_or_else(|_| Err("ingest log stopped".into())),
-                None => Ok(()),
-            };
-            match (result, logged) {
-                (Ok(per_job), Ok(())) => {
-                    for (reply, outcomes) in replies.into_iter().zip(per_job) {
-                        let _ = reply.send(Ok(outcomes));
-                    }
-                }
-                (Err(e), _) => {
-                    tracing::error!("ingest batch commit failed: {e}");
-                    for reply in replies {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
-                (Ok(_), Err(e)) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        });
+            },
+        }
     }
-    // Stopping: one synced commit, so a restart has nothing to replay.
-    if log.is_some() {
-        let db = inner.db.clone();
-        let _ = crate::store::run_blocking(move || db.write_blocking(|_| Ok::<_, StoreError>(())))
-            .await;
+}
+
+/// Answers a batch's requests: committed and logged, or why not.
+fn answer(
+    replies: Vec<Reply>,
+    committed: Result<Vec<Vec<EventOutcome>>, String>,
+    logged: Result<(), String>,
+) {
+    match (committed, logged) {
+        (Ok(per_job), Ok(())) => {
+            for (reply, outcomes) in replies.into_iter().zip(per_job) {
+                let _ = reply.send(Ok(outcomes));
+            }
+        }
+        (Err(e), _) => {
+            tracing::error!("ingest batch commit failed: {e}");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        (Ok(_), Err(e)) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
     }
 }
 
 /// Commits one batch of jobs in `txn`; returns the event outcomes per job.
 fn commit_batch(
-    inner: &Inner,
+    issues: &Issues,
+    metrics: &Metrics,
     txn: &WriteTransaction,
     jobs: &[Vec<Work>],
 ) -> Result<Vec<Vec<EventOutcome>>, IngestError> {
@@ -1232,8 +1286,7 @@ fn commit_batch(
             _ => None,
         })
         .collect();
-    let mut outcomes = inner
-        .issues
+    let mut outcomes = issues
         .commit_events(txn, &events)
         .map_err(|e| IngestError::Commit(e.to_string()))?
         .into_iter();
@@ -1244,7 +1297,7 @@ fn commit_batch(
             if matches!(w, Work::Event(_)) {
                 mine.push(outcomes.next().unwrap_or(EventOutcome::Duplicate));
             } else {
-                inner.metrics.items_other.fetch_add(1, Ordering::Relaxed);
+                metrics.items_other.fetch_add(1, Ordering::Relaxed);
                 commit_other(txn, w)?;
             }
         }
