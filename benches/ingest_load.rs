@@ -203,6 +203,23 @@ fn cpu_secs(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The machine's CPU time (all cores) so far and the part of it the hypervisor gave to other
+/// guests ("steal"), in seconds, from /proc/stat. On a shared VM, steal is why the same build
+/// measures differently from one minute to the next.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let steal = f.get(7).copied().unwrap_or(0.0);
+    (f.iter().take(8).sum::<f64>() / 100.0, steal / 100.0)
+}
+
 /// Bytes the process caused to be written to storage (/proc/<pid>/io).
 fn written_bytes(pid: u32) -> u64 {
     proc_value(pid, "io", "write_bytes:")
@@ -446,6 +463,7 @@ async fn run(a: Args) {
     let cpu_before = cpu_secs(server_pid);
     let client_cpu_before = cpu_secs(std::process::id());
     let written_before = written_bytes(server_pid);
+    let machine_before = machine_cpu();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(a.seconds);
     let mut tasks = Vec::new();
@@ -521,6 +539,9 @@ async fn run(a: Args) {
     }
     let load_secs = start.elapsed().as_secs_f64();
     let client_cpu = cpu_secs(std::process::id()) - client_cpu_before;
+    let machine_after = machine_cpu();
+    let stolen =
+        (machine_after.1 - machine_before.1) / (machine_after.0 - machine_before.0).max(0.001);
     let stored_at_end = metric(&http, &base, &token, "hearth_issues_events_stored_total").await;
     // Searchable: the indexer acknowledged the event after the commit that holds its document
     // (or an identical one: repeated documents are indexed once).
@@ -642,5 +663,10 @@ async fn run(a: Args) {
     println!(
         "load generator CPU        {client_cpu:.1} s ({:.2} cores; it shares the machine's cores with the server)",
         client_cpu / load_secs
+    );
+    println!(
+        "CPU stolen by hypervisor  {:.1}% of the machine's CPU time during the load (other guests; \
+         compare runs with similar steal)",
+        stolen * 100.0
     );
 }

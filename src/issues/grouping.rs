@@ -184,9 +184,14 @@ static ANON_NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\$[0-9]+").expe
 /// Normalises a function name so builds and runtimes don't split groups.
 pub fn normalize_function(f: &str) -> String {
     let mut f = f.trim().to_string();
-    f = RUST_HASH.replace(&f, "").into_owned();
-    f = JAVA_LAMBDA.replace_all(&f, "$$$$Lambda$$").into_owned();
-    f = ANON_NUM.replace_all(&f, "$$").into_owned();
+    // Most names have neither a hash suffix nor a `$`: skip the regexes for them.
+    if f.contains("::h") {
+        f = RUST_HASH.replace(&f, "").into_owned();
+    }
+    if f.contains('$') {
+        f = JAVA_LAMBDA.replace_all(&f, "$$$$Lambda$$").into_owned();
+        f = ANON_NUM.replace_all(&f, "$$").into_owned();
+    }
     for prefix in ["Object.", "Module.", "async "] {
         if let Some(rest) = f.strip_prefix(prefix) {
             f = rest.to_string();
