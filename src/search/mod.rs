@@ -167,8 +167,9 @@ struct Inner {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     fields: Fields,
-    /// Deliveries waiting for the next commit.
-    waiting: Mutex<Vec<oneshot::Sender<bool>>>,
+    /// Deliveries waiting for the next commit. `None` once the committer has stopped: a
+    /// delivery that arrives during shutdown is answered at once instead of waiting forever.
+    waiting: Mutex<Option<Vec<oneshot::Sender<bool>>>>,
     last_add: Mutex<Instant>,
     wake: Notify,
     commit_interval: Duration,
@@ -326,7 +327,7 @@ impl Search {
                 reader,
                 writer: Mutex::new(writer),
                 fields,
-                waiting: Mutex::new(Vec::new()),
+                waiting: Mutex::new(Some(Vec::new())),
                 last_add: Mutex::new(Instant::now()),
                 wake: Notify::new(),
                 commit_interval: config.search.commit_interval.get(),
@@ -526,7 +527,10 @@ async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {
         }
     }
     let (tx, rx) = oneshot::channel();
-    inner.waiting.lock().expect("search waiters").push(tx);
+    match inner.waiting.lock().expect("search waiters").as_mut() {
+        Some(waiting) => waiting.push(tx),
+        None => return Outcome::retry("the search indexer is stopping"),
+    }
     *inner.last_add.lock().expect("search clock") = Instant::now();
     inner.wake.notify_one();
     // A covered event waits for the same commit as the rest: its twin may be in it.
@@ -581,8 +585,8 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = shutdown.cancelled() => {
-                let waiting = std::mem::take(&mut *inner.waiting.lock().expect("search waiters"));
-                for w in waiting { let _ = w.send(false); }
+                let waiting = inner.waiting.lock().expect("search waiters").take();
+                for w in waiting.into_iter().flatten() { let _ = w.send(false); }
                 return;
             }
         }
@@ -602,7 +606,13 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let waiting = std::mem::take(&mut *inner.waiting.lock().expect("search waiters"));
+        let waiting = inner
+            .waiting
+            .lock()
+            .expect("search waiters")
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
         if waiting.is_empty() {
             continue;
         }

@@ -801,7 +801,7 @@ async fn the_ingest_log_holds_batches_between_checkpoints_and_can_be_turned_off(
         let tmp = tempfile::tempdir().unwrap();
         let mut config = test_config(tmp.path());
         config.ingest.checkpoint_interval = interval;
-        let s = TestServer::start_with(config).await;
+        let s = TestServer::start_with(config.clone()).await;
         let (p, k) = s.state.accounts.create_project("log").await.unwrap();
         let id = new_id();
         let r = send_event(
@@ -821,6 +821,11 @@ async fn the_ingest_log_holds_batches_between_checkpoints_and_can_be_turned_off(
         );
         // A long interval: the batch is durable through the log alone, no synced commit yet.
         assert_eq!(metric(&s, "hearth_ingest_checkpoints_total"), 0);
+        s.stop().await;
+        // A graceful stop ends with a synced commit: the next start has nothing to replay.
+        let s = TestServer::start_with(config).await;
+        assert_eq!(metric(&s, "hearth_ingest_log_replayed_batches_total"), 0);
+        issue_of(&s, &id).await;
         s.stop().await;
     }
 }
