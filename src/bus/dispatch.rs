@@ -66,6 +66,12 @@ pub(super) async fn run_consumer(
         .unwrap_or(inner.config.max_deliver)
         .max(1);
     loop {
+        // No new round once shutdown is signalled (it may come during a wait's gather sleep):
+        // handlers may depend on tasks that have stopped by then.
+        if shutdown.is_cancelled() {
+            persist_held(&inner, &consumer, &name).await;
+            return;
+        }
         // Mark the current commit as seen *before* reading, so a commit that lands while we
         // read wakes the wait below instead of being lost.
         commits.borrow_and_update();
