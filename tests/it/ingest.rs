@@ -829,3 +829,263 @@ async fn the_ingest_log_holds_batches_between_checkpoints_and_can_be_turned_off(
         s.stop().await;
     }
 }
+
+/// Posts raw envelope bytes with the key in the auth header.
+async fn post_envelope(s: &TestServer, pid: u64, key: &str, body: Vec<u8>) -> reqwest::Response {
+    s.http
+        .post(s.url(&format!("/api/{pid}/envelope/")))
+        .header(
+            "x-sentry-auth",
+            format!("Sentry sentry_key={key}, sentry_version=7"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn feedback_user_reports_and_attachments_are_stored_with_their_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.ingest.max_attachment_size = hearth::config::ByteSize(16);
+    let s = TestServer::start_with(config).await;
+    let (pid, key, _) = s.project("items").await;
+    let id = new_id();
+    // An event, a small attachment, one over the 16-byte cap (binary, with newlines inside its
+    // declared length), and a user report, in one envelope as the SDKs send them.
+    let big: Vec<u8> = (0u8..40)
+        .map(|i| if i % 7 == 0 { b'\n' } else { i })
+        .collect();
+    let mut body = format!(
+        "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"event_id\":\"{id}\",\"message\":\"checkout failed\"}}\n\
+         {{\"type\":\"attachment\",\"length\":5,\"filename\":\"log.txt\",\"content_type\":\"text/plain\"}}\nhello\n\
+         {{\"type\":\"attachment\",\"length\":{},\"filename\":\"core.bin\"}}\n",
+        big.len()
+    )
+    .into_bytes();
+    body.extend_from_slice(&big);
+    body.extend_from_slice(
+        format!(
+            "\n{{\"type\":\"user_report\"}}\n{{\"event_id\":\"{id}\",\"name\":\"Ann\",\"email\":\"ann@example.com\",\"comments\":\"it broke\"}}\n"
+        )
+        .as_bytes(),
+    );
+    let r = post_envelope(&s, pid, &key, body).await;
+    assert_eq!(r.status(), 200);
+    let issue = issue_of(&s, &id).await;
+    // The newer feedback item (User Feedback API), pointing at the event.
+    let fid = new_id();
+    let r = post_envelope(
+        &s,
+        pid,
+        &key,
+        format!(
+            "{{\"event_id\":\"{fid}\"}}\n{{\"type\":\"feedback\"}}\n{}\n",
+            json!({"event_id": fid, "contexts": {"feedback": {
+                "associated_event_id": id, "message": "<b>total</b> is wrong",
+                "contact_email": "bo@example.com", "name": "Bo", "url": "https://shop.test/cart"}}})
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    let viewer = s.client(Role::Viewer).await;
+    let fb: Value = viewer
+        .get(&format!("/api/projects/{pid}/feedback"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = fb["feedback"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{fb}");
+    let (newest, oldest) = (&rows[0], &rows[1]);
+    assert_eq!(oldest["kind"], "user_report");
+    assert_eq!(oldest["message"], "it broke");
+    assert_eq!(oldest["email"], "ann@example.com");
+    assert_eq!(newest["kind"], "feedback");
+    assert_eq!(newest["message"], "<b>total</b> is wrong", "kept as text");
+    assert_eq!(newest["url"], "https://shop.test/cart");
+    for row in rows {
+        assert_eq!(row["event_id"], id.as_str());
+        assert_eq!(row["issue_id"], issue, "stored against the event's issue");
+    }
+
+    let att: Value = viewer
+        .get(&format!("/api/events/{id}/attachments"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = att["attachments"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{att}");
+    assert_eq!(list[0]["filename"], "log.txt");
+    assert_eq!(list[0]["size"], 5);
+    assert_eq!(list[0]["truncated"], false);
+    assert_eq!(list[1]["filename"], "core.bin");
+    assert_eq!(list[1]["size"], 40, "the size as sent");
+    assert_eq!(list[1]["truncated"], true);
+    for (entry, want) in [(&list[0], &b"hello"[..]), (&list[1], &big[..16])] {
+        let r = viewer
+            .get(&format!("/api/events/{id}/attachments/{}", entry["n"]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/octet-stream",
+            "never rendered inline"
+        );
+        assert_eq!(&r.bytes().await.unwrap()[..], want);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_saturated_writer_answers_429_and_loses_nothing_it_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    // The writer takes one request at a time and one more may wait in the queue.
+    config.ingest.max_batch = 1;
+    config.ingest.queue_capacity = 1;
+    let s = TestServer::start_with(config).await;
+    let (pid, key, _) = s.project("busy").await;
+    // Hold the database's write lock, so the writer cannot commit.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let db = s.state.db.clone();
+    let holder = std::thread::spawn(move || {
+        db.write_blocking(|_| {
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            Ok::<_, hearth::store::StoreError>(())
+        })
+        .unwrap();
+    });
+    locked_rx.recv().unwrap();
+    // At most two requests can be held (one in the writer's hands, one queued): of 10 sent at
+    // once, at least 8 are answered 429 while the lock is held.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let id = new_id();
+        ids.push(id.clone());
+        let (http, url, key, done) = (
+            s.http.clone(),
+            s.url(&format!("/api/{pid}/envelope/")),
+            key.clone(),
+            done_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let body = format!(
+                "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{{\"event_id\":\"{id}\",\"message\":\"busy\"}}\n"
+            );
+            let r = http
+                .post(url)
+                .header(
+                    "x-sentry-auth",
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let limits = r
+                .headers()
+                .get("x-sentry-rate-limits")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: Value = r.json().await.unwrap();
+            done.send((id, status, retry, limits, body)).unwrap();
+        });
+    }
+    drop(done_tx);
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        // Without back-pressure these would wait for the lock: fail instead of hanging.
+        let a = tokio::time::timeout(Duration::from_secs(20), done_rx.recv())
+            .await
+            .expect("requests beyond the queue must be refused at once, not held")
+            .unwrap();
+        answers.push(a);
+    }
+    for (_, status, retry, limits, body) in &answers {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(limits.as_deref(), Some("1::key:backpressure"));
+        assert_eq!(body["error"]["code"], "backpressure", "{body}");
+    }
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    while let Some(a) = done_rx.recv().await {
+        answers.push(a);
+    }
+    assert_eq!(answers.len(), 10);
+    // Every request that got a 200 is stored; none of the refused ones is.
+    for (id, status, _, _, body) in &answers {
+        match status {
+            200 => {
+                issue_of(&s, id).await;
+            }
+            429 => assert_eq!(s.state.issues.issue_of_event(id).await.unwrap(), None),
+            other => panic!("{id}: {other} {body}"),
+        }
+    }
+    assert!(
+        answers.iter().any(|a| a.1 == 200),
+        "the held requests commit"
+    );
+    // Once the writer is free, requests are accepted again.
+    let id = new_id();
+    let r = send_event(&s, pid, &key, &json!({"event_id": id, "message": "free"})).await;
+    assert_eq!(r.status(), 200);
+    issue_of(&s, &id).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_with_its_access() {
+    let s = TestServer::start().await;
+    let anon = s.http.get(s.url("/api/openapi.json")).send().await.unwrap();
+    assert_eq!(anon.status(), 401, "the API document needs a sign-in");
+    let viewer = s.client(Role::Viewer).await;
+    let doc: Value = viewer
+        .get("/api/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut listed = 0;
+    for r in s.state.routes.iter() {
+        let op = &paths[r.path][r.method.as_str().to_ascii_lowercase()];
+        assert!(op["summary"].is_string(), "{} {}", r.method, r.path);
+        listed += 1;
+    }
+    assert_eq!(
+        listed,
+        paths
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum::<usize>()
+    );
+    // The ingest endpoints are public (DSN key); the admin API is not.
+    let envelope = &paths["/api/{project_id}/envelope/"]["post"];
+    assert_eq!(envelope["security"], json!([]), "{envelope}");
+    let issues = &paths["/api/projects/{pid}/issues"]["get"];
+    assert_ne!(issues["security"], json!([]), "{issues}");
+    s.stop().await;
+}
