@@ -1089,3 +1089,39 @@ async fn the_openapi_document_lists_every_route_with_its_access() {
     assert_ne!(issues["security"], json!([]), "{issues}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn events_group_with_the_grouping_version_stored_for_their_project() {
+    use hearth::store::{StoreError, codec};
+    use redb::ReadableTable;
+    let s = TestServer::start().await;
+    let (a, key_a, _) = s.project("grouped-v1").await;
+    let (b, key_b, _) = s.project("grouped-v2").await;
+    // Project b stands for one created under a later grouping: its stored version is 2.
+    s.state
+        .db
+        .write_blocking(|txn| {
+            let mut t = txn.open_table(hearth::accounts::store::PROJECTS)?;
+            let row = t.get(b)?.expect("project row").value().to_vec();
+            let mut p: hearth::accounts::Project = codec::decode(&row)?;
+            p.grouping_version = 2;
+            t.insert(b, codec::encode(&p).as_slice())?;
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let mut hashes = Vec::new();
+    for (pid, key, version) in [(a, &key_a, 1), (b, &key_b, 2)] {
+        let id = new_id();
+        let event = json!({"event_id": id, "message": "order 17 failed"});
+        assert_eq!(send_event(&s, pid, key, &event).await.status(), 200);
+        let issue = s.state.issues.issue(issue_of(&s, &id).await).await.unwrap();
+        assert_eq!(issue.grouping_version, version);
+        assert_eq!(
+            issue.hash,
+            hearth::issues::grouping::group(&event, version).hash
+        );
+        hashes.push(issue.hash);
+    }
+    assert_ne!(hashes[0], hashes[1], "the version is part of the hash");
+    s.stop().await;
+}
