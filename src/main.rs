@@ -67,6 +67,9 @@ enum ConfigCmd {
 }
 
 fn main() -> std::process::ExitCode {
+    // One TLS crypto provider for the whole process, before anything can make a TLS client:
+    // reqwest (Slack, webhooks), lettre (SMTP) and every subcommand share it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve) {
         allocator_defaults();
@@ -174,7 +177,6 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::SendTestEmail { to } => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

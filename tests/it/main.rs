@@ -2,6 +2,7 @@
 
 mod accounts;
 mod alerts;
+mod binary;
 mod browser;
 mod bus;
 mod cli;

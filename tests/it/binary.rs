@@ -1,0 +1,315 @@
+//! The real `hearth` binary, started the way a user starts it: `hearth serve --config FILE`
+//! with a config file in a data directory of its own, the owner created through the first-start
+//! setup link the server logs, and everything else done over HTTP or the `hearth` CLI.
+//!
+//! User paths (an alert reaching a receiver, an SDK event becoming an issue, a chat message
+//! crossing, a monitor going down) are tested through this harness, not through an in-process
+//! app: the test process sets up nothing the binary does not (no crypto provider, no env, no
+//! files beyond the config a user would write), so what passes here works when shipped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{free_port, wait_for};
+
+/// A running `hearth serve` process. Killed (SIGKILL) when dropped; [`Hearth::stop`] stops it
+/// gracefully with SIGTERM.
+pub struct Hearth {
+    pub port: u16,
+    pub base: String,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    /// Everything the server wrote to stderr and stdout, line by line.
+    log: Arc<Mutex<Vec<String>>>,
+    _tmp: Option<tempfile::TempDir>,
+    pub http: reqwest::Client,
+}
+
+/// The first user, created through the setup link, with an API token.
+pub struct Owner {
+    pub email: String,
+    pub password: String,
+    pub token: String,
+}
+
+impl Hearth {
+    /// Starts the binary in a fresh data directory with `extra_toml` appended to a config that
+    /// sets only the data directory and the listen address.
+    pub async fn start(extra_toml: &str) -> Hearth {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut h = Self::start_in(&dir, extra_toml, &[]).await;
+        h._tmp = Some(tmp);
+        h
+    }
+
+    /// Starts the binary on the data directory `dir` (kept by the caller), with `env` added to
+    /// the process environment.
+    pub async fn start_in(dir: &Path, extra_toml: &str, env: &[(&str, &str)]) -> Hearth {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let config_path = dir.join("config.toml");
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\n\
+             [storage]\ndata_dir = \"{}\"\n\n[log]\nlevel = \"info\"\n\n{extra_toml}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(&config_path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("serve")
+            // A config file in the working directory must not leak in.
+            .current_dir(dir)
+            .env_remove("HEARTH_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hearth");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err) as Box<dyn std::io::Read + Send>,
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("HEARTH_TEST_ECHO").is_some() {
+                        eprintln!("[hearth] {line}");
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        // The test's own HTTP client is built with reqwest's `rustls-no-provider`, so this test
+        // process needs a provider; the server is another process and gets nothing from it.
+        crate::common::install_crypto();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut h = Hearth {
+            port,
+            base,
+            dir: dir.to_path_buf(),
+            config_path,
+            child: Some(child),
+            log,
+            _tmp: None,
+            http,
+        };
+        h.wait_ready().await;
+        h
+    }
+
+    async fn wait_ready(&mut self) {
+        let (http, url) = (self.http.clone(), self.url("/health/ready"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http.get(&url).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "hearth exited with {status} before it was ready; its log:\n{}",
+                    self.log_text()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("hearth not ready after 60 s; its log:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle` and returns it.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        wait_for(
+            &format!("log line containing {needle:?}"),
+            Duration::from_secs(30),
+            || async {
+                self.log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|l| l.contains(needle))
+                    .cloned()
+            },
+        )
+        .await
+    }
+
+    /// Creates the owner through the setup link the first start logged, signs in and creates
+    /// an API token: what a new user does in the browser, over HTTP.
+    pub async fn owner(&self) -> Owner {
+        let line = self.wait_log("/setup?token=").await;
+        let token = line
+            .split("/setup?token=")
+            .nth(1)
+            .unwrap()
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_')
+            .next()
+            .unwrap()
+            .to_string();
+        let email = "owner@example.com".to_string();
+        let password = "correct horse battery staple".to_string();
+        let r = self
+            .http
+            .post(self.url("/api/auth/setup"))
+            .json(&json!({"token": token, "email": email, "name": "Olive Owner", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "setup: {}", r.text().await.unwrap());
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .next()
+            .expect("setup sets a session cookie");
+        let r = self
+            .http
+            .post(self.url("/api/tokens"))
+            .header("cookie", cookie)
+            .header("origin", &self.base)
+            .json(&json!({"name": "tests"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "token: {}", r.text().await.unwrap());
+        let v: Value = r.json().await.unwrap();
+        Owner {
+            email,
+            password,
+            token: v["secret"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Runs `hearth --config <this server's config> ARGS` and returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("HEARTH_CONFIG")
+            .output()
+            .expect("run hearth");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// An authenticated request builder with `token`.
+    pub fn get(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(token)
+    }
+    pub fn post(&self, token: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(token)
+    }
+
+    /// Creates a project through the API; returns (id, DSN).
+    pub async fn project(&self, token: &str, name: &str) -> (u64, String) {
+        let r = self
+            .post(token, "/api/projects")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "create project");
+        let v: Value = r.json().await.unwrap();
+        let id = v["project"]["id"].as_u64().expect("project id");
+        let dsn = v["dsn"].as_str().expect("DSN").to_string();
+        (id, dsn)
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
+    pub async fn stop(mut self) -> bool {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        status.success()
+    }
+}
+
+impl Drop for Hearth {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The shipped binary can make TLS-capable outbound clients: testing a Slack channel whose
+/// receiver is down answers "not delivered" (503), not a 500 from a panicking handler. Before
+/// the crypto provider was installed in `main`, reqwest panicked building its client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_binary_tests_a_slack_channel_without_panicking() {
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
+    let r = h
+        .post(&owner.token, "/api/alerts/channels")
+        .json(&json!({"name": "s", "type": "slack", "url": format!("http://127.0.0.1:{}/x", free_port())}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "create channel");
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_u64()
+        .expect("channel id");
+    let r = h
+        .post(&owner.token, &format!("/api/alerts/channels/{id}/test"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not delivered"), "{body}");
+    assert!(
+        !h.log_text().contains("panicked"),
+        "the server panicked:\n{}",
+        h.log_text()
+    );
+}
