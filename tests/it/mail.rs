@@ -622,16 +622,26 @@ async fn ready_answers_while_a_template_renders() {
         .send();
     tokio::pin!(render);
     // This test's body runs on its own thread, so it sees the gauge even if the server's one
-    // worker is busy.
+    // worker is busy. A worker held by a render would also hold the runtime's timers, so the
+    // bound that turns such a hang into a failure comes from a plain thread.
+    let (tx, deadline) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = tx.send(());
+    });
+    tokio::pin!(deadline);
     let running = wait_for("a render running", Duration::from_secs(20), || async {
         (s.state.mail.renders_in_flight() > 0).then_some(())
     });
     tokio::select! {
-        r = &mut render => panic!("the render ended before it was seen running: {r:?}"),
+        r = &mut render => panic!(
+            "the render ended before it was seen running (did it hold the only worker?): {r:?}"
+        ),
         _ = running => {}
     }
     let ready = tokio::select! {
         r = &mut render => panic!("ready did not answer while the template rendered: {r:?}"),
+        _ = &mut deadline => panic!("ready did not answer while the template rendered"),
         r = s.http.get(s.url("/health/ready")).send() => r.unwrap(),
     };
     assert_eq!(ready.status(), 200);
