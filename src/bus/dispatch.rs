@@ -137,7 +137,6 @@ pub(super) async fn supervise(
         }
         let wait = RESTART_WAITS[deaths.min(RESTART_WAITS.len() - 1)];
         deaths += 1;
-        *consumer.down_reason.lock().expect("down reason") = Some(why.clone());
         consumer.running.store(false, Ordering::SeqCst);
         tracing::error!(consumer = %name, "bus consumer down: {why}; restarting in {wait:?}");
         tokio::select! {
@@ -145,7 +144,6 @@ pub(super) async fn supervise(
             _ = tokio::time::sleep(wait) => {}
         }
         consumer.restarts.fetch_add(1, Ordering::Relaxed);
-        *consumer.down_reason.lock().expect("down reason") = None;
         tracing::warn!(consumer = %name, restarts = consumer.restarts.load(Ordering::Relaxed), "bus consumer restarted");
     }
 }

@@ -313,8 +313,6 @@ pub(crate) struct Registered {
     replays: AtomicU64,
     /// Whether the dispatcher task is running (false while it waits to be restarted).
     running: std::sync::atomic::AtomicBool,
-    /// Why the dispatcher last died, while it is down.
-    down_reason: Mutex<Option<String>>,
     /// Times the dispatcher was restarted after dying.
     restarts: AtomicU64,
     /// Handler calls that panicked (each counted as a failed attempt).
@@ -446,7 +444,6 @@ impl Bus {
             held: std::sync::Mutex::new(None),
             replays: AtomicU64::new(0),
             running: false.into(),
-            down_reason: Mutex::new(None),
             restarts: AtomicU64::new(0),
             panics: AtomicU64::new(0),
         }));
@@ -746,9 +743,9 @@ impl Bus {
             .await
     }
 
-    /// Consumers whose dispatcher has died and waits to be restarted, with why it died (for
-    /// `/health/ready`). Empty before [`Bus::start`] as after it while all run.
-    pub fn down_consumers(&self) -> Vec<(String, String)> {
+    /// Consumers whose dispatcher has died and waits to be restarted (for `/health/ready`; the
+    /// log says why). Empty before [`Bus::start`] as after it while all run.
+    pub fn down_consumers(&self) -> Vec<String> {
         if !self.inner.started.load(Ordering::SeqCst) {
             return Vec::new();
         }
@@ -758,10 +755,7 @@ impl Bus {
             .expect("bus registry")
             .iter()
             .filter(|c| !c.running.load(Ordering::SeqCst))
-            .map(|c| {
-                let why = c.down_reason.lock().expect("down reason").clone();
-                (c.spec.name.clone(), why.unwrap_or_default())
-            })
+            .map(|c| c.spec.name.clone())
             .collect()
     }
 
