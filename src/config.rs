@@ -280,6 +280,10 @@ pub struct MailConfig {
     pub retry_base: HumanDuration,
     /// Messages sent concurrently.
     pub concurrency: usize,
+    /// Template instructions one render may run (a loop that runs longer is stopped).
+    pub template_fuel: u64,
+    /// Largest rendered message (subject, text and HTML together).
+    pub template_max_output: ByteSize,
 }
 
 impl Default for MailConfig {
@@ -289,6 +293,8 @@ impl Default for MailConfig {
             retry_for: HumanDuration::secs(72 * 3600),
             retry_base: HumanDuration::secs(30),
             concurrency: 8,
+            template_fuel: 1_000_000,
+            template_max_output: ByteSize::mb(1),
         }
     }
 }
@@ -302,6 +308,10 @@ pub struct AlertsConfig {
     pub daily_report_at: String,
     /// Default per-rule, per-issue throttle.
     pub default_throttle: HumanDuration,
+    /// Let Slack and webhook channels reach loopback, private, link-local and other non-public
+    /// addresses (an intranet receiver). Off: such targets are refused, also when a name
+    /// resolves to one at delivery time.
+    pub allow_private_targets: bool,
 }
 
 impl Default for AlertsConfig {
@@ -310,6 +320,7 @@ impl Default for AlertsConfig {
             daily_report_to: Vec::new(),
             daily_report_at: "08:00".into(),
             default_throttle: HumanDuration::secs(30 * 60),
+            allow_private_targets: false,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod issues;
 pub mod mail;
+pub mod net;
 pub mod search;
 pub mod store;
 
@@ -67,7 +68,10 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     let issues = issues::Issues::new(db.clone(), bus.clone(), config.clone(), search.clone());
     let ingest = ingest::Ingest::new(config.clone(), db.clone(), accounts.clone(), issues.clone());
     let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
-    let alerts = alerts::Alerts::new(db.clone(), config.clone());
+    let alerts = alerts::Alerts::new(db.clone(), config.clone()).map_err(|e| BuildError::Part {
+        part: "alerts",
+        message: e.to_string(),
+    })?;
     let (_, table) = http::all_routes().into_parts();
     let state = AppState::new(app::AppInner {
         config,

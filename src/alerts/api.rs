@@ -1,5 +1,6 @@
 //! Alerts routes (JSON). Rules and history are readable by viewers; channels hold secrets
-//! (webhook signing secrets, Slack URLs), so reading them needs Admin like every write.
+//! (webhook signing secrets, Slack URLs), so reading them needs Admin like every write. The
+//! history a viewer reads has no receiver replies and no URL beyond scheme and host.
 //!
 //! | route | what |
 //! |---|---|
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::model::{Channel, ChannelKind, Filters, Rule, Trigger};
+use crate::accounts::model::Role;
 use crate::app::AppState;
 use crate::http::auth::{Admin, Viewer};
 use crate::http::error::{ApiError, ApiJson, ApiResult, Code};
@@ -267,10 +269,16 @@ async fn test_channel(
     let c = s.alerts.get_channel(id).await?;
     match super::deliver::test_channel(&s, &c).await {
         Ok(answer) => Ok(ApiJson(json!({ "ok": true, "answer": answer }))),
-        Err(e) => Err(ApiError::new(
-            Code::Unavailable,
-            format!("the test alert was not delivered: {}", e.error),
-        )),
+        Err(e) => {
+            let reply = e
+                .reply
+                .map(|r| format!("; the receiver said: {r}"))
+                .unwrap_or_default();
+            Err(ApiError::new(
+                Code::Unavailable,
+                format!("the test alert was not delivered: {}{reply}", e.error),
+            ))
+        }
     }
 }
 
@@ -281,11 +289,14 @@ struct HistoryQuery {
 }
 
 async fn history(
-    _: Viewer,
+    Viewer(who): Viewer,
     State(s): State<AppState>,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<ApiJson<Value>> {
-    let fired = s.alerts.history(q.rule_id, q.limit.unwrap_or(50)).await?;
+    let mut fired = s.alerts.history(q.rule_id, q.limit.unwrap_or(50)).await?;
+    if who.role < Role::Admin {
+        fired = fired.into_iter().map(|f| f.redacted()).collect();
+    }
     Ok(ApiJson(json!({ "alerts": fired })))
 }
 

@@ -18,7 +18,11 @@ use crate::store::now_ms;
 /// Why a delivery did not go through.
 #[derive(Debug)]
 pub struct DeliverError {
+    /// What went wrong, with the target URL reduced to scheme and host (this text reaches the
+    /// bus dead-letter queue, `$sys.dlq` alerts and viewers).
     pub error: String,
+    /// The start of the receiver's answer, for admins only.
+    pub reply: Option<String>,
     /// Worth retrying (5xx, 429, network); otherwise it goes straight to the DLQ.
     pub retry: bool,
     pub retry_after: Option<Duration>,
@@ -28,11 +32,24 @@ impl DeliverError {
     fn transient(error: String) -> Self {
         DeliverError {
             error,
+            reply: None,
             retry: true,
             retry_after: None,
         }
     }
+
+    fn permanent(error: String) -> Self {
+        DeliverError {
+            error,
+            reply: None,
+            retry: false,
+            retry_after: None,
+        }
+    }
 }
+
+/// Characters of a receiver's reply kept for the history.
+const REPLY_CHARS: usize = 300;
 
 /// A fresh webhook secret: `whsec_` + base64 of 32 random bytes (Standard Webhooks).
 pub fn new_secret() -> String {
@@ -76,6 +93,7 @@ pub(super) async fn handle(state: &AppState, d: Delivery) -> Outcome {
                     DeliveryStatus::Failed,
                     d.attempt,
                     Some(msg.clone()),
+                    None,
                 )
                 .await;
             return Outcome::Term(msg);
@@ -92,6 +110,7 @@ pub(super) async fn handle(state: &AppState, d: Delivery) -> Outcome {
                     DeliveryStatus::Delivered,
                     d.attempt,
                     None,
+                    None,
                 )
                 .await;
             Outcome::Ack
@@ -107,6 +126,7 @@ pub(super) async fn handle(state: &AppState, d: Delivery) -> Outcome {
             tracing::warn!(
                 channel = channel.id,
                 attempt = d.attempt,
+                reply = e.reply.as_deref().unwrap_or(""),
                 "alert delivery failed: {}",
                 e.error
             );
@@ -117,6 +137,7 @@ pub(super) async fn handle(state: &AppState, d: Delivery) -> Outcome {
                     status,
                     d.attempt,
                     Some(e.error.clone()),
+                    e.reply.clone(),
                 )
                 .await;
             if e.retry {
@@ -157,11 +178,9 @@ pub async fn deliver_to(
             };
             match state.mail.enqueue_template(req).await {
                 Ok(mid) => Ok(format!("queued as mail message {mid}")),
-                Err(crate::mail::MailError::Invalid(e)) => Err(DeliverError {
-                    error: e,
-                    retry: false,
-                    retry_after: None,
-                }),
+                Err(
+                    crate::mail::MailError::Invalid(e) | crate::mail::MailError::TemplateLimit(e),
+                ) => Err(DeliverError::permanent(e)),
                 Err(e) => Err(DeliverError::transient(e.to_string())),
             }
         }
@@ -177,10 +196,10 @@ pub async fn deliver_to(
             }))
             .expect("JSON");
             let ts = now_ms() / 1000;
-            let sig = sign(secret, id, ts, &body).ok_or_else(|| DeliverError {
-                error: "the channel's secret is not a valid whsec_ secret; rotate it".into(),
-                retry: false,
-                retry_after: None,
+            let sig = sign(secret, id, ts, &body).ok_or_else(|| {
+                DeliverError::permanent(
+                    "the channel's secret is not a valid whsec_ secret; rotate it".into(),
+                )
             })?;
             let headers = vec![
                 ("webhook-id", id.to_string()),
@@ -198,40 +217,38 @@ async fn post(
     body: Vec<u8>,
     headers: Vec<(&'static str, String)>,
 ) -> Result<String, DeliverError> {
-    let mut req = state
-        .alerts
-        .http()
+    let http = state.alerts.http();
+    let mut req = http
         .post(url)
         .header("content-type", "application/json")
         .body(body);
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| DeliverError::transient(format!("POST {url}: {e}")))?;
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
+    // The URL is the credential (Slack) or may hold one: errors name only scheme and host.
+    let shown = crate::net::redact_url(url);
+    let reply = match http.send(req).await {
+        Ok(r) => r,
+        Err(crate::net::NetError::Transport(e)) => {
+            return Err(DeliverError::transient(format!("POST {shown}: {e}")));
+        }
+        // Refused by the SSRF guard, or not a usable URL: retrying changes nothing.
+        Err(e) => return Err(DeliverError::permanent(format!("POST {shown}: {e}"))),
+    };
+    let status = reply.status;
+    if status.is_success() {
+        return Ok(format!("{status}"));
+    }
+    let retry_after = reply
+        .headers
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s.min(3600)));
-    let text: String = resp
-        .text()
-        .await
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect();
-    if status.is_success() {
-        return Ok(format!("{status}"));
-    }
-    let error = format!("POST {url} answered {status}: {text}");
     let retry = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
     Err(DeliverError {
-        error,
+        error: format!("POST {shown} answered {status}"),
+        reply: Some(reply.text_prefix(REPLY_CHARS)),
         retry,
         retry_after: if retry { retry_after } else { None },
     })

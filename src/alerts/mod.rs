@@ -19,7 +19,7 @@ pub mod store;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::ReadableTable;
 use serde_json::Value;
@@ -43,6 +43,8 @@ pub enum AlertsError {
     NotFound(&'static str),
     #[error("{0}")]
     Bus(String),
+    #[error("{0}")]
+    TargetNotAllowed(String),
 }
 
 crate::impl_from_redb!(AlertsError);
@@ -62,6 +64,7 @@ impl From<AlertsError> for ApiError {
             AlertsError::Store(s) => ApiError::internal(s),
             AlertsError::Bus(s) => ApiError::internal(s),
             AlertsError::Invalid(m) => ApiError::bad_request(m),
+            AlertsError::TargetNotAllowed(m) => ApiError::new(Code::TargetNotAllowed, m),
             AlertsError::NotFound(what) => {
                 ApiError::new(Code::NotFound, format!("{what} not found; check the id"))
             }
@@ -85,7 +88,7 @@ pub(crate) struct Inner {
     /// issue id → (minute, events) buckets within the longest window.
     freq: Mutex<HashMap<u64, VecDeque<(i64, u64)>>>,
     pending: Mutex<PendingCounts>,
-    http: OnceLock<reqwest::Client>,
+    http: crate::net::HttpClient,
     fired_total: AtomicU64,
     delivered_total: AtomicU64,
     delivery_failures_total: AtomicU64,
@@ -177,20 +180,23 @@ enum Seen {
 }
 
 impl Alerts {
-    pub fn new(db: Db, config: Arc<Config>) -> Alerts {
-        Alerts {
+    pub fn new(db: Db, config: Arc<Config>) -> Result<Alerts, crate::net::NetError> {
+        let mut opts = crate::net::ClientOptions::new("[alerts] allow_private_targets");
+        opts.allow_private = config.alerts.allow_private_targets;
+        let http = crate::net::HttpClient::new(opts)?;
+        Ok(Alerts {
             inner: Arc::new(Inner {
                 db,
                 config,
                 rules: RwLock::new(None),
                 freq: Mutex::new(HashMap::new()),
                 pending: Mutex::new(PendingCounts::default()),
-                http: OnceLock::new(),
+                http,
                 fired_total: AtomicU64::new(0),
                 delivered_total: AtomicU64::new(0),
                 delivery_failures_total: AtomicU64::new(0),
             }),
-        }
+        })
     }
 
     /// Registers the `alerts` and `alerts-delivery` consumers.
@@ -236,14 +242,8 @@ impl Alerts {
         ));
     }
 
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        self.inner.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .user_agent(concat!("Hearth/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("HTTP client")
-        })
+    pub(crate) fn http(&self) -> &crate::net::HttpClient {
+        &self.inner.http
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {
@@ -513,6 +513,7 @@ impl Alerts {
                                 status: DeliveryStatus::Pending,
                                 attempts: 0,
                                 last_error: None,
+                                reply: None,
                                 updated_ms: now,
                             })
                             .collect(),
@@ -684,13 +685,19 @@ impl Alerts {
                 }
             }
             ChannelKind::Slack { url } | ChannelKind::Webhook { url, .. } => {
-                let ok = url::Url::parse(url)
-                    .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(AlertsError::Invalid(format!(
-                        "{url:?} is not an http(s) URL"
-                    )));
+                match self.inner.http.check_target(url).await {
+                    Ok(()) => {}
+                    Err(crate::net::NetError::Refused(r)) => {
+                        return Err(AlertsError::TargetNotAllowed(format!(
+                            "the channel's URL is refused: {r}"
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(AlertsError::Invalid(format!(
+                            "{} is not an http(s) URL with a host",
+                            crate::net::redact_url(url)
+                        )));
+                    }
                 }
             }
         }
@@ -803,6 +810,7 @@ impl Alerts {
         status: DeliveryStatus,
         attempts: u32,
         error: Option<String>,
+        reply: Option<String>,
     ) -> Result<(), AlertsError> {
         match status {
             DeliveryStatus::Delivered => self.inner.delivered_total.fetch_add(1, Ordering::Relaxed),
@@ -823,6 +831,7 @@ impl Alerts {
                     d.status = status;
                     d.attempts = attempts;
                     d.last_error = error;
+                    d.reply = reply;
                     d.updated_ms = now_ms();
                 }
                 t.insert(fired_id, store::encode(&f).as_slice())?;

@@ -137,8 +137,26 @@ pub struct ChannelDelivery {
     pub channel_id: u64,
     pub status: DeliveryStatus,
     pub attempts: u32,
+    /// Why the last attempt failed, with the target URL reduced to scheme and host.
     pub last_error: Option<String>,
+    /// The start of the receiver's last answer to a failed attempt. It may echo secrets, so
+    /// only admins see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
     pub updated_ms: i64,
+}
+
+impl Fired {
+    /// This record as a user below admin may see it: no receiver replies, and any URL in an
+    /// error reduced to scheme and host (records written before errors were redacted at the
+    /// source may hold a full one).
+    pub fn redacted(mut self) -> Self {
+        for d in &mut self.deliveries {
+            d.reply = None;
+            d.last_error = d.last_error.as_deref().map(crate::net::redact_urls_in);
+        }
+        self
+    }
 }
 
 /// One fired alert, for the history.

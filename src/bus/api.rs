@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BusError;
+use crate::accounts::model::Role;
 use crate::app::AppState;
 use crate::http::auth::{Admin, Viewer};
 use crate::http::error::{ApiError, ApiJson, ApiResult, Code};
@@ -95,8 +96,36 @@ struct DlqQuery {
     limit: Option<usize>,
 }
 
+/// A dead letter as JSON. Below admin, any URL in its errors is reduced to scheme and host: a
+/// delivery error names its target, and a Slack or webhook URL is a credential.
+fn letter_view(d: super::DeadLetter, role: Role) -> Value {
+    let shown = |e: String| {
+        if role >= Role::Admin {
+            e
+        } else {
+            crate::net::redact_urls_in(&e)
+        }
+    };
+    let attempts: Vec<super::Attempt> = d
+        .attempts
+        .into_iter()
+        .map(|a| super::Attempt {
+            at_ms: a.at_ms,
+            error: shown(a.error),
+        })
+        .collect();
+    json!({
+        "consumer": d.consumer,
+        "seq": d.event.seq,
+        "event": d.event.to_view(),
+        "error": shown(d.error),
+        "attempts": attempts,
+        "dead_ms": d.dead_ms,
+    })
+}
+
 async fn dlq_list(
-    _: Viewer,
+    Viewer(who): Viewer,
     State(s): State<AppState>,
     Query(q): Query<DlqQuery>,
 ) -> ApiResult<ApiJson<Value>> {
@@ -106,34 +135,18 @@ async fn dlq_list(
         .await?;
     let items: Vec<Value> = letters
         .into_iter()
-        .map(|d| {
-            json!({
-                "consumer": d.consumer,
-                "seq": d.event.seq,
-                "event": d.event.to_view(),
-                "error": d.error,
-                "attempts": d.attempts,
-                "dead_ms": d.dead_ms,
-            })
-        })
+        .map(|d| letter_view(d, who.role))
         .collect();
     Ok(ApiJson(json!({ "dead_letters": items })))
 }
 
 async fn dlq_get(
-    _: Viewer,
+    Viewer(who): Viewer,
     State(s): State<AppState>,
     Path((consumer, seq)): Path<(String, u64)>,
 ) -> ApiResult<ApiJson<Value>> {
     let d = s.bus.dlq_get(&consumer, seq).await?;
-    Ok(ApiJson(json!({
-        "consumer": d.consumer,
-        "seq": d.event.seq,
-        "event": d.event.to_view(),
-        "error": d.error,
-        "attempts": d.attempts,
-        "dead_ms": d.dead_ms,
-    })))
+    Ok(ApiJson(letter_view(d, who.role)))
 }
 
 async fn dlq_replay_one(

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redb::{ReadableTable, ReadableTableMetadata};
 use tokio_util::sync::CancellationToken;
 
 use super::store::{CONSUMERS, DLQ, LANES, LOG, RETRIES};
 use super::{
-    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, EventHead, HeldProgress, Inner,
-    Message, Outcome, Priority, Registered, Retry, StartAt, head_seq_read, publish_in, subject,
+    Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, EventHead, Handler,
+    HeldProgress, Inner, Message, Outcome, Priority, Registered, Retry, StartAt, head_seq_read,
+    publish_in, subject,
 };
 use crate::store::{codec, now_ms};
 
@@ -46,6 +47,106 @@ struct Round {
 /// load commits come every millisecond or two, and one read then takes in several of them
 /// instead of each of ~3 readers doing a read (and a blocking-pool hop) per commit.
 const GATHER: Duration = Duration::from_millis(5);
+
+/// Runs one handler call, turning a panic (while building its future or polling it) into a
+/// failed attempt: logged and counted, then retried with the consumer's backoff and
+/// dead-lettered after `max_deliver` like any failure. One bad delivery never stops a consumer.
+async fn handle_caught(
+    handler: &dyn Handler,
+    delivery: Delivery,
+    consumer: &Registered,
+) -> Outcome {
+    let (seq, attempt) = (delivery.event.seq, delivery.attempt);
+    // `handle` is called inside the future so a panic before its first await is caught too.
+    let call = std::panic::AssertUnwindSafe(async move { handler.handle(delivery).await });
+    match call.catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let message = panic_message(&*payload);
+            consumer.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                consumer = %consumer.spec.name,
+                seq,
+                attempt,
+                "bus handler panicked: {message}; the delivery counts as a failed attempt"
+            );
+            Outcome::retry(format!("the handler panicked: {message}"))
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+/// Waits before restarting a dead dispatcher, by consecutive deaths (the last repeats).
+const RESTART_WAITS: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
+
+/// A dispatcher that ran this long before dying starts the restart waits from the first again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Runs a consumer's dispatcher until shutdown and restarts it whenever it dies (a panic in the
+/// dispatcher itself, or an exit nobody asked for). While it waits to be restarted the consumer
+/// is down: `/health/ready` names it. Each restart is logged and counted.
+pub(super) async fn supervise(
+    inner: Arc<Inner>,
+    consumer: Arc<Registered>,
+    delivered: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+) {
+    let name = consumer.spec.name.clone();
+    let mut deaths = 0usize;
+    loop {
+        consumer.running.store(true, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let result = tokio::spawn(run_consumer(
+            inner.clone(),
+            consumer.clone(),
+            delivered.clone(),
+            shutdown.clone(),
+        ))
+        .await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let why = match result {
+            Ok(()) => "the dispatcher stopped without being asked to".to_string(),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = format!("the dispatcher panicked: {}", panic_message(&*payload));
+                // A payload whose destructor panics must not take the supervisor down too.
+                std::mem::forget(payload);
+                message
+            }
+            Err(e) => format!("the dispatcher was cancelled: {e}"),
+        };
+        if started.elapsed() >= HEALTHY_RUN {
+            deaths = 0;
+        }
+        let wait = RESTART_WAITS[deaths.min(RESTART_WAITS.len() - 1)];
+        deaths += 1;
+        consumer.running.store(false, Ordering::SeqCst);
+        tracing::error!(consumer = %name, "bus consumer down: {why}; restarting in {wait:?}");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        consumer.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(consumer = %name, restarts = consumer.restarts.load(Ordering::Relaxed), "bus consumer restarted");
+    }
+}
 
 pub(super) async fn run_consumer(
     inner: Arc<Inner>,
@@ -125,8 +226,9 @@ pub(super) async fn run_consumer(
                         attempt: pick.attempts + 1,
                         consumer: name.clone(),
                     };
+                    let consumer = consumer.clone();
                     async move {
-                        let outcome = handler.handle(delivery).await;
+                        let outcome = handle_caught(&*handler, delivery, &consumer).await;
                         (pick, outcome)
                     }
                 })

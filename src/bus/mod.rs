@@ -311,6 +311,12 @@ pub(crate) struct Registered {
     /// if it is unchanged since it read them, so a replay is never overwritten by progress made
     /// before it — even one that sets the cursors to the very values already stored.
     replays: AtomicU64,
+    /// Whether the dispatcher task is running (false while it waits to be restarted).
+    running: std::sync::atomic::AtomicBool,
+    /// Times the dispatcher was restarted after dying.
+    restarts: AtomicU64,
+    /// Handler calls that panicked (each counted as a failed attempt).
+    panics: AtomicU64,
 }
 
 /// Per-consumer figures for metrics and the admin API.
@@ -325,6 +331,10 @@ pub struct ConsumerStats {
     pub dead_letters: u64,
     pub delivered: u64,
     pub cursors: [u64; 4],
+    /// Whether its dispatcher is running (false while it waits to be restarted after dying).
+    pub running: bool,
+    pub restarts: u64,
+    pub handler_panics: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -433,10 +443,14 @@ impl Bus {
             handler: Arc::new(handler),
             held: std::sync::Mutex::new(None),
             replays: AtomicU64::new(0),
+            running: false.into(),
+            restarts: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
         }));
     }
 
-    /// Starts the dispatchers, the ephemeral mirror of durable events, and retention.
+    /// Starts the dispatchers (each supervised: restarted if it dies), the ephemeral mirror of
+    /// durable events, and retention.
     pub fn start(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let already = self.inner.started.swap(true, Ordering::SeqCst);
         assert!(!already, "bus started twice");
@@ -444,7 +458,8 @@ impl Bus {
         let mut tasks = Vec::new();
         for c in consumers {
             let counter = self.delivered_counter(&c.spec.name);
-            tasks.push(tokio::spawn(dispatch::run_consumer(
+            c.running.store(true, Ordering::SeqCst);
+            tasks.push(tokio::spawn(dispatch::supervise(
                 self.inner.clone(),
                 c,
                 counter,
@@ -483,12 +498,22 @@ impl Bus {
             .iter()
             .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
             .collect();
-        let specs: Vec<(ConsumerSpec, Option<HeldProgress>)> = inner
+        let specs: Vec<(ConsumerSpec, Option<HeldProgress>, [u64; 2], bool)> = inner
             .consumers
             .lock()
             .expect("bus registry")
             .iter()
-            .map(|c| (c.spec.clone(), *c.held.lock().expect("held cursors")))
+            .map(|c| {
+                (
+                    c.spec.clone(),
+                    *c.held.lock().expect("held cursors"),
+                    [
+                        c.restarts.load(Ordering::Relaxed),
+                        c.panics.load(Ordering::Relaxed),
+                    ],
+                    c.running.load(Ordering::SeqCst),
+                )
+            })
             .collect();
         let subscribers = inner.ephemeral.receiver_count();
         inner
@@ -502,7 +527,7 @@ impl Bus {
                 let states = txn.open_table(CONSUMERS)?;
                 let lanes = txn.open_table(LANES)?;
                 let mut consumers = Vec::new();
-                for (spec, held) in specs {
+                for (spec, held, [restarts, handler_panics], running) in specs {
                     let name = spec.name.as_str();
                     let stored = match states.get(name)? {
                         Some(v) => codec::decode::<ConsumerState>(v.value())?.cursors,
@@ -530,6 +555,9 @@ impl Bus {
                         pending,
                         dead_letters: dead,
                         cursors,
+                        running,
+                        restarts,
+                        handler_panics,
                     });
                 }
                 Ok::<_, BusError>(BusStats {
@@ -713,6 +741,22 @@ impl Bus {
                     .transpose()?)
             })
             .await
+    }
+
+    /// Consumers whose dispatcher has died and waits to be restarted (for `/health/ready`; the
+    /// log says why). Empty before [`Bus::start`] as after it while all run.
+    pub fn down_consumers(&self) -> Vec<String> {
+        if !self.inner.started.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        self.inner
+            .consumers
+            .lock()
+            .expect("bus registry")
+            .iter()
+            .filter(|c| !c.running.load(Ordering::SeqCst))
+            .map(|c| c.spec.name.clone())
+            .collect()
     }
 
     /// Names of registered consumers.

@@ -34,6 +34,8 @@ pub enum Code {
     Unavailable,
     Timeout,
     Internal,
+    TemplateLimitExceeded,
+    TargetNotAllowed,
 }
 
 impl Code {
@@ -60,6 +62,8 @@ impl Code {
         Code::Unavailable,
         Code::Timeout,
         Code::Internal,
+        Code::TemplateLimitExceeded,
+        Code::TargetNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,8 @@ impl Code {
             Code::Unavailable => "unavailable",
             Code::Timeout => "timeout",
             Code::Internal => "internal",
+            Code::TemplateLimitExceeded => "template_limit_exceeded",
+            Code::TargetNotAllowed => "target_not_allowed",
         }
     }
 
@@ -112,6 +118,9 @@ impl Code {
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::TemplateLimitExceeded | Code::TargetNotAllowed => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
         }
     }
 }

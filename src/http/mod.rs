@@ -53,7 +53,7 @@ fn system_routes() -> Routes {
             Method::GET,
             "/health/ready",
             Access::Public,
-            "The database answers",
+            "The database answers and every bus consumer runs",
             get(ready),
         )
         .add(
@@ -169,7 +169,17 @@ async fn ready(State(s): State<AppState>) -> Response {
         s.db.read(|txn| crate::store::StoreResult::Ok(txn.open_table(crate::store::META).is_ok())),
     )
     .await;
+    let down = s.bus.down_consumers();
     match check {
+        // Names only: this answer is public, and why a consumer died is for the log.
+        Ok(Ok(true)) if !s.shutdown.is_cancelled() && !down.is_empty() => ApiError::new(
+            Code::Unavailable,
+            format!(
+                "bus consumer down, restarting: {}; the server log says why",
+                down.join(", ")
+            ),
+        )
+        .into_response(),
         Ok(Ok(true)) if !s.shutdown.is_cancelled() => {
             ApiJson(json!({ "status": "ready" })).into_response()
         }
@@ -204,6 +214,27 @@ async fn metrics_text(_: Viewer, State(s): State<AppState>) -> Response {
             out.push_str(&format!(
                 "hearth_bus_consumer_delivered_total{{consumer=\"{}\"}} {}\n",
                 c.name, c.delivered
+            ));
+        }
+        out.push_str("# HELP hearth_bus_consumer_up Whether a consumer's dispatcher runs (0 while it waits to be restarted).\n# TYPE hearth_bus_consumer_up gauge\n");
+        for c in &stats.consumers {
+            out.push_str(&format!(
+                "hearth_bus_consumer_up{{consumer=\"{}\"}} {}\n",
+                c.name, c.running as u8
+            ));
+        }
+        out.push_str("# HELP hearth_bus_consumer_restarts_total Dispatcher restarts after it died.\n# TYPE hearth_bus_consumer_restarts_total counter\n");
+        for c in &stats.consumers {
+            out.push_str(&format!(
+                "hearth_bus_consumer_restarts_total{{consumer=\"{}\"}} {}\n",
+                c.name, c.restarts
+            ));
+        }
+        out.push_str("# HELP hearth_bus_handler_panics_total Handler calls that panicked (each a failed attempt).\n# TYPE hearth_bus_handler_panics_total counter\n");
+        for c in &stats.consumers {
+            out.push_str(&format!(
+                "hearth_bus_handler_panics_total{{consumer=\"{}\"}} {}\n",
+                c.name, c.handler_panics
             ));
         }
         out.push_str(&format!(

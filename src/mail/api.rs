@@ -195,13 +195,26 @@ async fn bulk(
             t
         }
     };
+    if req.recipients.len() > crate::mail::MAX_BULK {
+        return Err(ApiError::bad_request(format!(
+            "a bulk send takes at most {} messages; split the request",
+            crate::mail::MAX_BULK
+        )));
+    }
+    let vars: Vec<_> = req
+        .recipients
+        .iter()
+        .map(|r| {
+            let mut vars = req.vars.clone();
+            vars.extend(r.vars.clone());
+            vars.entry("to")
+                .or_insert_with(|| Value::String(r.to.clone()));
+            vars
+        })
+        .collect();
+    let rendered_all = s.mail.render_all(template, vars).await?;
     let mut msgs = Vec::with_capacity(req.recipients.len());
-    for r in req.recipients {
-        let mut vars = req.vars.clone();
-        vars.extend(r.vars);
-        vars.entry("to")
-            .or_insert_with(|| Value::String(r.to.clone()));
-        let rendered = templates::render(&template, &vars).map_err(ApiError::bad_request)?;
+    for (r, rendered) in req.recipients.into_iter().zip(rendered_all) {
         msgs.push((
             NewMessage {
                 to: vec![r.to],

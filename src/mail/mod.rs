@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,9 +48,21 @@ pub enum MailError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A template render ran out of its instruction or output budget.
+    #[error("{0}")]
+    TemplateLimit(String),
 }
 
 crate::impl_from_redb!(MailError);
+
+impl From<templates::RenderError> for MailError {
+    fn from(e: templates::RenderError) -> Self {
+        match e {
+            templates::RenderError::Invalid(m) => MailError::Invalid(m),
+            templates::RenderError::Limit(m) => MailError::TemplateLimit(m),
+        }
+    }
+}
 
 impl From<MailError> for ApiError {
     fn from(e: MailError) -> Self {
@@ -60,6 +72,7 @@ impl From<MailError> for ApiError {
             MailError::NotFound(what) => ApiError::not_found(what),
             MailError::Conflict(m) => ApiError::new(Code::Conflict, m),
             MailError::Unavailable(m) => ApiError::new(Code::Unavailable, m),
+            MailError::TemplateLimit(m) => ApiError::new(Code::TemplateLimitExceeded, m),
         }
     }
 }
@@ -83,6 +96,10 @@ pub(crate) struct Inner {
     failed_total: AtomicU64,
     deferred_total: AtomicU64,
     inflight: AtomicU64,
+    /// Template renders run on blocking threads, at most this many at once (each may hold up
+    /// to `[mail] template_max_output`, and spends CPU the async workers need).
+    render_permits: Arc<Semaphore>,
+    renders_in_flight: AtomicU64,
 }
 
 impl Inner {
@@ -109,6 +126,14 @@ impl Inner {
         for _ in 0..n {
             w.push_back(now);
         }
+    }
+}
+
+struct DecrementOnDrop<'a>(&'a AtomicU64);
+
+impl Drop for DecrementOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -178,6 +203,10 @@ impl Mail {
                 failed_total: AtomicU64::new(0),
                 deferred_total: AtomicU64::new(0),
                 inflight: AtomicU64::new(0),
+                render_permits: Arc::new(Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+                )),
+                renders_in_flight: AtomicU64::new(0),
             }),
         }
     }
@@ -197,11 +226,13 @@ impl Mail {
             "# HELP hearth_mail_sent_total Messages the relay accepted since start.\n# TYPE hearth_mail_sent_total counter\nhearth_mail_sent_total {}\n\
              # HELP hearth_mail_failed_total Messages that ended failed since start.\n# TYPE hearth_mail_failed_total counter\nhearth_mail_failed_total {}\n\
              # HELP hearth_mail_deferred_total Attempts that failed transiently and were rescheduled.\n# TYPE hearth_mail_deferred_total counter\nhearth_mail_deferred_total {}\n\
-             # HELP hearth_mail_inflight Messages being handed to the relay.\n# TYPE hearth_mail_inflight gauge\nhearth_mail_inflight {}\n",
+             # HELP hearth_mail_inflight Messages being handed to the relay.\n# TYPE hearth_mail_inflight gauge\nhearth_mail_inflight {}\n\
+             # HELP hearth_mail_template_renders_in_flight Template renders running on blocking threads.\n# TYPE hearth_mail_template_renders_in_flight gauge\nhearth_mail_template_renders_in_flight {}\n",
             i.sent_total.load(Ordering::Relaxed),
             i.failed_total.load(Ordering::Relaxed),
             i.deferred_total.load(Ordering::Relaxed),
             i.inflight.load(Ordering::Relaxed),
+            self.renders_in_flight(),
         ));
     }
 
@@ -359,10 +390,63 @@ impl Mail {
         self.commit_new(prepared).await
     }
 
+    /// Renders `t` once for each set of variables, on a blocking thread within the
+    /// `[mail] template_*` limits; the first failure is the answer (its index in the message).
+    pub async fn render_all(
+        &self,
+        t: Template,
+        vars: Vec<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Vec<templates::Rendered>, MailError> {
+        // The permit and the gauge go with the blocking task: a request that gives up does not
+        // free a slot while its render still runs.
+        let permit = self
+            .inner
+            .render_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| MailError::Unavailable("the server is shutting down".into()))?;
+        let limits = templates::Limits::from_config(&self.inner.config.mail);
+        let inner = self.inner.clone();
+        let several = vars.len() > 1;
+        let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.renders_in_flight.fetch_add(1, Ordering::Relaxed);
+            let _gauge = DecrementOnDrop(&inner.renders_in_flight);
+            vars.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    templates::render(&t, v, &limits).map_err(|e| {
+                        if several {
+                            e.prefixed(&format!("recipient {i}"))
+                        } else {
+                            e
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        match done {
+            Ok(r) => Ok(r?),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(MailError::Unavailable("the server is shutting down".into())),
+        }
+    }
+
+    /// Template renders running now (a gauge in `/metrics`).
+    pub fn renders_in_flight(&self) -> u64 {
+        self.inner.renders_in_flight.load(Ordering::Relaxed)
+    }
+
     /// Renders a template send into a plain message.
     pub async fn render_send(&self, req: &TemplateSend) -> Result<NewMessage, MailError> {
         let t = self.template(&req.template).await?;
-        let r = templates::render(&t, &req.vars).map_err(MailError::Invalid)?;
+        let r = self
+            .render_all(t, vec![req.vars.clone()])
+            .await?
+            .pop()
+            .expect("one render per set of variables");
         Ok(NewMessage {
             to: req.to.clone(),
             cc: req.cc.clone(),

@@ -2,8 +2,16 @@
 //!
 //! Subject and text render with no escaping; the HTML part renders with HTML auto-escaping, so
 //! a variable holding `<script>` arrives as text, never as markup.
+//!
+//! A render is bounded: each part may run `fuel` template instructions (minijinja's fuel counts
+//! every instruction, so a loop without end stops), and the whole message may grow to
+//! `max_output` bytes, counted as it is written (a loop that prints a little many times stops
+//! at the limit instead of building the whole text first). Renders are CPU work: callers run
+//! them off the async workers ([`super::Mail::render_all`]).
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use std::io;
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
 use super::model::Template;
 
@@ -11,6 +19,44 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+}
+
+/// What one render may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Template instructions per part (subject, text, HTML).
+    pub fuel: u64,
+    /// Bytes of the subject, text and HTML together.
+    pub max_output: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::MailConfig) -> Self {
+        Limits {
+            fuel: c.template_fuel.max(1),
+            max_output: c.template_max_output.as_usize(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The template or its variables do not render (syntax, a failing filter, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The render ran out of fuel or output room.
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl RenderError {
+    /// The same error with `what: ` before its message.
+    pub fn prefixed(self, what: &str) -> Self {
+        match self {
+            RenderError::Invalid(m) => RenderError::Invalid(format!("{what}: {m}")),
+            RenderError::Limit(m) => RenderError::Limit(format!("{what}: {m}")),
+        }
+    }
 }
 
 fn env() -> Environment<'static> {
@@ -44,15 +90,65 @@ pub fn validate(t: &Template) -> Result<(), String> {
     Ok(())
 }
 
+/// Output that refuses to grow past the bytes left in the message's budget.
+struct Capped<'a> {
+    out: Vec<u8>,
+    left: &'a mut usize,
+    over: bool,
+}
+
+impl io::Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() > *self.left {
+            self.over = true;
+            return Err(io::Error::other("output limit reached"));
+        }
+        *self.left -= buf.len();
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders the three parts of `t` within `limits`. Blocking CPU work: call it off the async
+/// workers.
 pub fn render(
     t: &Template,
     vars: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Rendered, String> {
-    let env = env();
+    limits: &Limits,
+) -> Result<Rendered, RenderError> {
+    let mut env = env();
+    env.set_fuel(Some(limits.fuel));
     let ctx = minijinja::Value::from_serialize(vars);
-    let one = |name: &str, src: &str| {
-        env.render_named_str(name, src, &ctx)
-            .map_err(|e| format!("template {:?}, {name}: {e}", t.name))
+    let mut left = limits.max_output;
+    let mut one = |name: &str, src: &str| -> Result<String, RenderError> {
+        let invalid = |e: minijinja::Error| {
+            RenderError::Invalid(format!("template {:?}, {name}: {e}", t.name))
+        };
+        let tmpl = env.template_from_named_str(name, src).map_err(invalid)?;
+        let mut w = Capped {
+            out: Vec::new(),
+            left: &mut left,
+            over: false,
+        };
+        match tmpl.render_captured_to(&ctx, &mut w) {
+            Ok(_) => Ok(String::from_utf8_lossy(&w.out).into_owned()),
+            Err(_) if w.over => Err(RenderError::Limit(format!(
+                "template {:?} renders a message larger than {} ([mail] template_max_output); \
+                 check it for a loop or repetition that prints too much",
+                t.name,
+                crate::config::ByteSize(limits.max_output as u64)
+            ))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(RenderError::Limit(format!(
+                "template {:?}, {name}: rendering ran more than {} instructions \
+                 ([mail] template_fuel); check it for a loop over too many items",
+                t.name, limits.fuel
+            ))),
+            Err(e) => Err(invalid(e)),
+        }
     };
     let subject = one("subject.txt", &t.subject)?;
     // Header injection: a subject is one line.
@@ -152,6 +248,67 @@ pub fn builtin(name: &str) -> Option<Template> {
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits {
+        fuel: 1_000_000,
+        max_output: 1_000_000,
+    };
+
+    fn inline(subject: &str, text: &str) -> Template {
+        Template {
+            name: "t".into(),
+            description: String::new(),
+            subject: subject.into(),
+            text: text.into(),
+            html: None,
+            builtin: false,
+            updated_ms: 0,
+        }
+    }
+
+    fn limit_error(t: &Template) -> String {
+        match render(t, &serde_json::Map::new(), &LIMITS) {
+            Err(RenderError::Limit(m)) => m,
+            Err(RenderError::Invalid(m)) => panic!("refused, but not for a limit: {m}"),
+            Ok(r) => panic!("rendered {} bytes", r.text.len()),
+        }
+    }
+
+    #[test]
+    fn amplification_and_endless_loops_are_stopped() {
+        // Under 150 bytes of template that would print 100 MB, streamed or in one value.
+        let t = inline(
+            "x",
+            "{% for i in range(100000) %}{{ 'xxxxxxxxxx' * 100 }}{% endfor %}",
+        );
+        assert!(limit_error(&t).contains("template_max_output"));
+        let t = inline("x", "{{ 'x' * 100000000 }}");
+        assert!(limit_error(&t).contains("template_max_output"));
+        // A loop that prints nothing, 10 billion times.
+        let t = inline(
+            "x",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        );
+        assert!(limit_error(&t).contains("template_fuel"));
+        // The budget is for the whole message: parts each under it, together over it.
+        let small = Limits {
+            fuel: 1_000_000,
+            max_output: 1000,
+        };
+        let t = inline("{{ 'a' * 600 }}", "{{ 'b' * 600 }}");
+        assert!(matches!(
+            render(&t, &serde_json::Map::new(), &small),
+            Err(RenderError::Limit(_))
+        ));
+        assert!(
+            render(
+                &inline("{{ 'a' * 400 }}", "{{ 'b' * 500 }}"),
+                &serde_json::Map::new(),
+                &small
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn builtins_compile_and_escape_html_only() {
         for t in builtins() {
@@ -162,7 +319,7 @@ mod tests {
         vars.insert("title".into(), "<script>x</script> & co".into());
         vars.insert("project".into(), "web".into());
         vars.insert("url".into(), "http://h/#/issues/1".into());
-        let r = render(&t, &vars).unwrap();
+        let r = render(&t, &vars, &LIMITS).unwrap();
         assert!(r.subject.contains("<script>x</script> & co"));
         assert!(r.text.contains("<script>x</script> & co"));
         let html = r.html.unwrap();
@@ -186,6 +343,9 @@ mod tests {
         };
         let mut vars = serde_json::Map::new();
         vars.insert("s".into(), "a\r\nBcc: evil@x".into());
-        assert_eq!(render(&t, &vars).unwrap().subject, "a  Bcc: evil@x");
+        assert_eq!(
+            render(&t, &vars, &LIMITS).unwrap().subject,
+            "a  Bcc: evil@x"
+        );
     }
 }

@@ -1,124 +1,22 @@
 //! Alerts: rules over bus events delivered to local Slack/webhook receivers and to a real SMTP
 //! server, with signatures, retries, the DLQ, filters and throttling checked.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use base64::Engine;
 use hearth::accounts::Role;
 use hearth::bus::Priority;
-use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 use crate::common::{AuthedClient, TestServer, test_config, wait_for};
 use crate::mail_support::{SmtpServer, free_port, header, mail_config};
+use crate::receiver::{Receiver, verify};
 
 const T: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Debug)]
-struct Hit {
-    path: String,
-    headers: HeaderMap,
-    body: Value,
-    raw: Vec<u8>,
-}
-
-/// A local HTTP receiver standing in for Slack and webhook endpoints.
-#[derive(Clone, Default)]
-struct Receiver {
-    hits: Arc<Mutex<Vec<Hit>>>,
-    /// path → how many more requests get a 500 (usize::MAX: always).
-    fail: Arc<Mutex<HashMap<String, usize>>>,
-    base: String,
-}
-
-impl Receiver {
-    async fn start(fail: &[(&str, usize)]) -> Receiver {
-        let mut r = Receiver::default();
-        for (p, n) in fail {
-            r.fail.lock().unwrap().insert(p.to_string(), *n);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        r.base = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(
-                |State(r): State<Receiver>,
-                 uri: Uri,
-                 headers: HeaderMap,
-                 body: axum::body::Bytes| async move {
-                    let path = uri.path().to_string();
-                    r.hits.lock().unwrap().push(Hit {
-                        path: path.clone(),
-                        headers,
-                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                        raw: body.to_vec(),
-                    });
-                    let mut fail = r.fail.lock().unwrap();
-                    match fail.get_mut(&path) {
-                        Some(n) if *n > 0 => {
-                            if *n != usize::MAX {
-                                *n -= 1;
-                            }
-                            (StatusCode::INTERNAL_SERVER_ERROR, "boom")
-                        }
-                        _ => (StatusCode::OK, "ok"),
-                    }
-                },
-            )
-            .with_state(r.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        r
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn at(&self, path: &str) -> Vec<Hit> {
-        self.hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|h| h.path == path)
-            .cloned()
-            .collect()
-    }
-
-    async fn wait(&self, path: &str, n: usize) -> Vec<Hit> {
-        wait_for(&format!("{n} request(s) to {path}"), T, || async {
-            let hits = self.at(path);
-            (hits.len() >= n).then_some(hits)
-        })
-        .await
-    }
-}
-
-/// Verifies a Standard Webhooks signature with the secret the API showed.
-fn verify(secret: &str, hit: &Hit) -> bool {
-    let h = |k: &str| hit.headers.get(k).unwrap().to_str().unwrap().to_string();
-    let (id, ts, sig) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    );
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap())
-        .unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(&hit.raw);
-    let want = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let now = hearth::store::now_ms() / 1000;
-    let fresh = (now - ts.parse::<i64>().unwrap()).abs() < 300;
-    fresh && sig.split(' ').any(|s| s == want)
+/// The receivers here listen on 127.0.0.1, which Hearth refuses unless told otherwise.
+fn local_receivers(mut config: hearth::Config) -> hearth::Config {
+    config.alerts.allow_private_targets = true;
+    config
 }
 
 async fn publish(s: &TestServer, subject: &str, payload: Value) {
@@ -197,7 +95,8 @@ fn issue(project: u64, issue: u64, env: &str, level: &str, title: &str) -> Value
 #[tokio::test]
 async fn rules_fire_on_new_issues_and_regressions_with_filters_and_throttle() {
     let rx = Receiver::start(&[]).await;
-    let s = TestServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(local_receivers(test_config(tmp.path()))).await;
     let admin = s.client(Role::Admin).await;
     let viewer = s.client(Role::Viewer).await;
     let hook = create(
@@ -427,7 +326,7 @@ async fn webhook_retries_keep_the_id_then_dead_letter_and_dlq_growth_alerts() {
     let mut config = test_config(tmp.path());
     config.bus.backoff = vec![hearth::config::HumanDuration::millis(50)];
     config.bus.max_deliver = 3;
-    let s = TestServer::start_with(config).await;
+    let s = TestServer::start_with(local_receivers(config)).await;
     let admin = s.client(Role::Admin).await;
     let flaky = create(
         &admin,
@@ -508,6 +407,64 @@ async fn webhook_retries_keep_the_id_then_dead_letter_and_dlq_growth_alerts() {
     })
     .await;
 
+    // Secrets stay with admins: the receiver's reply only in an admin's history, and
+    // the receiver's URL path in no error anyone reads over the API, nor in the DLQ alert.
+    let viewer = s.client(Role::Viewer).await;
+    let dead_id = dead["id"].clone();
+    let delivery = |f: &[Value]| {
+        f[0]["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["channel_id"] == dead_id)
+            .unwrap()
+            .clone()
+    };
+    let admin_view = delivery(&history(&admin, rule_id).await);
+    assert_eq!(admin_view["reply"], "reply-from-receiver", "{admin_view}");
+    let viewer_view = delivery(&history(&viewer, rule_id).await);
+    assert!(viewer_view.get("reply").is_none(), "{viewer_view}");
+    let error = viewer_view["last_error"].as_str().unwrap();
+    assert!(error.contains("answered 500"), "{error}");
+    assert!(
+        !error.contains("/dead") && !error.contains("reply-from"),
+        "{error}"
+    );
+    for who in [&viewer, &admin] {
+        let list = who
+            .get("/api/bus/dlq?consumer=alerts-delivery")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(list.contains("answered 500"), "{list}");
+        assert!(
+            !list.contains("/dead") && !list.contains("reply-from"),
+            "{list}"
+        );
+        let seq = letters[0].event.seq;
+        let one = who
+            .get(&format!("/api/bus/dlq/alerts-delivery/{seq}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !one.contains("/dead") && !one.contains("reply-from"),
+            "{one}"
+        );
+    }
+    let r = viewer.get("/api/alerts/channels").send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "channels, with URLs and secrets, are for admins"
+    );
+
     // The dead letter itself raised a DLQ-growth alert.
     let dlq_hits = rx.wait("/dlq", 1).await;
     assert_eq!(dlq_hits[0].body["data"]["kind"], "dlq_growth");
@@ -517,6 +474,89 @@ async fn webhook_retries_keep_the_id_then_dead_letter_and_dlq_growth_alerts() {
             .unwrap()
             .contains("alerts-delivery")
     );
+    assert!(
+        !String::from_utf8_lossy(&dlq_hits[0].raw).contains("/dead"),
+        "the DLQ alert names no receiver path"
+    );
+    s.stop().await;
+}
+
+/// Slack and webhook targets on loopback, private and link-local addresses are refused unless
+/// `[alerts] allow_private_targets = true`: when a channel is saved (IP literals and names that
+/// resolve to them), and at delivery, where the guard judges the addresses the name resolves
+/// to then (a channel saved while the setting was on, delivered after it was turned off).
+#[tokio::test]
+async fn private_targets_are_refused_unless_allowed() {
+    let rx = Receiver::start(&[]).await;
+    let port = rx.base.rsplit(':').next().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(local_receivers(test_config(tmp.path()))).await;
+    let admin = s.client(Role::Admin).await;
+    // Saved while allowed; a name, so the delivery below goes through the resolver.
+    let hook = create(
+        &admin,
+        "/api/alerts/channels",
+        json!({"name": "intranet", "type": "webhook", "url": format!("http://localhost:{port}/hook")}),
+    )
+    .await;
+    let rule = create(
+        &admin,
+        "/api/alerts/rules",
+        json!({"name": "new", "when": {"type": "issue_created"}, "channels": [hook["id"]]}),
+    )
+    .await;
+    s.stop().await;
+
+    let mut config = test_config(tmp.path());
+    config.bus.max_deliver = 3;
+    let s = TestServer::start_with(config).await;
+    let admin = s.client(Role::Admin).await;
+    for url in [
+        format!("http://127.0.0.1:{port}/x"),
+        format!("http://localhost:{port}/x"),
+        "http://[::1]/x".to_string(),
+        "http://[::ffff:127.0.0.1]/x".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/x".to_string(),
+        "http://100.64.0.1/x".to_string(),
+        "http://[fd00::1]/x".to_string(),
+    ] {
+        for kind in ["slack", "webhook"] {
+            let r = admin
+                .post("/api/alerts/channels")
+                .json(&json!({"name": "x", "type": kind, "url": url}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, 422, "{kind} {url}: {v}");
+            assert_eq!(v["error"]["code"], "target_not_allowed", "{url}");
+            let m = v["error"]["message"].as_str().unwrap();
+            assert!(m.contains("[alerts] allow_private_targets = true"), "{m}");
+        }
+    }
+    alerts_running(&s).await;
+    publish(
+        &s,
+        "issue.created",
+        issue(1, 1, "production", "error", "boom"),
+    )
+    .await;
+    let rule_id = rule["id"].as_u64().unwrap();
+    let failed = wait_for("the refused delivery", T, || async {
+        let f = history(&admin, rule_id).await;
+        let d = f.first()?["deliveries"][0].clone();
+        (d["status"] == "failed").then_some(d)
+    })
+    .await;
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("not a public address") && error.contains("allow_private_targets"),
+        "{error}"
+    );
+    assert_eq!(failed["attempts"], 1, "a refusal is not retried");
+    assert!(rx.at("/hook").is_empty(), "nothing reached the receiver");
     s.stop().await;
 }
 

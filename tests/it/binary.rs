@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{free_port, wait_for};
+use crate::mail_support::{SmtpServer, header};
+use crate::receiver::{Receiver, verify};
 
 /// A running `hearth serve` process. Killed (SIGKILL) when dropped; [`Hearth::stop`] stops it
 /// gracefully with SIGTERM.
@@ -281,25 +283,159 @@ impl Drop for Hearth {
     }
 }
 
-/// The shipped binary can make TLS-capable outbound clients: testing a Slack channel whose
-/// receiver is down answers "not delivered" (503), not a 500 from a panicking handler. Before
-/// the crypto provider was installed in `main`, reqwest panicked building its client.
+/// Out of the box the shipped binary refuses an alert target on loopback, with an error that
+/// names the setting that allows it (the SSRF guard; the first target a user tries, and the
+/// one an attacker tries, is often 127.0.0.1 or the cloud metadata address).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shipped_binary_tests_a_slack_channel_without_panicking() {
+async fn the_shipped_binary_refuses_a_loopback_alert_target_by_default() {
     let h = Hearth::start("").await;
     let owner = h.owner().await;
+    for (kind, url) in [
+        ("slack", format!("http://127.0.0.1:{}/x", free_port())),
+        (
+            "webhook",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ),
+    ] {
+        let r = h
+            .post(&owner.token, "/api/alerts/channels")
+            .json(&json!({"name": "s", "type": kind, "url": url}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 422, "{kind} {url}: {v}");
+        assert_eq!(v["error"]["code"], "target_not_allowed");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.contains("not a public address")
+                && m.contains("[alerts] allow_private_targets = true"),
+            "{m}"
+        );
+    }
+    assert!(
+        !h.log_text().contains("panicked"),
+        "the server panicked:\n{}",
+        h.log_text()
+    );
+}
+
+/// The alert path as a user runs it: the shipped binary with a config file naming a real SMTP
+/// relay (aiosmtpd) and allowing the local receiver that stands in for Slack and a webhook
+/// endpoint; channels and a rule made over the API with a token from the setup link; a new
+/// issue raised by the official `sentry` SDK. Slack gets its payload, the webhook a body whose
+/// Standard Webhooks signature verifies (checked here with hmac/base64 directly, not with
+/// Hearth's code), and the email alert reaches the SMTP server. A channel whose receiver is
+/// down answers the test endpoint with 503, not a panic. (Before the crypto provider was
+/// installed in `main`, the Slack and webhook deliveries panicked and killed the delivery
+/// worker, so the email stayed pending too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_issue_alerts_slack_a_signed_webhook_and_email_from_the_shipped_binary() {
+    let smtp_port = free_port();
+    let Some(smtp) = SmtpServer::start(smtp_port, &[]).await else {
+        return;
+    };
+    let rx = Receiver::start(&[]).await;
+    let h = Hearth::start(&format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\
+         from = \"Hearth <hearth@test.invalid>\"\n\n\
+         [alerts]\nallow_private_targets = true\n"
+    ))
+    .await;
+    let owner = h.owner().await;
+    let (_, dsn) = h.project(&owner.token, "web").await;
+    let channel = |body: Value| {
+        let req = h.post(&owner.token, "/api/alerts/channels").json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, 201, "{v}");
+            v
+        }
+    };
+    let slack = channel(json!({"name": "slack", "type": "slack", "url": rx.url("/slack")})).await;
+    let hook = channel(json!({"name": "hook", "type": "webhook", "url": rx.url("/hook")})).await;
+    let email = channel(json!({"name": "ops", "type": "email", "to": ["ops@test.invalid"]})).await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
     let r = h
-        .post(&owner.token, "/api/alerts/channels")
-        .json(&json!({"name": "s", "type": "slack", "url": format!("http://127.0.0.1:{}/x", free_port())}))
+        .post(&owner.token, "/api/alerts/rules")
+        .json(&json!({
+            "name": "new issues",
+            "when": {"type": "issue_created"},
+            "channels": [slack["id"], hook["id"], email["id"]],
+        }))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "create channel");
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_u64()
-        .expect("channel id");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    let mut opts = sentry::ClientOptions::default();
+    opts.dsn = Some(dsn.parse().unwrap());
+    opts.environment = Some("production".into());
+    let client = Arc::new(sentry::Client::from(sentry::apply_defaults(opts)));
+    let hub = sentry::Hub::new(Some(client.clone()), Arc::new(sentry::Scope::default()));
+    #[derive(Debug)]
+    struct CheckoutError;
+    impl std::fmt::Display for CheckoutError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("checkout total mismatch")
+        }
+    }
+    impl std::error::Error for CheckoutError {}
+    hub.capture_error(&CheckoutError);
+    let flushed = tokio::task::spawn_blocking(move || client.flush(Some(Duration::from_secs(10))))
+        .await
+        .unwrap();
+    assert!(flushed, "the SDK could not deliver its event");
+
+    let slack_hit = rx.wait("/slack", 1).await.remove(0);
+    let text = slack_hit.body["text"].as_str().unwrap();
+    assert!(
+        text.contains("New issue") && text.contains("checkout total mismatch"),
+        "{}",
+        slack_hit.body
+    );
+    assert!(slack_hit.body["attachments"][0]["blocks"].is_array());
+    let hook_hit = rx.wait("/hook", 1).await.remove(0);
+    assert!(verify(&secret, &hook_hit), "the webhook signature verifies");
+    assert_eq!(hook_hit.body["type"], "alert.fired");
+    assert!(
+        hook_hit.body["data"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("checkout total mismatch"),
+        "{}",
+        hook_hit.body
+    );
+    let mail = wait_for(
+        "the email alert at the SMTP server",
+        Duration::from_secs(30),
+        || async {
+            smtp.messages().into_iter().find(|m| {
+                m["rcpt_tos"] == json!(["ops@test.invalid"])
+                    && header(m, "subject").is_some_and(|s| s.contains("checkout total mismatch"))
+            })
+        },
+    )
+    .await;
+    assert!(
+        mail["text"].as_str().unwrap().contains("New issue"),
+        "{mail}"
+    );
+
+    // A channel whose receiver is down: the test endpoint says so, nothing panics.
+    let down = channel(json!({
+        "name": "down", "type": "slack",
+        "url": format!("http://127.0.0.1:{}/x", free_port()),
+    }))
+    .await;
     let r = h
-        .post(&owner.token, &format!("/api/alerts/channels/{id}/test"))
+        .post(
+            &owner.token,
+            &format!("/api/alerts/channels/{}/test", down["id"]),
+        )
         .send()
         .await
         .unwrap();
@@ -312,4 +448,5 @@ async fn the_shipped_binary_tests_a_slack_channel_without_panicking() {
         "the server panicked:\n{}",
         h.log_text()
     );
+    smtp.stop().await;
 }

@@ -669,3 +669,176 @@ async fn dead_letters_over_the_admin_api() {
     assert_eq!(r.status(), 404);
     s.stop().await;
 }
+
+fn consumer_stats(stats: &hearth::bus::BusStats, name: &str) -> hearth::bus::ConsumerStats {
+    stats
+        .consumers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .clone()
+}
+
+/// A handler that panics, before its future exists or inside it after an await, costs one
+/// attempt: the delivery is retried with the backoff, lands in the dead-letter queue after
+/// max_deliver like any failure, and the consumer goes on delivering what comes next. Before,
+/// the panic ended the dispatcher task and nothing was delivered again.
+#[tokio::test]
+async fn a_panicking_handler_is_a_failed_attempt_and_the_consumer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, bus) = open(dir.path());
+    let seen: Seen = Default::default();
+    let record = recorder(&seen);
+    bus.register(
+        ConsumerSpec::new("fragile", &["job.*"])
+            .max_deliver(3)
+            .backoff(vec![Duration::from_millis(50)]),
+        move |d: Delivery| {
+            if d.event.subject == "job.bad" {
+                panic!("cannot handle event {}", d.event.seq);
+            }
+            let later = d.event.subject == "job.worse";
+            let done = record(d);
+            async move {
+                if later {
+                    tokio::task::yield_now().await;
+                    panic!("gave up half way");
+                }
+                done.await
+            }
+        },
+    );
+    let token = CancellationToken::new();
+    let tasks = bus.start(token.clone());
+    let bad = publish(&db, &bus, "job.bad", Priority::Normal, 1).await[0];
+    let worse = publish(&db, &bus, "job.worse", Priority::Normal, 1).await[0];
+    publish(&db, &bus, "job.good", Priority::Normal, 3).await;
+    let letters = wait_for("both dead letters", Duration::from_secs(20), || async {
+        let l = bus.dlq_list(Some("fragile".into()), 10).await.unwrap();
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    for (letter, seq, why) in [
+        (&letters[0], bad, "cannot handle event"),
+        (&letters[1], worse, "gave up half way"),
+    ] {
+        assert_eq!(letter.event.seq, seq);
+        assert_eq!(letter.attempts.len(), 3, "retried up to max_deliver");
+        assert!(
+            letter.error.starts_with("the handler panicked: ") && letter.error.contains(why),
+            "{}",
+            letter.error
+        );
+    }
+    wait_for("the good events", Duration::from_secs(10), || async {
+        let good = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s, _)| s == "job.good")
+            .count();
+        (good == 3).then_some(())
+    })
+    .await;
+    let c = consumer_stats(&bus.stats().await.unwrap(), "fragile");
+    assert_eq!((c.handler_panics, c.restarts, c.running), (6, 0, true));
+    assert_eq!((c.pending, c.dead_letters), (0, 2));
+    stop(token, tasks, bus).await;
+}
+
+/// A panic payload that panics again when it is dropped: the one way left for a handler to
+/// take its dispatcher down (the handler's panic is caught, dropping the payload is not).
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("a panic payload that panics when dropped");
+    }
+}
+
+/// A dispatcher that dies is restarted by its supervisor, counted, and delivers the event it
+/// died on again.
+#[tokio::test]
+async fn a_dispatcher_that_dies_is_restarted_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, bus) = open(dir.path());
+    let seen: Seen = Default::default();
+    let record = recorder(&seen);
+    let crashed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = crashed.clone();
+    bus.register(
+        ConsumerSpec::new("brittle", &["job.*"]),
+        move |d: Delivery| {
+            if !c.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::panic::panic_any(PanicOnDrop);
+            }
+            record(d)
+        },
+    );
+    let token = CancellationToken::new();
+    let tasks = bus.start(token.clone());
+    let seq = publish(&db, &bus, "job.one", Priority::Normal, 1).await[0];
+    wait_for(
+        "delivery after the restart",
+        Duration::from_secs(20),
+        || async { (seen.lock().unwrap().iter().any(|(s, _, _)| *s == seq)).then_some(()) },
+    )
+    .await;
+    assert!(crashed.load(std::sync::atomic::Ordering::SeqCst));
+    let c = consumer_stats(&bus.stats().await.unwrap(), "brittle");
+    assert_eq!((c.restarts, c.running, c.handler_panics), (1, true, 1));
+    assert!(bus.down_consumers().is_empty());
+    stop(token, tasks, bus).await;
+}
+
+/// While a consumer's dispatcher is dead, `/health/ready` answers 503 and names it, and the
+/// metrics count its restarts. (Before, ready said 200 while alerts stayed pending forever.)
+#[tokio::test]
+async fn ready_names_a_consumer_that_is_down() {
+    use crate::common::{TestServer, test_config};
+    use hearth::accounts::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with_hook(test_config(dir.path()), |state| {
+        state.bus.register(
+            ConsumerSpec::new("crashy", &["crashy.*"]),
+            |_d: Delivery| -> std::future::Ready<Outcome> { std::panic::panic_any(PanicOnDrop) },
+        );
+    })
+    .await;
+    let ready = s.http.get(s.url("/health/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "ready before anything failed");
+    publish(&s.state.db, &s.state.bus, "crashy.now", Priority::Normal, 1).await;
+    let body = wait_for(
+        "ready to report the dead consumer",
+        Duration::from_secs(20),
+        || async {
+            let r = s.http.get(s.url("/health/ready")).send().await.unwrap();
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (status == 503).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body["error"]["code"], "unavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("crashy") && !message.contains("payload"),
+        "names the consumer, not the panic (ready is public): {message}"
+    );
+    let viewer = s.client(Role::Viewer).await;
+    wait_for("a counted restart", Duration::from_secs(20), || async {
+        let m = viewer
+            .get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (!m.contains("hearth_bus_consumer_restarts_total{consumer=\"crashy\"} 0")
+            && m.contains("hearth_bus_consumer_restarts_total{consumer=\"crashy\"}"))
+        .then_some(())
+    })
+    .await;
+    s.stop().await;
+}

@@ -545,3 +545,110 @@ async fn send_test_email_tells_the_operator_what_to_fix() {
     assert_eq!(smtp.messages().len(), 1);
     smtp.stop().await;
 }
+
+/// A template that would print 100 MB from under 150 bytes, one that makes a 100 MB string in
+/// one expression, and a loop that runs 10 billion times are refused with
+/// `template_limit_exceeded` (stored templates, send-template and bulk alike), and nothing is
+/// queued. Before, the first made a 100 MB mail and the loop held a worker for as long as it ran.
+#[tokio::test]
+async fn template_amplification_and_endless_loops_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_with(test_config(tmp.path())).await;
+    let admin = s.client(Role::Admin).await;
+    let print_100mb = "{% for i in range(100000) %}{{ 'xxxxxxxxxx' * 100 }}{% endfor %}";
+    assert!(print_100mb.len() < 150);
+    let endless =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    for (name, text, setting) in [
+        ("amplify", print_100mb, "template_max_output"),
+        ("onevalue", "{{ 'x' * 100000000 }}", "template_max_output"),
+        ("endless", endless, "template_fuel"),
+    ] {
+        let r = admin
+            .post("/api/mail/templates")
+            .json(&json!({"name": name, "subject": "s", "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "a template that compiles is stored");
+        for (path, body) in [
+            (
+                "/api/mail/send-template",
+                json!({"template": name, "vars": {}, "to": ["a@test.invalid"]}),
+            ),
+            (
+                "/api/mail/bulk",
+                json!({"subject": "s", "text": text, "recipients": [{"to": "a@test.invalid"}]}),
+            ),
+        ] {
+            let r = admin.post(path).json(&body).send().await.unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(status, 422, "{name} {path}: {v}");
+            assert_eq!(v["error"]["code"], "template_limit_exceeded", "{v}");
+            let m = v["error"]["message"].as_str().unwrap();
+            assert!(m.contains(setting), "{name}: {m}");
+        }
+    }
+    let listed: Value = admin
+        .get("/api/mail/messages")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["messages"], json!([]), "nothing was queued");
+    s.stop().await;
+}
+
+/// Template rendering runs off the async workers: with the server on one worker thread and a
+/// render busy on its loop (a generous `template_fuel` keeps it going), `/health/ready` still
+/// answers, before the render ends. Before, the render held the worker and ready waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn ready_answers_while_a_template_renders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.mail.template_fuel = 5_000_000;
+    let s = TestServer::start_with(config).await;
+    let admin = s.client(Role::Admin).await;
+    let render = admin
+        .post("/api/mail/bulk")
+        .json(&json!({
+            "subject": "s",
+            "text": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "recipients": [{"to": "a@test.invalid"}],
+        }))
+        .send();
+    tokio::pin!(render);
+    // This test's body runs on its own thread, so it sees the gauge even if the server's one
+    // worker is busy. A worker held by a render would also hold the runtime's timers, so the
+    // bound that turns such a hang into a failure comes from a plain thread.
+    let (tx, deadline) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = tx.send(());
+    });
+    tokio::pin!(deadline);
+    let running = wait_for("a render running", Duration::from_secs(20), || async {
+        (s.state.mail.renders_in_flight() > 0).then_some(())
+    });
+    tokio::select! {
+        r = &mut render => panic!(
+            "the render ended before it was seen running (did it hold the only worker?): {r:?}"
+        ),
+        _ = running => {}
+    }
+    let ready = tokio::select! {
+        r = &mut render => panic!("ready did not answer while the template rendered: {r:?}"),
+        _ = &mut deadline => panic!("ready did not answer while the template rendered"),
+        r = s.http.get(s.url("/health/ready")).send() => r.unwrap(),
+    };
+    assert_eq!(ready.status(), 200);
+    assert!(s.state.mail.renders_in_flight() > 0, "still rendering");
+    let r = render.await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "template_limit_exceeded");
+    s.stop().await;
+}

@@ -12,5 +12,7 @@ mod ingest_kill;
 mod issues;
 mod mail;
 mod mail_support;
+mod net;
+mod receiver;
 mod router_walk;
 mod system;
