@@ -17,6 +17,7 @@ pub mod issues;
 pub mod mail;
 pub mod search;
 pub mod store;
+pub mod uptime;
 
 use std::future::Future;
 use std::sync::Arc;
