@@ -109,6 +109,29 @@ pub fn format_duration(d: SignedDuration) -> String {
     if negative { format!("-{text}") } else { text }
 }
 
+/// Serde for durations as text (`"5m"`, `"30s"`), read with [`parse_duration`].
+pub mod duration_text {
+    use jiff::SignedDuration;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &SignedDuration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_millis() == 0 {
+            s.collect_str(&format_args!("{}s", d.as_secs()))
+        } else {
+            s.collect_str(&format_args!("{}ms", d.as_millis()))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SignedDuration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "'{text}' is not a duration; write e.g. 30s, 5m, 2h or 7d"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
