@@ -46,6 +46,8 @@ pub const MAX_OUTAGES: usize = 8;
 /// Missed expected times fed to the thresholds in one step (a larger backlog is still recorded,
 /// as one counted record, but stops producing observations and reminders).
 pub const MAX_OBSERVED_MISSES: u32 = 100;
+/// Longest run id kept (`rid` is a UUID, Sentry's `check_in_id` 32 hex digits).
+pub const MAX_RUN_ID: usize = 128;
 /// Longest grace, margin or run time (Sentry's 28 days).
 pub const MAX_WINDOW: SignedDuration = SignedDuration::from_hours(28 * 24);
 

@@ -178,7 +178,7 @@ mod tests {
                 .is_none()
         );
         assert!(active(
-            &[w.clone()],
+            std::slice::from_ref(&w),
             at("2025-05-07T02:00:00+02:00[Europe/Berlin]")
         ));
         // Friday evening: the next one is Monday.

@@ -370,7 +370,7 @@ fn notify(
     if counted_down {
         s.alerting.down_observations = s.alerting.down_observations.saturating_add(1);
         if let Some(n) = policy.reminder_every
-            && s.alerting.down_observations % n == 0
+            && s.alerting.down_observations.is_multiple_of(n)
         {
             let kind = NotifyKind::Reminder;
             events.push(match suppression(s, ctx, kind) {

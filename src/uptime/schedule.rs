@@ -786,20 +786,19 @@ fn parse_calendar_line(
         tz = Some(zone);
         tokens.pop();
     }
-    if tokens.len() == 1 {
-        if let Some((_, expanded)) = SPECIALS
+    if tokens.len() == 1
+        && let Some((_, expanded)) = SPECIALS
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(&tokens[0].1))
-        {
-            let at = tokens[0].0;
-            tokens = expanded.split(' ').map(|t| (at, t.to_string())).collect();
-        }
+    {
+        let at = tokens[0].0;
+        tokens = expanded.split(' ').map(|t| (at, t.to_string())).collect();
     }
     let mut f = Fields {
         seconds: 1,
         minutes: 1,
         hours: 1,
-        days: !0 & !1,
+        days: !1,
         last_days: 0,
         months: 0b1_1111_1111_1110,
         weekdays: 0x7f,
