@@ -18,6 +18,7 @@ pub mod mail;
 pub mod net;
 pub mod search;
 pub mod store;
+pub mod uptime;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -16,3 +16,4 @@ mod net;
 mod receiver;
 mod router_walk;
 mod system;
+mod uptime;
