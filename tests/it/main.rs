@@ -14,3 +14,4 @@ mod mail;
 mod mail_support;
 mod router_walk;
 mod system;
+mod upgrade;
