@@ -236,8 +236,8 @@ fn difference(path: &str, want: &Value, got: &Value) -> Option<String> {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 1500 {
-        format!("{}…", &s[..s.floor_char_boundary(1500)])
+    if s.chars().count() > 1500 {
+        format!("{}…", s.chars().take(1500).collect::<String>())
     } else {
         s
     }
@@ -247,8 +247,11 @@ fn short(v: &Value) -> String {
 /// fixture's channels point to.
 #[derive(Clone, Default)]
 struct Receiver {
-    hits: Arc<Mutex<Vec<(String, axum::http::HeaderMap, Vec<u8>)>>>,
+    hits: Arc<Mutex<Vec<Hit>>>,
 }
+
+/// One request the receiver got: path, headers, body.
+type Hit = (String, axum::http::HeaderMap, Vec<u8>);
 
 impl Receiver {
     /// Listens on `addr`. The address is this test's alone, so if it is taken another run of
@@ -277,7 +280,7 @@ impl Receiver {
         r
     }
 
-    fn hits(&self) -> Vec<(String, axum::http::HeaderMap, Vec<u8>)> {
+    fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
 }
@@ -459,14 +462,12 @@ fn stored_version_of_copy(path: &Path) -> u64 {
     std::fs::copy(path, &copy).unwrap();
     let db = redb::Database::open(&copy).unwrap();
     let txn = db.begin_read().unwrap();
-    let v = txn
-        .open_table(META)
+    txn.open_table(META)
         .unwrap()
         .get(SCHEMA_VERSION_KEY)
         .unwrap()
         .unwrap()
-        .value();
-    v
+        .value()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
