@@ -155,8 +155,16 @@ impl Db {
                 );
                 let db = open()?;
                 if let Err(e) = migrations::run(&db, MIGRATIONS) {
-                    db.close()?;
-                    upgrade::restore(&backup, path)?;
+                    // The failed transaction was not committed, so the database is unchanged
+                    // whatever happens here; putting the copy back also undoes what redb may
+                    // have written to the file meanwhile.
+                    let restored = db
+                        .close()
+                        .map_err(StoreError::from)
+                        .and_then(|()| Ok(upgrade::restore(&backup, path)?));
+                    if let Err(r) = restored {
+                        tracing::error!("could not put {} back: {r}", backup.display());
+                    }
                     return Err(StoreError::Upgrade {
                         from: found,
                         backup,

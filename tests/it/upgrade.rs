@@ -245,9 +245,15 @@ fn short(v: &Value) -> String {
 
 /// An HTTP receiver standing in for Slack and a webhook endpoint, at the fixed address the
 /// fixture's channels point to.
-#[derive(Clone, Default)]
 struct Receiver {
     hits: Arc<Mutex<Vec<Hit>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 /// One request the receiver got: path, headers, body.
@@ -263,8 +269,8 @@ impl Receiver {
             || async { tokio::net::TcpListener::bind(addr).await.ok() },
         )
         .await;
-        let r = Receiver::default();
-        let hits = r.hits.clone();
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let seen = hits.clone();
         let app = axum::Router::new().fallback(
             move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let hits = hits.clone();
@@ -276,8 +282,8 @@ impl Receiver {
                 }
             },
         );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        r
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { hits: seen, server }
     }
 
     fn hits(&self) -> Vec<Hit> {
@@ -288,6 +294,8 @@ impl Receiver {
 /// One fixture, extracted and served by the current binary.
 struct Upgraded {
     release: String,
+    /// The fixture's directory (its envelopes are read from there).
+    fixture: PathBuf,
     m: Value,
     events: Value,
     h: Hearth,
@@ -539,6 +547,7 @@ async fn upgrade_one(fixture: &Path) {
     assert_eq!(owner["user"]["role"], "owner");
     let u = Upgraded {
         release: release.clone(),
+        fixture: fixture.to_path_buf(),
         events,
         owner: owner["tokens"][0]["secret"].as_str().unwrap().to_string(),
         m,
@@ -548,8 +557,8 @@ async fn upgrade_one(fixture: &Path) {
     issues_and_events(&u).await;
     ingest_records(&u).await;
     u.search_finds_every_issue("after the upgrade").await;
-    let delivered_alerts = alerts_and_bus(&u, &receiver, &smtp).await;
-    mail(&u, &smtp, &delivered_alerts).await;
+    let replayed_mail = alerts_and_bus(&u, &receiver, &smtp).await;
+    mail(&u, &smtp, &replayed_mail).await;
     new_events(&u, &receiver).await;
 
     // The rebuild: `hearth reindex` on the stopped server, then search again.
@@ -572,6 +581,7 @@ async fn upgrade_one(fixture: &Path) {
     let h = Hearth::start_in(&dir, &config, &[]).await;
     let u = Upgraded {
         release,
+        fixture: u.fixture,
         events: Value::Null,
         owner: u.owner,
         m: u.m,
@@ -925,19 +935,26 @@ async fn alerts_and_bus(u: &Upgraded, receiver: &Receiver, smtp: &SmtpServer) ->
             "the delivery to {url} is about {title:?}: {body_v}"
         );
         if ch["type"] == "webhook" {
-            // Standard Webhooks signature with the channel's secret, as stored.
+            // Standard Webhooks: v1,base64(HMAC-SHA256(key, "id.timestamp.body")), keyed with
+            // the base64 after `whsec_` in the channel's secret, as stored.
+            use base64::Engine;
+            use hmac::{KeyInit, Mac};
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let secret = ch["secret"].as_str().unwrap();
+            let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
             let (id, ts) = (
                 headers["webhook-id"].to_str().unwrap(),
                 headers["webhook-timestamp"].to_str().unwrap(),
             );
-            let sig = hearth::alerts::deliver::sign(
-                ch["secret"].as_str().unwrap(),
-                id,
-                ts.parse().unwrap(),
-                body,
-            )
-            .unwrap();
-            assert_eq!(headers["webhook-signature"].to_str().unwrap(), sig);
+            let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&key).unwrap();
+            mac.update(format!("{id}.{ts}.").as_bytes());
+            mac.update(body);
+            let sig = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+            assert_eq!(
+                headers["webhook-signature"].to_str().unwrap(),
+                sig,
+                "the webhook is signed with the channel's stored secret"
+            );
         }
     }
     let after = wait_for(
@@ -1252,10 +1269,7 @@ async fn new_events(u: &Upgraded, receiver: &Receiver) {
 }
 
 fn fixture_file(u: &Upgraded, name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/upgrade")
-        .join(&u.release)
-        .join(name)
+    u.fixture.join(name)
 }
 
 /// Sends a message with the official Rust SDK; returns its event id.
