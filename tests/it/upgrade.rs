@@ -8,11 +8,16 @@
 //! release.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hearth::store::{CURRENT_VERSION, Db, META, SCHEMA_VERSION_KEY, codec};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::binary::Hearth;
+use crate::common::wait_for;
+use crate::mail_support::{SmtpServer, free_port, header};
 
 const PW: &str = "a long enough password";
 
@@ -185,14 +190,6 @@ async fn a_database_from_a_newer_release_is_refused_and_left_alone() {
 }
 
 // ---- databases written by released versions -------------------------------------------------
-
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use serde_json::{Value, json};
-
-use crate::common::wait_for;
-use crate::mail_support::{SmtpServer, free_port, header};
 
 const T: Duration = Duration::from_secs(30);
 
