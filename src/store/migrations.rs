@@ -2,8 +2,9 @@
 //!
 //! Tables are created by each part's `ensure_tables` on every start (opening a redb table in a
 //! write transaction creates it). Migrations are for changes to data already stored: each one
-//! runs once, in order, inside a single write transaction together with the version bump, so a
-//! crash mid-migration leaves the old version intact.
+//! runs once, in order. All the steps a start needs run inside one write transaction together
+//! with the version bump, so a failing step or a crash mid-migration leaves the old version
+//! intact. Before migrating, [`super::Db::open`] copies the database aside (`upgrade.rs`).
 
 use redb::{Database, ReadTransaction, ReadableTable, WriteTransaction};
 
@@ -64,8 +65,10 @@ pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     }
 }
 
+/// Creates missing tables and runs every step newer than the stored version, all in one write
+/// transaction with the version bump: a step that fails (or a crash) leaves the database as
+/// it was, at its old version, never half migrated.
 pub(super) fn run(db: &Database, steps: &[Migration]) -> StoreResult<()> {
-    let supported = steps.last().map(|m| m.version).unwrap_or(0);
     let txn = db.begin_write()?;
     let found = {
         let meta = txn.open_table(META)?;
@@ -82,15 +85,17 @@ pub(super) fn run(db: &Database, steps: &[Migration]) -> StoreResult<()> {
     for ensure in TABLE_SETS {
         ensure(&txn)?;
     }
-    txn.commit()?;
     for m in steps.iter().filter(|m| m.version > found) {
-        let txn = db.begin_write()?;
         tracing::info!(version = m.version, name = m.name, "running migration");
-        (m.run)(&txn)?;
+        (m.run)(&txn).map_err(|e| super::StoreError::MigrationFailed {
+            from: found,
+            version: m.version,
+            name: m.name,
+            error: e.to_string(),
+        })?;
         txn.open_table(META)?
             .insert(SCHEMA_VERSION_KEY, m.version)?;
-        txn.commit()?;
     }
-    debug_assert!(supported <= CURRENT_VERSION);
+    txn.commit()?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod codec;
 mod migrations;
+pub mod upgrade;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,9 +30,37 @@ pub enum StoreError {
     #[error("the database is in use by another hearth process (is `hearth serve` running?)")]
     Locked,
     #[error(
-        "the database schema version {found} is newer than this hearth understands ({supported}); upgrade hearth"
+        "the database was written by a newer Hearth: its schema version is {found}, and this hearth {} reads schema versions up to {supported}. Nothing was changed. Run the newer release again, or, to go back to this one, restore the copy of the database that upgrade left next to it (hearth.redb.v{supported}.bak or older; see \"Upgrading\" in the README)",
+        env!("CARGO_PKG_VERSION")
     )]
     TooNew { found: u64, supported: u64 },
+    #[error(
+        "migrating the database from schema version {from} failed at step {version} ({name}): {error}"
+    )]
+    MigrationFailed {
+        from: u64,
+        version: u64,
+        name: &'static str,
+        error: String,
+    },
+    #[error(
+        "{cause}. The database was left as it was (schema version {from}); a copy of it is at {}. Run the release you upgraded from again (it opens the database as before) and report this error",
+        backup.display()
+    )]
+    Upgrade {
+        from: u64,
+        backup: std::path::PathBuf,
+        cause: Box<StoreError>,
+    },
+    #[error(
+        "cannot copy the database to {} before migrating it from schema version {from}: {error}. Nothing was changed; the copy needs as much free space as the database",
+        path.display()
+    )]
+    Backup {
+        from: u64,
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     #[error("stored value is corrupt: {0}")]
     Codec(String),
     #[error("{0}")]
@@ -94,20 +123,67 @@ pub struct Db {
 
 impl Db {
     /// Opens (or creates) the database at `path` and brings its schema up to date.
+    ///
+    /// A database from a newer release is refused before anything is written. One from an
+    /// older release is first copied to `<path>.v<old>.bak` (see [`upgrade`]); if a migration
+    /// then fails, the copy is put back, so the database is exactly as it was.
     pub fn open(path: &Path, cache_bytes: usize) -> StoreResult<Db> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
-        let db = Db {
+        let found = upgrade::stored_version(path)?;
+        if let Some(found) = found.filter(|v| *v > CURRENT_VERSION) {
+            return Err(StoreError::TooNew {
+                found,
+                supported: CURRENT_VERSION,
+            });
+        }
+        let open = || Database::builder().set_cache_size(cache_bytes).create(path);
+        let db = match found {
+            Some(found) if found != 0 && found < CURRENT_VERSION => {
+                // The file is closed and clean: the copy is exactly the database as it was.
+                let backup =
+                    upgrade::write_backup(path, found).map_err(|error| StoreError::Backup {
+                        from: found,
+                        path: upgrade::backup_path(path, found),
+                        error,
+                    })?;
+                tracing::warn!(
+                    "upgrading the database from schema version {found} to {CURRENT_VERSION}; \
+                     a copy of it as it was is at {} (kept until the next upgrade)",
+                    backup.display()
+                );
+                let db = open()?;
+                if let Err(e) = migrations::run(&db, MIGRATIONS) {
+                    // The failed transaction was not committed, so the database is unchanged
+                    // whatever happens here; putting the copy back also undoes what redb may
+                    // have written to the file meanwhile.
+                    let restored = db
+                        .close()
+                        .map_err(StoreError::from)
+                        .and_then(|()| Ok(upgrade::restore(&backup, path)?));
+                    if let Err(r) = restored {
+                        tracing::error!("could not put {} back: {r}", backup.display());
+                    }
+                    return Err(StoreError::Upgrade {
+                        from: found,
+                        backup,
+                        cause: Box::new(e),
+                    });
+                }
+                db
+            }
+            _ => {
+                let db = open()?;
+                migrations::run(&db, MIGRATIONS)?;
+                db
+            }
+        };
+        Ok(Db {
             inner: Arc::new(db),
             path: Arc::new(path.to_path_buf()),
             committed: Arc::new(watch::channel(0).0),
-        };
-        migrations::run(&db.inner, MIGRATIONS)?;
-        Ok(db)
+        })
     }
 
     /// Opens the database applying only migrations up to `version` (for migration tests).

@@ -58,26 +58,12 @@ impl Hearth {
     pub async fn start_in(dir: &Path, extra_toml: &str, env: &[(&str, &str)]) -> Hearth {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let config_path = dir.join("config.toml");
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\n\
-             [storage]\ndata_dir = \"{}\"\n\n[log]\nlevel = \"info\"\n\n{extra_toml}\n",
-            dir.join("data").display()
-        );
-        std::fs::write(&config_path, config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
-        cmd.arg("--config")
-            .arg(&config_path)
-            .arg("serve")
-            // A config file in the working directory must not leak in.
-            .current_dir(dir)
-            .env_remove("HEARTH_CONFIG")
+        let (mut cmd, config_path) = serve_command(dir, port, extra_toml, env);
+        let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn hearth");
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hearth");
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
@@ -114,6 +100,29 @@ impl Hearth {
         };
         h.wait_ready().await;
         h
+    }
+
+    /// Runs `hearth serve` on the data directory `dir` as [`Hearth::start_in`] would, for a
+    /// start that must fail: waits (at most 60 s) for the process to exit and returns its
+    /// output. Panics if it is still running then.
+    pub async fn start_expecting_exit(dir: &Path, extra_toml: &str) -> std::process::Output {
+        let (mut cmd, _) = serve_command(dir, free_port(), extra_toml, &[]);
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hearth");
+        let pid = child.id();
+        let wait = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+        match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!("hearth serve was expected to exit, but it was still running after 60 s");
+            }
+        }
     }
 
     async fn wait_ready(&mut self) {
@@ -211,6 +220,29 @@ impl Hearth {
         }
     }
 
+    /// Signs in with a password as the login page does; returns the session cookie
+    /// (`hearth_session=…`), or the status and body of a refusal.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<String, (u16, String)> {
+        let r = self
+            .http
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .next();
+        match (status, cookie) {
+            (200, Some(c)) => Ok(c),
+            _ => Err((status, r.text().await.unwrap_or_default())),
+        }
+    }
+
     /// Runs `hearth --config <this server's config> ARGS` and returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
@@ -272,6 +304,35 @@ impl Hearth {
             .unwrap();
         status.success()
     }
+}
+
+/// `hearth --config <dir>/config.toml serve`, with that config written: the listen address,
+/// `public_url`, `<dir>/data` as the data directory, and `extra_toml`.
+fn serve_command(
+    dir: &Path,
+    port: u16,
+    extra_toml: &str,
+    env: &[(&str, &str)],
+) -> (Command, PathBuf) {
+    let base = format!("http://127.0.0.1:{port}");
+    let config_path = dir.join("config.toml");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n\n\
+         [storage]\ndata_dir = \"{}\"\n\n[log]\nlevel = \"info\"\n\n{extra_toml}\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&config_path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    cmd.arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        // A config file in the working directory must not leak in.
+        .current_dir(dir)
+        .env_remove("HEARTH_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (cmd, config_path)
 }
 
 impl Drop for Hearth {

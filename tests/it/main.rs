@@ -16,4 +16,5 @@ mod net;
 mod receiver;
 mod router_walk;
 mod system;
+mod upgrade;
 mod uptime;
