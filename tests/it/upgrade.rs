@@ -519,10 +519,13 @@ async fn upgrade_one(fixture: &Path) {
     };
     let receiver = Receiver::start(m["alerts"]["receiver"].as_str().unwrap()).await;
     // The fixture's events and bus log are as old as the fixture: retention by age is not what
-    // this test is about, so it is pushed out of the way.
+    // this test is about, so it is pushed out of the way. The fixture's receiver listens on
+    // loopback, which the outbound guard refuses unless told otherwise (as a 0.1.0 user whose
+    // webhook points inside their own network must tell it after upgrading).
     let config = format!(
         "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"Hearth <hearth@upgrade.test>\"\n\n\
-         [issues]\nmax_event_age = \"36500d\"\n\n[bus]\nretention_max_age = \"36500d\"\n",
+         [issues]\nmax_event_age = \"36500d\"\n\n[bus]\nretention_max_age = \"36500d\"\n\n\
+         [alerts]\nallow_private_targets = true\n",
         smtp.port
     );
     let h = Hearth::start_in(tmp.path(), &config, &[]).await;
