@@ -862,7 +862,7 @@ fn storage_full(db: &Db, failed: bool) -> Option<IngestError> {
     let full = if failed {
         db.space().check_now()
     } else {
-        db.space().refuse_write()
+        db.space().refuse_write(true)
     };
     full.then_some(IngestError::Store(StoreError::DiskFull))
 }

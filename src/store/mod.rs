@@ -384,7 +384,7 @@ impl Db {
         F: FnOnce(&WriteTransaction) -> Result<T, E>,
     {
         // Refused before redb sees it while the data directory is full (see `space`).
-        if self.space.refuse_write() {
+        if self.space.refuse_write(false) {
             return Err(StoreError::DiskFull.into());
         }
         let db = self.database()?;
@@ -395,7 +395,18 @@ impl Db {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
         }
-        let out = f(&txn)?;
+        let out = match f(&txn) {
+            Ok(out) => out,
+            Err(e) => {
+                // redb may have hit the disk inside `f` (spilling dirty pages) and latched the
+                // error; a read tells, and gets the directory marked for recovery.
+                drop(txn);
+                if let Err(probe) = db.begin_read() {
+                    self.noted(StoreError::from(probe));
+                }
+                return Err(e);
+            }
+        };
         txn.commit().map_err(|e| self.noted(StoreError::from(e)))?;
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(out)

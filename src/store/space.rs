@@ -103,10 +103,13 @@ impl Space {
         }
     }
 
-    /// Whether a write should be refused now: the mark, or (at most once per
-    /// [`CHECK_EVERY`]) a look at the free space. Counts the refusal.
-    pub fn refuse_write(&self) -> bool {
-        if !self.is_full() {
+    /// Whether a write should be refused now: the mark, or a look at the free space (at most
+    /// once per [`CHECK_EVERY`] unless `fresh`: ingest looks before every request it would
+    /// acknowledge, a statvfs call of a microsecond). Counts the refusal.
+    pub fn refuse_write(&self, fresh: bool) -> bool {
+        if fresh && !self.is_full() {
+            self.check_now();
+        } else if !self.is_full() {
             let now = self.epoch.elapsed().as_millis() as u64 + 1;
             let last = self.checked.load(Ordering::Relaxed);
             if last == 0 || now.saturating_sub(last) >= CHECK_EVERY.as_millis() as u64 {
