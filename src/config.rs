@@ -46,6 +46,18 @@ pub struct ServerConfig {
     pub shutdown_grace: HumanDuration,
     /// Largest JSON body accepted by the admin API.
     pub max_json_body: ByteSize,
+    // --- harden-server (issue 12): connection limits and the client address ---
+    /// Reverse proxies (addresses or blocks like "10.0.0.0/8") whose `X-Forwarded-For` names
+    /// the client. From any other peer the header is ignored. Their connections are not
+    /// counted against `max_connections_per_ip`.
+    pub trusted_proxies: Vec<crate::limit::Cidr>,
+    /// A request's headers (and, on a kept-alive connection, the next request) must arrive
+    /// within this; a slower connection is closed.
+    pub header_read_timeout: HumanDuration,
+    /// A connection that sends and receives nothing for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// Connections one client address may hold open at once; more are closed at once.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +68,10 @@ impl Default for ServerConfig {
             request_timeout: HumanDuration::secs(30),
             shutdown_grace: HumanDuration::secs(10),
             max_json_body: ByteSize::mb(1),
+            trusted_proxies: Vec::new(),
+            header_read_timeout: HumanDuration::secs(10),
+            idle_timeout: HumanDuration::secs(60),
+            max_connections_per_ip: 128,
         }
     }
 }
@@ -78,6 +94,9 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// redb page cache size.
     pub cache_size: ByteSize,
+    /// Below this much free space in the data directory's file system, writes are refused
+    /// (ingest answers 503 with Retry-After, health says degraded) until space is freed.
+    pub min_free_space: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -85,6 +104,7 @@ impl Default for StorageConfig {
         Self {
             data_dir: PathBuf::from("./hearth-data"),
             cache_size: ByteSize::mb(16),
+            min_free_space: ByteSize::mb(64),
         }
     }
 }
@@ -96,12 +116,17 @@ pub struct AuthConfig {
     pub session_ttl: HumanDuration,
     /// How long the first-start setup link stays valid.
     pub setup_link_ttl: HumanDuration,
-    /// Failed logins allowed per client IP per window.
+    /// Failed logins one client address may make, over all accounts, before each further
+    /// failure makes it wait (password spraying).
     pub login_attempts_per_ip: u32,
-    /// Failed logins allowed per account per window.
+    /// Failed logins for one account from one client before each further failure makes that
+    /// client wait. Other clients of the account are not slowed.
     pub login_attempts_per_account: u32,
-    /// The window for the two limits above.
+    /// How long failures are remembered.
     pub login_window: HumanDuration,
+    /// Beyond the free failures above, each further one doubles the wait before the next try
+    /// (1 s, 2 s, 4 s, ...) up to this.
+    pub login_max_delay: HumanDuration,
 }
 
 impl Default for AuthConfig {
@@ -112,6 +137,7 @@ impl Default for AuthConfig {
             login_attempts_per_ip: 20,
             login_attempts_per_account: 5,
             login_window: HumanDuration::secs(15 * 60),
+            login_max_delay: HumanDuration::secs(15 * 60),
         }
     }
 }
@@ -477,6 +503,18 @@ impl Config {
         if self.bus.backoff.is_empty() {
             return Err(ConfigError::Invalid(
                 "bus.backoff needs at least one duration, e.g. [\"1s\", \"30s\"]".into(),
+            ));
+        }
+        if self.server.header_read_timeout.get().is_zero()
+            || self.server.idle_timeout.get().is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "server.header_read_timeout and server.idle_timeout must be longer than 0".into(),
+            ));
+        }
+        if self.server.max_connections_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections_per_ip must be at least 1".into(),
             ));
         }
         if self.bus.max_deliver == 0 {

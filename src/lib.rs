@@ -14,6 +14,7 @@ pub mod container;
 pub mod http;
 pub mod ingest;
 pub mod issues;
+pub mod limit;
 pub mod mail;
 pub mod net;
 pub mod search;
@@ -59,7 +60,18 @@ pub struct App {
 pub fn build(config: Config) -> Result<App, BuildError> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.storage.data_dir)?;
+    // Private before anything is written into it (see store::make_private).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            &config.storage.data_dir,
+            std::fs::Permissions::from_mode(0o700),
+        )?;
+    }
     let db = store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
+    db.space()
+        .set_min_free(config.storage.min_free_space.bytes());
     let bus = bus::Bus::new(db.clone(), config.bus.clone());
     let accounts = accounts::Accounts::new(db.clone(), config.clone());
     let search = search::Search::open(&config).map_err(|e| BuildError::Part {
@@ -100,6 +112,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         part: "ingest",
         message: e.to_string(),
     })?;
+    store::make_private(&state.config.storage.data_dir)?;
     let (router, _) = http::build_router(state.clone());
     Ok(App { state, router })
 }
@@ -137,6 +150,7 @@ impl App {
         tasks.extend(state.ingest.start(&state, token.clone()));
         tasks.extend(state.mail.start(&state, token.clone()));
         tasks.extend(state.alerts.start(&state, token.clone()));
+        tasks.push(tokio::spawn(state.db.clone().watch_space(token.clone())));
         let socket = http::socket::bind(&state.config.socket_path()).await?;
         tasks.push(tokio::spawn(http::socket::serve(
             socket,
@@ -156,15 +170,13 @@ impl App {
             "hearth listening on {}",
             state.config.server.base_url()
         );
-        let serve_token = token.clone();
-        axum::serve(
+        http::serve_tcp(
             listener,
-            self.router
-                .clone()
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            self.router.clone(),
+            state.config.clone(),
+            token.clone(),
         )
-        .with_graceful_shutdown(async move { serve_token.cancelled().await })
-        .await?;
+        .await;
         let grace = state.config.server.shutdown_grace.get();
         let drain = async {
             for t in tasks {

@@ -3,6 +3,20 @@
 const form = document.getElementById('login-form');
 const message = document.getElementById('message');
 
+// Where to go after signing in: only a path on this very origin. The URL parser decides, as
+// the browser will ("/\\evil.example" and "/\tevil.example" are other hosts to it).
+function safeNext(next) {
+  if (!next || !next.startsWith('/')) return '/';
+  let u;
+  try {
+    u = new URL(next, location.origin);
+  } catch (e) {
+    return '/';
+  }
+  if (u.origin !== location.origin) return '/';
+  return u.pathname + u.search + u.hash;
+}
+
 form.addEventListener('submit', async (ev) => {
   ev.preventDefault();
   message.textContent = '';
@@ -18,8 +32,7 @@ form.addEventListener('submit', async (ev) => {
       body: JSON.stringify(body),
     });
     if (r.ok) {
-      const next = new URLSearchParams(location.search).get('next');
-      location.assign(next && next.startsWith('/') && !next.startsWith('//') ? next : '/');
+      location.assign(safeNext(new URLSearchParams(location.search).get('next')));
       return;
     }
     const err = await r.json().catch(() => null);

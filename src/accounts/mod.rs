@@ -106,6 +106,9 @@ pub struct ApiToken {
     pub last_used_ms: Option<i64>,
 }
 
+/// Longest DSN key label, in characters.
+pub const MAX_KEY_LABEL: usize = 200;
+
 /// Token secrets start with this, so a leaked one is recognisable (and greppable).
 pub const TOKEN_PREFIX: &str = "hth_";
 
@@ -125,6 +128,15 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, v)| *k == session::SESSION_COOKIE && !v.is_empty())
         .map(|(_, v)| v.to_string())
+}
+
+/// The refusal of a cookie-authenticated write that did not come from Hearth's own pages.
+pub fn cross_origin() -> ApiError {
+    ApiError::new(
+        crate::http::error::Code::Forbidden,
+        "this request changes data with the session cookie but does not come from Hearth's own \
+         pages (Origin / Sec-Fetch-Site); scripts should send an API token instead",
+    )
 }
 
 /// What ingest learns from a DSN public key.
@@ -150,6 +162,7 @@ impl Accounts {
             a.login_window.get(),
             a.login_attempts_per_ip,
             a.login_attempts_per_account,
+            a.login_max_delay.get(),
         );
         Accounts {
             db,
@@ -167,6 +180,7 @@ impl Accounts {
                 email: "local-admin-socket".into(),
                 role: Role::Owner,
                 via: AuthVia::LocalSocket,
+                credential: None,
             });
         }
         if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
@@ -184,18 +198,30 @@ impl Accounts {
             return self.authenticate_token(token).await;
         }
         if let Some(secret) = session_cookie(&parts.headers) {
-            return match self.session_user(&secret).await? {
-                Some(u) => Ok(Authed {
-                    user_id: u.id,
-                    email: u.email,
-                    role: u.role,
-                    via: AuthVia::Session,
-                }),
-                None => Err(ApiError::new(
-                    crate::http::error::Code::InvalidAuth,
-                    "your session has ended; sign in again",
-                )),
+            let user = match self.session_user(&secret).await? {
+                Some(u) => u,
+                None => {
+                    return Err(ApiError::new(
+                        crate::http::error::Code::InvalidAuth,
+                        "your session has ended; sign in again",
+                    ));
+                }
             };
+            // The cookie rides along on any request the browser makes to this host, also one
+            // that another site's page triggers: a write authenticated by it must come from
+            // Hearth's own pages (cross-site request forgery).
+            if crate::http::auth::is_write(&parts.method)
+                && !crate::http::auth::same_origin(&parts.headers, &self.config.server.base_url())
+            {
+                return Err(cross_origin());
+            }
+            return Ok(Authed {
+                user_id: user.id,
+                email: user.email,
+                role: user.role,
+                via: AuthVia::Session,
+                credential: Some(secret_hash(&secret)),
+            });
         }
         Err(ApiError::missing_auth())
     }
@@ -235,6 +261,7 @@ impl Accounts {
                     email: u.email,
                     role: u.role,
                     via: AuthVia::Token,
+                    credential: Some(secret_hash(token)),
                 })
             }
             _ => Err(invalid()),
@@ -321,7 +348,12 @@ impl Accounts {
         project_id: u64,
         label: &str,
     ) -> Result<ProjectKey, AccountsError> {
-        let label = label.to_string();
+        let label = label.trim().to_string();
+        if label.chars().count() > MAX_KEY_LABEL || label.chars().any(char::is_control) {
+            return Err(AccountsError::Invalid(format!(
+                "a key label may have at most {MAX_KEY_LABEL} characters and no control characters"
+            )));
+        }
         self.db
             .write(move |txn| {
                 if txn.open_table(PROJECTS)?.get(project_id)?.is_none() {
@@ -422,15 +454,37 @@ impl Accounts {
 /// argon2id with the crate's recommended parameters and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, AccountsError> {
     use argon2::PasswordHasher;
-    if password.len() < 10 {
-        return Err(AccountsError::Invalid(
-            "a password needs at least 10 characters".into(),
-        ));
-    }
+    check_password(password)?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| AccountsError::Invalid(format!("cannot hash password: {e}")))
+}
+
+/// Fewest characters (not bytes: "ééééé" is 5) a password may have, and the most.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// Refuses a password that is too short counted in characters, too long to be worth hashing,
+/// or made only of whitespace.
+pub fn check_password(password: &str) -> Result<(), AccountsError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(AccountsError::Invalid(format!(
+            "a password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(AccountsError::Invalid(format!(
+            "a password may have at most {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    if password.trim().is_empty() {
+        return Err(AccountsError::Invalid(
+            "a password cannot be only spaces; use words or other characters too".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `password` against a stored PHC string.

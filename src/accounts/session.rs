@@ -119,12 +119,48 @@ pub(super) fn insert_user(
     Ok(user)
 }
 
-pub(super) fn check_email(email: &str) -> Result<String, AccountsError> {
+/// Longest address accepted (RFC 5321's path limit).
+const MAX_EMAIL: usize = 254;
+
+/// A plausible `local@domain` address, trimmed: one `@` with a non-empty local part of at most
+/// 64 bytes and a domain of dot-separated labels (letters, digits, `-`), no whitespace or control
+/// characters anywhere (a CR/LF would let the address inject mail headers).
+pub fn check_email(email: &str) -> Result<String, AccountsError> {
     let email = email.trim().to_string();
-    if !email.contains('@') || email.len() > 254 {
-        return Err(AccountsError::Invalid(format!(
-            "{email:?} is not an email address"
-        )));
+    let invalid = || {
+        AccountsError::Invalid(format!(
+            "{:?} is not an email address; write it as name@example.com",
+            email.chars().take(80).collect::<String>()
+        ))
+    };
+    if email.len() > MAX_EMAIL || email.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid());
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(invalid());
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+        || local.chars().any(|c| {
+            matches!(
+                c,
+                '<' | '>' | '(' | ')' | ',' | ';' | ':' | '"' | '\\' | '[' | ']'
+            )
+        })
+        || !domain.split('.').all(label_ok)
+    {
+        return Err(invalid());
     }
     Ok(email)
 }
@@ -148,16 +184,20 @@ fn insert_session(
     Ok(secret)
 }
 
-/// Removes every session and (when `tokens`) every API token of `user_id`.
+/// Removes every session and (when `tokens`) every API token of `user_id`, except the one
+/// credential whose stored hash is `keep` (the request's own, when a user changes their own
+/// password).
 fn remove_credentials(
     txn: &WriteTransaction,
     user_id: u64,
     tokens: bool,
+    keep: Option<&str>,
 ) -> Result<(), AccountsError> {
     let mut sessions = txn.open_table(store::SESSIONS)?;
     let dead: Vec<String> = sessions
         .iter()?
         .filter_map(|r| r.ok())
+        .filter(|(k, _)| keep != Some(k.value()))
         .filter(|(_, v)| codec::decode::<Session>(v.value()).is_ok_and(|s| s.user_id == user_id))
         .map(|(k, _)| k.value().to_string())
         .collect();
@@ -169,6 +209,7 @@ fn remove_credentials(
         let dead: Vec<String> = t
             .iter()?
             .filter_map(|r| r.ok())
+            .filter(|(k, _)| keep != Some(k.value()))
             .filter(|(_, v)| {
                 codec::decode::<ApiToken>(v.value()).is_ok_and(|t| t.user_id == user_id)
             })
@@ -447,6 +488,8 @@ impl Accounts {
                 }
                 user.password_hash = Some(hash);
                 put_user(txn, &user)?;
+                // A new password ends everything the old one opened (see `update_user`).
+                remove_credentials(txn, user.id, true, None)?;
                 let secret = insert_session(txn, user.id, ttl)?;
                 Ok((user, secret))
             })
@@ -473,7 +516,18 @@ impl Accounts {
 
     /// Changes a user. The last active owner can be neither demoted nor disabled. Disabling a
     /// user ends their sessions (their tokens stop working while they are disabled).
-    pub async fn update_user(&self, id: u64, patch: UserPatch) -> Result<User, AccountsError> {
+    ///
+    /// A new password ends the user's sessions and revokes their API tokens: changing a
+    /// password is what one does after it leaked, and whoever held it could have opened a
+    /// session and made a token with it, so nothing the old password opened may outlive it.
+    /// `keep` is the stored hash of the request's own credential (session or token), kept when
+    /// users change their own password so the change does not sign them out mid-request.
+    pub async fn update_user(
+        &self,
+        id: u64,
+        patch: UserPatch,
+        keep: Option<String>,
+    ) -> Result<User, AccountsError> {
         let hash = match patch.password.clone() {
             Some(p) => Some(hash_blocking(p).await?),
             None => None,
@@ -501,11 +555,13 @@ impl Accounts {
                 if let Some(d) = patch.disabled {
                     user.disabled = d;
                 }
-                if hash.is_some() {
+                let new_password = hash.is_some();
+                if new_password {
                     user.password_hash = hash;
+                    remove_credentials(txn, id, true, keep.as_deref())?;
                 }
                 if user.disabled {
-                    remove_credentials(txn, id, false)?;
+                    remove_credentials(txn, id, false, None)?;
                 }
                 put_user(txn, &user)?;
                 Ok(user)
@@ -525,7 +581,7 @@ impl Accounts {
                 {
                     return Err(AccountsError::LastOwner);
                 }
-                remove_credentials(txn, id, true)?;
+                remove_credentials(txn, id, true, None)?;
                 txn.open_table(store::USERS_BY_EMAIL)?
                     .remove(user.email.to_ascii_lowercase().as_str())?;
                 txn.open_table(store::USERS)?.remove(id)?;

@@ -171,18 +171,36 @@ struct LoginBody {
     password: String,
 }
 
+/// A browser request that names its origin must come from Hearth's own pages; one that names
+/// none (curl, scripts) is not a browser's and carries no victim's cookie.
+fn refuse_foreign_page(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let names_origin =
+        headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
+    if names_origin && !crate::http::auth::same_origin(headers, &s.config.server.base_url()) {
+        return Err(super::cross_origin());
+    }
+    Ok(())
+}
+
 async fn login(
     State(s): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
-    let ip = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    // Another site's form must not sign the browser in to an account of the attacker's.
+    refuse_foreign_page(&s, &headers)?;
+    let peer = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    let ip = crate::http::client_ip(peer, &headers, &s.config.server.trusted_proxies);
     let (user, secret) = s.accounts.login(&body.email, &body.password, ip).await?;
     Ok(signed_in(&s, &user, &secret))
 }
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(secret) = session_cookie(&headers) {
+        if !crate::http::auth::same_origin(&headers, &s.config.server.base_url()) {
+            return Err(super::cross_origin());
+        }
         s.accounts.logout(&secret).await?;
     }
     let mut resp = ApiJson(json!({ "signed_out": true })).into_response();
@@ -239,8 +257,10 @@ struct SetupBody {
 
 async fn setup(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<SetupBody>,
 ) -> ApiResult<Response> {
+    refuse_foreign_page(&s, &headers)?;
     let (user, secret) = s
         .accounts
         .complete_setup(&body.token, &body.email, &body.name, &body.password)
@@ -257,8 +277,10 @@ struct PasswordBody {
 
 async fn set_password(
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> ApiResult<Response> {
+    refuse_foreign_page(&s, &headers)?;
     let (user, secret) = s
         .accounts
         .use_password_token(&body.token, &body.password)
@@ -309,12 +331,14 @@ async fn create_user(
 }
 
 async fn update_user(
-    _: Owner,
+    Owner(a): Owner,
     State(s): State<AppState>,
     Path(id): Path<u64>,
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> ApiResult<ApiJson<Value>> {
-    let user = s.accounts.update_user(id, patch).await?;
+    // Owners changing their own password stay signed in on the credential they used.
+    let keep = (a.user_id == id).then_some(a.credential).flatten();
+    let user = s.accounts.update_user(id, patch, keep).await?;
     Ok(ApiJson(json!({ "user": user_view(&user) })))
 }
 

@@ -257,8 +257,12 @@ pub(super) async fn run_consumer(
         )
         .await
         {
-            tracing::error!(consumer = %name, "bus commit failed, the round will be redelivered: {e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // A full data directory is logged, rate-limited, by store::space; wait quietly.
+            let full = inner.db.space().is_full();
+            if !full {
+                tracing::error!(consumer = %name, "bus commit failed, the round will be redelivered: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(if full { 1000 } else { 200 })).await;
         } else {
             delivered.fetch_add(acked, Ordering::Relaxed);
             *consumer.held.lock().expect("held cursors") = None;
@@ -313,7 +317,9 @@ async fn persist_held(inner: &Arc<Inner>, consumer: &Arc<Registered>, name: &Arc
         return;
     };
     let moved = (h.stored, h.cursors, h.epoch);
-    if let Err(e) = commit_round(inner, consumer, name, moved, Vec::new(), 1, &[]).await {
+    if let Err(e) = commit_round(inner, consumer, name, moved, Vec::new(), 1, &[]).await
+        && !inner.db.space().is_full()
+    {
         tracing::error!(consumer = %name, "bus cursor commit failed, events will be redelivered: {e}");
     }
 }

@@ -205,7 +205,15 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            // Logged (rate-limited) where it is detected, not once per request.
+            crate::store::StoreError::DiskFull => ApiError::new(Code::Unavailable, e.to_string())
+                .with_header(
+                    "retry-after",
+                    crate::store::space::RETRY_AFTER_SECS.to_string(),
+                ),
+            e => ApiError::internal(e),
+        }
     }
 }
 

@@ -10,6 +10,9 @@ pub mod metrics;
 pub mod routes;
 pub mod socket;
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -137,6 +140,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 async fn security_headers(https: bool, req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
@@ -156,6 +160,11 @@ async fn security_headers(https: bool, req: Request, next: Next) -> Response {
     if https {
         set(h, "strict-transport-security", "max-age=31536000");
     }
+    // API answers are private and some carry a secret shown once (a new token, DSN, webhook
+    // secret, set-password link, session cookie): no cache, shared or the browser's, keeps one.
+    if api {
+        set(h, "cache-control", "no-store");
+    }
     resp
 }
 
@@ -170,6 +179,27 @@ async fn ready(State(s): State<AppState>) -> Response {
     )
     .await;
     let down = s.bus.down_consumers();
+    if s.db.space().is_full() && !s.shutdown.is_cancelled() {
+        // Reads work, writes do not: degraded, and it recovers by itself once space is freed.
+        let body = json!({
+            "status": "degraded",
+            "error": {
+                "code": Code::Unavailable.as_str(),
+                "message": format!(
+                    "degraded: the data directory is full ({} bytes free, [storage] \
+                     min_free_space is {}); writes and ingest are refused until space is freed",
+                    s.db.space().free(),
+                    s.config.storage.min_free_space
+                ),
+            },
+        });
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, ApiJson(body)).into_response();
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::store::space::RETRY_AFTER_SECS),
+        );
+        return resp;
+    }
     match check {
         // Names only: this answer is public, and why a consumer died is for the log.
         Ok(Ok(true)) if !s.shutdown.is_cancelled() && !down.is_empty() => ApiError::new(
@@ -247,6 +277,13 @@ async fn metrics_text(_: Viewer, State(s): State<AppState>) -> Response {
     out.push_str(&format!(
         "# HELP hearth_db_size_bytes Size of hearth.redb.\n# TYPE hearth_db_size_bytes gauge\nhearth_db_size_bytes {db_bytes}\n"
     ));
+    let space = s.db.space();
+    out.push_str(&format!(
+        "# HELP hearth_disk_full Whether writes are refused because the data directory is full.\n# TYPE hearth_disk_full gauge\nhearth_disk_full {}\n\
+         # HELP hearth_disk_refused_writes_total Writes refused while the data directory was full.\n# TYPE hearth_disk_refused_writes_total counter\nhearth_disk_refused_writes_total {}\n",
+        space.is_full() as u8,
+        space.refused()
+    ));
     s.extra_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -275,4 +312,221 @@ async fn openapi(_: Viewer, State(s): State<AppState>) -> ApiJson<serde_json::Va
         }},
         "paths": paths,
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client address and the TCP accept loop (harden-server, issue 12 items 4 and 6)
+
+/// The client's address: the TCP peer, or, when the peer is one of `trusted` proxies, the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left
+/// are whatever the client claimed and are not believed).
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::limit::Cidr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !crate::limit::Cidr::any_contains(trusted, peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else { return Some(peer) };
+        for part in v.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A garbled list: trust nothing the proxy passed on.
+                Err(_) => return Some(peer),
+            }
+        }
+    }
+    let mut client = peer;
+    for ip in hops.into_iter().rev() {
+        client = ip;
+        if !crate::limit::Cidr::any_contains(trusted, ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// A connection's IO that notes when bytes last moved, for the idle timeout.
+struct Watched<T> {
+    io: T,
+    epoch: tokio::time::Instant,
+    /// Milliseconds after `epoch` when bytes last moved.
+    last: Arc<AtomicU64>,
+}
+
+impl<T> Watched<T> {
+    fn touch(&self) {
+        self.last
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Resolves once `last` is more than `idle` in the past.
+async fn idle_for(epoch: tokio::time::Instant, last: Arc<AtomicU64>, idle: Duration) {
+    loop {
+        let at = epoch + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        if tokio::time::Instant::now() >= at {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets open connections
+/// finish for at most `grace`. Unlike `axum::serve` it enforces `[server]`
+/// `header_read_timeout` (slowloris), `idle_timeout` and `max_connections_per_ip`.
+pub async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: Arc<crate::config::Config>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use tower::ServiceExt;
+
+    let server = &config.server;
+    let idle = server.idle_timeout.get();
+    let max_per_ip = server.max_connections_per_ip;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout.get());
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limiter = crate::limit::ConnLimiter::default();
+    let refused_log = crate::limit::LogEvery::new(Duration::from_secs(10));
+    let accept_log = crate::limit::LogEvery::new(Duration::from_secs(10));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    if let Some(held) = accept_log.allow() {
+                        tracing::warn!("cannot accept a connection: {e} ({held} more not logged)");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // A trusted proxy carries many clients; it limits them itself.
+        let slot = if crate::limit::Cidr::any_contains(&server.trusted_proxies, peer.ip()) {
+            None
+        } else {
+            match limiter.acquire(peer.ip(), max_per_ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    if let Some(held) = refused_log.allow() {
+                        tracing::warn!(
+                            "closed a connection from {}: it already has {max_per_ip} open \
+                             ([server] max_connections_per_ip; {held} more refusals not logged)",
+                            peer.ip()
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let epoch = tokio::time::Instant::now();
+        let last = Arc::new(AtomicU64::new(0));
+        let io = Watched {
+            io: stream,
+            epoch,
+            last: last.clone(),
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            },
+        );
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                // Dropping the connection closes the socket.
+                _ = idle_for(epoch, last, idle) => {}
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let grace = config.server.shutdown_grace.get();
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not finish within {grace:?}; closing them");
+    }
 }

@@ -91,7 +91,8 @@ impl From<IngestError> for ApiError {
             IngestError::InvalidJson(_) => ApiError::new(Code::InvalidJson, msg),
             IngestError::UnsupportedEncoding(_) => ApiError::new(Code::UnsupportedEncoding, msg),
             IngestError::Unavailable => ApiError::new(Code::Unavailable, msg),
-            IngestError::Store(s) => return ApiError::internal(s),
+            // A full disk is 503 + Retry-After (see `store::space`), anything else a 500.
+            IngestError::Store(s) => return ApiError::from(s),
             IngestError::Commit(s) => return ApiError::internal(s),
         };
         let header = err.message.chars().take(200).collect::<String>();
@@ -807,6 +808,9 @@ impl Ingest {
         if works.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(full) = storage_full(&inner.db, false) {
+            return Err(full);
+        }
         let (reply, rx) = oneshot::channel();
         match inner.tx.try_send(Msg::Job(Job { works, reply })) {
             Ok(()) => {
@@ -823,7 +827,7 @@ impl Ingest {
                 inner.metrics.accepted.fetch_add(1, Ordering::Relaxed);
                 Ok(outcomes)
             }
-            Ok(Err(e)) => Err(IngestError::Commit(e)),
+            Ok(Err(e)) => Err(storage_full(&inner.db, true).unwrap_or(IngestError::Commit(e))),
             Err(_) => Err(IngestError::Unavailable),
         }
     }
@@ -849,6 +853,18 @@ impl Ingest {
         let url = url::Url::parse(dsn).ok()?;
         (!url.username().is_empty()).then(|| url.username().to_string())
     }
+}
+
+/// The one hook of disk-full handling (`store::space`) in ingest: while the data directory is
+/// full, or after a commit or log write failed (`failed`) because it just filled, the request
+/// is answered 503 with Retry-After instead of being queued or called a 500.
+fn storage_full(db: &Db, failed: bool) -> Option<IngestError> {
+    let full = if failed {
+        db.space().check_now()
+    } else {
+        db.space().refuse_write(true)
+    };
+    full.then_some(IngestError::Store(StoreError::DiskFull))
 }
 
 /// The writer's side of the ingest log (see [`wal`]).

@@ -622,7 +622,15 @@ async fn run_committer(inner: Arc<Inner>, shutdown: CancellationToken) {
             match r {
                 Ok(_) => i.reader.reload().is_ok(),
                 Err(e) => {
-                    tracing::error!("search commit failed: {e}");
+                    // Retried every commit interval: on a full disk this would repeat twice a
+                    // second (see store::space).
+                    static LOG: std::sync::LazyLock<crate::limit::LogEvery> =
+                        std::sync::LazyLock::new(|| {
+                            crate::limit::LogEvery::new(crate::store::space::LOG_EVERY)
+                        });
+                    if let Some(held) = LOG.allow() {
+                        tracing::error!("search commit failed: {e} ({held} more not logged)");
+                    }
                     false
                 }
             }

@@ -7,10 +7,11 @@
 
 pub mod codec;
 mod migrations;
+pub mod space;
 pub mod upgrade;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
@@ -63,6 +64,11 @@ pub enum StoreError {
     },
     #[error("stored value is corrupt: {0}")]
     Codec(String),
+    #[error(
+        "the data directory is full: writes are refused until space is freed; retry in {} seconds",
+        space::RETRY_AFTER_SECS
+    )]
+    DiskFull,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -114,20 +120,119 @@ macro_rules! impl_from_redb {
 /// A handle to the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<Database>,
+    /// The open database; `None` only while it is being opened again after an I/O error
+    /// (see [`space`]). Every transaction clones the `Arc` out and lets go of the lock.
+    slot: Arc<RwLock<Option<Arc<Database>>>>,
+    cache_bytes: usize,
     path: Arc<std::path::PathBuf>,
     /// Bumped after every write transaction commits, so the bus dispatcher sees new durable
     /// events without polling (a watch, unlike a Notify, cannot lose a wake-up).
     committed: Arc<watch::Sender<u64>>,
+    space: Arc<space::Space>,
 }
 
 impl Db {
+    fn wrap(db: Database, path: &Path, cache_bytes: usize) -> Db {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Db {
+            slot: Arc::new(RwLock::new(Some(Arc::new(db)))),
+            cache_bytes,
+            path: Arc::new(path.to_path_buf()),
+            committed: Arc::new(watch::channel(0).0),
+            space: Arc::new(space::Space::new(dir)),
+        }
+    }
+
+    /// The data directory's free-space state.
+    pub fn space(&self) -> &space::Space {
+        &self.space
+    }
+
+    /// The open database, or [`StoreError::DiskFull`] while it is being opened again.
+    fn database(&self) -> StoreResult<Arc<Database>> {
+        let slot = self.slot.read().unwrap_or_else(|p| p.into_inner());
+        slot.clone().ok_or(StoreError::DiskFull)
+    }
+
+    /// `e`, or [`StoreError::DiskFull`] when it is a lack of space (noted for recovery).
+    fn noted(&self, e: StoreError) -> StoreError {
+        if self.space.note(&e) {
+            StoreError::DiskFull
+        } else {
+            e
+        }
+    }
+
+    /// Opens the database again after an I/O error latched it (redb refuses everything until
+    /// then). Waits at most a few seconds for running transactions to let go of the old one.
+    fn reopen(&self) -> StoreResult<()> {
+        let mut slot = self.slot.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 {
+                if std::time::Instant::now() > deadline {
+                    *slot = Some(old);
+                    return Err(StoreError::DiskFull);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(old);
+        }
+        let db = Database::builder()
+            .set_cache_size(self.cache_bytes)
+            .create(self.path.as_path())?;
+        *slot = Some(Arc::new(db));
+        Ok(())
+    }
+
+    /// Looks at the free space every [`space::CHECK_EVERY`] while the data directory is full
+    /// and, once there is enough again, reopens the database if redb needs it and lets writes
+    /// resume. Runs until `shutdown`.
+    pub async fn watch_space(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(space::CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if !self.space.is_full() {
+                continue;
+            }
+            let Some(free) = self.space.look() else {
+                continue;
+            };
+            if free <= self.space.min_free() {
+                continue;
+            }
+            if self.space.needs_reopen() {
+                let db = self.clone();
+                match run_blocking(move || db.reopen()).await {
+                    Ok(()) => tracing::warn!("database opened again after the disk was full"),
+                    Err(e) => {
+                        tracing::debug!("cannot open the database again yet: {e}");
+                        continue;
+                    }
+                }
+            }
+            self.space.clear();
+        }
+    }
+
     /// Opens (or creates) the database at `path` and brings its schema up to date.
     ///
     /// A database from a newer release is refused before anything is written. One from an
     /// older release is first copied to `<path>.v<old>.bak` (see [`upgrade`]); if a migration
     /// then fails, the copy is put back, so the database is exactly as it was.
     pub fn open(path: &Path, cache_bytes: usize) -> StoreResult<Db> {
+        Self::open_db(path, cache_bytes).map(|db| Self::wrap(db, path, cache_bytes))
+    }
+
+    fn open_db(path: &Path, cache_bytes: usize) -> StoreResult<Database> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -179,11 +284,7 @@ impl Db {
                 db
             }
         };
-        Ok(Db {
-            inner: Arc::new(db),
-            path: Arc::new(path.to_path_buf()),
-            committed: Arc::new(watch::channel(0).0),
-        })
+        Ok(db)
     }
 
     /// Opens the database applying only migrations up to `version` (for migration tests).
@@ -196,15 +297,11 @@ impl Db {
             .filter(|m| m.version <= version)
             .collect();
         migrations::run(&db, &steps)?;
-        Ok(Db {
-            inner: Arc::new(db),
-            path: Arc::new(path.to_path_buf()),
-            committed: Arc::new(watch::channel(0).0),
-        })
+        Ok(Self::wrap(db, path, 1 << 20))
     }
 
     pub fn schema_version(&self) -> StoreResult<u64> {
-        let txn = self.inner.begin_read()?;
+        let txn = self.database()?.begin_read()?;
         migrations::version_in(&txn)
     }
 
@@ -213,8 +310,9 @@ impl Db {
         &self.path
     }
 
-    pub fn raw(&self) -> &Database {
-        &self.inner
+    /// The open database (for code already on a blocking thread).
+    pub fn raw(&self) -> StoreResult<Arc<Database>> {
+        self.database()
     }
 
     /// Changes after each commit made through [`Db::write`] or [`Db::write_blocking`].
@@ -264,7 +362,10 @@ impl Db {
         E: From<StoreError>,
         F: FnOnce(&ReadTransaction) -> Result<T, E>,
     {
-        let txn = self.inner.begin_read().map_err(StoreError::from)?;
+        let db = self.database()?;
+        let txn = db
+            .begin_read()
+            .map_err(|e| self.noted(StoreError::from(e)))?;
         f(&txn)
     }
 
@@ -282,13 +383,31 @@ impl Db {
         E: From<StoreError>,
         F: FnOnce(&WriteTransaction) -> Result<T, E>,
     {
-        let mut txn = self.inner.begin_write().map_err(StoreError::from)?;
+        // Refused before redb sees it while the data directory is full (see `space`).
+        if self.space.refuse_write(false) {
+            return Err(StoreError::DiskFull.into());
+        }
+        let db = self.database()?;
+        let mut txn = db
+            .begin_write()
+            .map_err(|e| self.noted(StoreError::from(e)))?;
         if !synced {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StoreError::Db(redb::Error::from(e)))?;
         }
-        let out = f(&txn)?;
-        txn.commit().map_err(StoreError::from)?;
+        let out = match f(&txn) {
+            Ok(out) => out,
+            Err(e) => {
+                // redb may have hit the disk inside `f` (spilling dirty pages) and latched the
+                // error; a read tells, and gets the directory marked for recovery.
+                drop(txn);
+                if let Err(probe) = db.begin_read() {
+                    self.noted(StoreError::from(probe));
+                }
+                return Err(e);
+            }
+        };
+        txn.commit().map_err(|e| self.noted(StoreError::from(e)))?;
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(out)
     }
@@ -303,8 +422,9 @@ impl Db {
         run_blocking(move || {
             // An empty synced commit first makes every earlier unsynced one durable, so the
             // copy holds all acknowledged data.
-            db.inner.begin_write()?.commit()?;
-            let txn = db.inner.begin_write()?;
+            let raw = db.database()?;
+            raw.begin_write()?.commit()?;
+            let txn = raw.begin_write()?;
             let tmp = dest.with_extension("partial");
             let n = std::fs::copy(&src, &tmp)?;
             std::fs::File::open(&tmp)?.sync_all()?;
@@ -314,6 +434,32 @@ impl Db {
         })
         .await
     }
+}
+
+/// Makes the data directory private to the user Hearth runs as, also where no systemd unit
+/// does (a container, a manual start, `hearth serve` from a shell with umask 022): the
+/// directory and those below it 0700, files in them 0600 (two levels: `search/` holds the
+/// index). Files created later inside are out of reach of other users through the directory.
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(dir: &Path, depth: u32) -> std::io::Result<()> {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() && depth > 0 {
+                    walk(&entry.path(), depth - 1)?;
+                } else if kind.is_file() {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            Ok(())
+        }
+        walk(dir, 2)?;
+    }
+    Ok(())
 }
 
 /// Runs blocking work on tokio's blocking pool, re-raising a panic instead of swallowing it.

@@ -172,6 +172,7 @@ async fn login_logout_and_cookie_flags() {
         .http
         .post(s.url("/api/auth/logout"))
         .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
         .send()
         .await
         .unwrap();
