@@ -252,7 +252,7 @@ async fn with_grouping(s: &AppState, id: u64, mut v: Value) -> Result<ApiJson<Va
         .unwrap_or(issue.grouping_version);
     let explanation = s
         .issues
-        .explain(issue.project_id, version, v["event"].clone(), issue.hash.clone())
+        .explain(issue.project_id, version, v["event"].clone(), issue.id)
         .await;
     v["grouping"] = explanation;
     Ok(ApiJson(v))

@@ -472,12 +472,7 @@ fn user_of(event: &Value) -> (Option<String>, Vec<String>) {
     (key, terms)
 }
 
-fn search_text(
-    excs: &[&Value],
-    title: &str,
-    culprit: &str,
-    message: &str,
-) -> String {
+fn search_text(excs: &[&Value], title: &str, culprit: &str, message: &str) -> String {
     let mut t = String::with_capacity(512);
     t.push_str(title);
     t.push('\n');
@@ -513,14 +508,21 @@ pub fn group(event: &Value, version: u32) -> Grouped {
 
 /// Groups and summarises one event on grouping `version` with a project's rules (version 2
 /// and later); also returns version 2's analysis, which the explanation shows.
-pub fn group_with(event: &Value, version: u32, rules: &ProjectRules) -> (Grouped, Option<Analysis>) {
+pub fn group_with(
+    event: &Value,
+    version: u32,
+    rules: &ProjectRules,
+) -> (Grouped, Option<Analysis>) {
     if version < 2 {
         let components = components(event);
         let hash = hash_components(version, &components);
         let excs = exceptions(event);
         let title = title_of(event, &excs);
         let culprit = culprit_of(event, &excs, &[]);
-        return (summarise(event, hash, components, title, culprit, &excs), None);
+        return (
+            summarise(event, hash, components, title, culprit, &excs),
+            None,
+        );
     }
     let analysis = super::grouping_v2::analyse(event, rules);
     let hash = hash_components(version, &analysis.components);
@@ -531,7 +533,14 @@ pub fn group_with(event: &Value, version: u32, rules: &ProjectRules) -> (Grouped
     };
     let stack = super::grouping_v2::stack_frames(event);
     let culprit = culprit_of(event, &excs, stack);
-    let g = summarise(event, hash, analysis.components.clone(), title, culprit, &excs);
+    let g = summarise(
+        event,
+        hash,
+        analysis.components.clone(),
+        title,
+        culprit,
+        &excs,
+    );
     (g, Some(analysis))
 }
 
@@ -540,7 +549,10 @@ pub fn hash_on(event: &Value, version: u32, rules: &ProjectRules) -> String {
     if version < 2 {
         hash_components(version, &components(event))
     } else {
-        hash_components(version, &super::grouping_v2::analyse(event, rules).components)
+        hash_components(
+            version,
+            &super::grouping_v2::analyse(event, rules).components,
+        )
     }
 }
 

@@ -13,12 +13,12 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::IssuesError;
 use super::grouping::{GROUPING_VERSION, ProjectRules};
 use super::rules::{
     self, BUILTIN_FINGERPRINT_RULES, BUILTIN_STACKTRACE_RULES, parse_fingerprint_rules,
     parse_stacktrace_rules,
 };
-use super::IssuesError;
 use crate::app::AppState;
 use crate::http::auth::{Admin, Viewer};
 use crate::http::error::{ApiError, ApiJson, Code};
@@ -83,7 +83,12 @@ pub struct Cache {
 
 impl Cache {
     pub fn get(&self, db: &Db, project_id: u64) -> Arc<ProjectGrouping> {
-        if let Some(p) = self.by_project.lock().expect("grouping cache").get(&project_id) {
+        if let Some(p) = self
+            .by_project
+            .lock()
+            .expect("grouping cache")
+            .get(&project_id)
+        {
             return p.clone();
         }
         let stored = read_blocking(db, project_id).unwrap_or_else(|e| {
@@ -169,7 +174,9 @@ pub async fn get_settings(
     Path(pid): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
     let version = project_version(&s, pid).await?;
-    Ok(ApiJson(json!({"grouping": view(version, &stored(&s, pid).await?)})))
+    Ok(ApiJson(
+        json!({"grouping": view(version, &stored(&s, pid).await?)}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -209,9 +216,8 @@ pub async fn put_settings(
             ),
         ));
     }
-    let st = s
-        .db
-        .write(move |txn| {
+    let st =
+        s.db.write(move |txn| {
             let mut t = txn.open_table(SETTINGS)?;
             let mut st: StoredSettings = t
                 .get(pid)?
@@ -241,9 +247,8 @@ pub async fn upgrade(
     State(s): State<AppState>,
     Path(pid): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    let (version, st) = s
-        .db
-        .write(move |txn| {
+    let (version, st) =
+        s.db.write(move |txn| {
             let mut projects = txn.open_table(crate::accounts::store::PROJECTS)?;
             let row = projects
                 .get(pid)?

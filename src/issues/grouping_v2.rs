@@ -122,10 +122,7 @@ fn thread_of(event: &Value) -> Result<Option<&Value>, String> {
         Some(Value::Array(a)) => a,
         _ => &[],
     };
-    let with_stack: Vec<&Value> = list
-        .iter()
-        .filter(|t| !frames_of(t).is_empty())
-        .collect();
+    let with_stack: Vec<&Value> = list.iter().filter(|t| !frames_of(t).is_empty()).collect();
     if with_stack.is_empty() {
         return Ok(None);
     }
@@ -159,9 +156,8 @@ static JAVA_REFLECT: LazyLock<Regex> = LazyLock::new(|| {
 static JAVA_CGLIB: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(\$\$[A-Za-z_]*?CGLIB\$\$)[a-fA-F0-9]+(?:_[0-9]+)?").expect("regex")
 });
-static JAVASSIST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?").expect("regex")
-});
+static JAVASSIST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\$\$_javassist)(?:_seam)?(?:_[0-9]+)?").expect("regex"));
 static JAVA_PROXY: LazyLock<Regex> = LazyLock::new(|| {
     // Hibernate (ByteBuddy) proxies, ByteBuddy and Mockito generated classes.
     Regex::new(r"(\$(?:HibernateProxy|ByteBuddy|MockitoMock|auxiliary)\$)[A-Za-z0-9]+")
@@ -203,9 +199,16 @@ pub fn normalize_java_module(module: &str) -> (String, Option<&'static str>) {
 fn has_url_origin(path: Option<&str>) -> bool {
     path.is_some_and(|p| {
         let p = p.trim_start();
-        ["http://", "https://", "file://", "webpack://", "app://", "blob:"]
-            .iter()
-            .any(|pre| p.len() >= pre.len() && p[..pre.len()].eq_ignore_ascii_case(pre))
+        [
+            "http://",
+            "https://",
+            "file://",
+            "webpack://",
+            "app://",
+            "blob:",
+        ]
+        .iter()
+        .any(|pre| p.len() >= pre.len() && p[..pre.len()].eq_ignore_ascii_case(pre))
     })
 }
 
@@ -246,7 +249,11 @@ fn facts<'a>(f: &'a Value, platform: &'a str) -> FrameFacts<'a> {
 fn apply_stack_rules<'a>(frames: &mut [RuledFrame<'a>], rules: &'a [StackRule]) {
     for rule in rules {
         for i in 0..frames.len() {
-            if !rule.matchers.iter().all(|m| m.matches_frame(&frames[i].facts)) {
+            if !rule
+                .matchers
+                .iter()
+                .all(|m| m.matches_frame(&frames[i].facts))
+            {
                 continue;
             }
             for a in &rule.actions {
@@ -348,7 +355,10 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
             if trimmed.is_empty()
                 || matches!(
                     trimmed.as_str(),
-                    "?" | "<anonymous function>" | "<anonymous>" | "Anonymous function" | "(anonymous)"
+                    "?" | "<anonymous function>"
+                        | "<anonymous>"
+                        | "Anonymous function"
+                        | "(anonymous)"
                 )
                 || trimmed.ends_with("/<")
             {
@@ -424,7 +434,10 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
     let js_low_quality = js
         && (raw_func.map(|f| f.rsplit('.').next().unwrap_or(f)) == Some("eval")
             || abs_path.is_some_and(|p| {
-                matches!(p, "[native code]" | "native code" | "eval code" | "<anonymous>")
+                matches!(
+                    p,
+                    "[native code]" | "native code" | "eval code" | "<anonymous>"
+                )
             }));
     let reason: Option<String> = if !f.group {
         Some(format!(
@@ -571,7 +584,13 @@ fn default_grouping(
                     contributes: !has_frames,
                     hint: if has_frames {
                         Some("ignored because the stack trace takes precedence".into())
-                    } else if p != v.lines().filter(|l| !l.trim().is_empty()).take(2).collect::<Vec<_>>().join("\n") {
+                    } else if p
+                        != v.lines()
+                            .filter(|l| !l.trim().is_empty())
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    {
                         Some("variable parts replaced".into())
                     } else {
                         None
@@ -637,9 +656,23 @@ fn default_grouping(
         if !keys.is_empty() {
             comps.extend(keys);
             how = if app_only {
-                format!("{}: in-app frames", if kind == "threads" { "thread stack trace" } else { "stack trace" })
+                format!(
+                    "{}: in-app frames",
+                    if kind == "threads" {
+                        "thread stack trace"
+                    } else {
+                        "stack trace"
+                    }
+                )
             } else {
-                format!("{}: all frames (no frame is in-app)", if kind == "threads" { "thread stack trace" } else { "stack trace" })
+                format!(
+                    "{}: all frames (no frame is in-app)",
+                    if kind == "threads" {
+                        "thread stack trace"
+                    } else {
+                        "stack trace"
+                    }
+                )
             };
         }
     }
@@ -685,10 +718,18 @@ fn crash_frame<'a>(event: &'a Value, excs: &[&'a Value]) -> Option<&'a Value> {
 fn variable(name: &str, event: &Value, excs: &[&Value]) -> String {
     let last = excs.last();
     let frame = || crash_frame(event, excs);
-    let fget = |k: &str| frame().and_then(|f| f.get(k)).and_then(s).map(str::to_string);
+    let fget = |k: &str| {
+        frame()
+            .and_then(|f| f.get(k))
+            .and_then(s)
+            .map(str::to_string)
+    };
     let or = |v: Option<String>, d: &str| v.unwrap_or_else(|| d.to_string());
     match name {
-        "transaction" => or(event.get("transaction").and_then(s).map(Into::into), "<no-transaction>"),
+        "transaction" => or(
+            event.get("transaction").and_then(s).map(Into::into),
+            "<no-transaction>",
+        ),
         "message" | "raw_message" => or(
             super::grouping::message_of(event).map(|m| parameterize(&m)),
             "<no-message>",
@@ -698,7 +739,9 @@ fn variable(name: &str, event: &Value, excs: &[&Value]) -> String {
             "<no-type>",
         ),
         "value" | "raw_value" | "error.value" | "error.raw_value" => or(
-            last.and_then(|e| e.get("value")).and_then(s).map(Into::into),
+            last.and_then(|e| e.get("value"))
+                .and_then(s)
+                .map(Into::into),
             "<no-value>",
         ),
         "function" | "stack.function" => or(fget("function"), "<no-function>"),
@@ -710,14 +753,22 @@ fn variable(name: &str, event: &Value, excs: &[&Value]) -> String {
             "<no-package>",
         ),
         "level" => or(event.get("level").and_then(s).map(Into::into), "<no-level>"),
-        "logger" => or(event.get("logger").and_then(s).map(Into::into), "<no-logger>"),
-        "release" => or(event.get("release").and_then(s).map(Into::into), "<no-release>"),
+        "logger" => or(
+            event.get("logger").and_then(s).map(Into::into),
+            "<no-logger>",
+        ),
+        "release" => or(
+            event.get("release").and_then(s).map(Into::into),
+            "<no-release>",
+        ),
         "environment" => or(
             event.get("environment").and_then(s).map(Into::into),
             "<no-environment>",
         ),
-        n if n.starts_with("tags.") => rules::tag_of(event.get("tags").unwrap_or(&Value::Null), &n[5..])
-            .unwrap_or_else(|| format!("<no-value-for-tag-{}>", &n[5..])),
+        n if n.starts_with("tags.") => {
+            rules::tag_of(event.get("tags").unwrap_or(&Value::Null), &n[5..])
+                .unwrap_or_else(|| format!("<no-value-for-tag-{}>", &n[5..]))
+        }
         other => format!("<unrecognized-variable-{other}>"),
     }
 }
@@ -795,13 +846,12 @@ pub fn analyse(event: &Value, rules: &ProjectRules) -> Analysis {
     let platform = event.get("platform").and_then(s).unwrap_or("other");
     let (default_comps, mut parts, how) = default_grouping(event, &excs, rules);
     // Which fingerprint applies: a project rule, then the SDK's, then a built-in rule.
-    let sdk = sdk_fingerprint(event).filter(|fp| {
-        !(fp.len() == 1 && variable_name(&fp[0]) == Some("default"))
-    });
+    let sdk = sdk_fingerprint(event)
+        .filter(|fp| !(fp.len() == 1 && variable_name(&fp[0]) == Some("default")));
     let mut chosen: Option<(&'static str, Option<&FingerprintRule>, Vec<String>)> = None;
     // Built-in fingerprint rules are all for JavaScript: other events skip collecting facts.
-    let needs_facts = !rules.fingerprint.is_empty()
-        || (sdk.is_none() && rules::family(platform) == "javascript");
+    let needs_facts =
+        !rules.fingerprint.is_empty() || (sdk.is_none() && rules::family(platform) == "javascript");
     if needs_facts {
         let ef = event_facts(event, &excs, platform);
         if let Some(r) = rules.fingerprint.iter().find(|r| r.matches(&ef)) {
@@ -848,7 +898,8 @@ pub fn analyse(event: &Value, rules: &ProjectRules) -> Analysis {
         for p in &mut parts {
             if p.contributes {
                 p.contributes = false;
-                p.hint = Some("ignored because the fingerprint overrides the default grouping".into());
+                p.hint =
+                    Some("ignored because the fingerprint overrides the default grouping".into());
             }
         }
     }
@@ -910,8 +961,8 @@ mod tests {
     /// apart, per rule and platform) groups the same way here on version 2.
     #[test]
     fn sentry_pairs_group_together_or_apart_as_sentry_does() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grouping/pairs.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/grouping/pairs.json");
         let cases: Vec<Value> =
             serde_json::from_slice(&std::fs::read(&path).expect("pairs.json")).expect("json");
         assert!(cases.len() >= 50, "{} pairs", cases.len());
@@ -974,10 +1025,19 @@ mod tests {
         let value = by_kind("value")[0];
         assert!(!value.contributes);
         assert_eq!(value.label, "bad <int>");
-        assert!(by_kind("message")[0].hint.as_deref().unwrap().contains("exception"));
+        assert!(
+            by_kind("message")[0]
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("exception")
+        );
         assert_eq!(
             a.components,
-            vec!["type:ValueError".to_string(), "frame:shop.views:index:go( 1 )".into()]
+            vec![
+                "type:ValueError".to_string(),
+                "frame:shop.views:index:go( 1 )".into()
+            ]
         );
 
         // A rule's fingerprint: everything else is marked as overridden; the title template
@@ -994,12 +1054,23 @@ mod tests {
         let (g, a) = group_with(&e2, 2, &rules);
         let a = a.unwrap();
         assert_eq!(g.title, "Bad value in index");
-        assert_eq!(g.components, vec!["fp:value-errors".to_string(), "fp:acme".into()]);
+        assert_eq!(
+            g.components,
+            vec!["fp:value-errors".to_string(), "fp:acme".into()]
+        );
         let fp = a.fingerprint.unwrap();
         assert_eq!(fp.source, "rule");
         assert_eq!(fp.values, vec!["value-errors".to_string(), "acme".into()]);
-        assert!(a.parts.iter().filter(|p| p.kind != "fingerprint").all(|p| !p.contributes));
-        assert!(a.grouped_by.starts_with("fingerprint rule `error.type:ValueError"));
+        assert!(
+            a.parts
+                .iter()
+                .filter(|p| p.kind != "fingerprint")
+                .all(|p| !p.contributes)
+        );
+        assert!(
+            a.grouped_by
+                .starts_with("fingerprint rule `error.type:ValueError")
+        );
     }
 
     #[test]
@@ -1015,20 +1086,30 @@ mod tests {
             fingerprint: parse_fingerprint_rules("error.type:ChunkLoadError -> chunks").unwrap(),
             stacktrace: Vec::new(),
         };
-        assert_eq!(analyse(&chunk, &rules).components, vec!["fp:chunks".to_string()]);
+        assert_eq!(
+            analyse(&chunk, &rules).components,
+            vec!["fp:chunks".to_string()]
+        );
         // `{{ default }}` alone is the default grouping.
         let d = json!({"message": "x", "fingerprint": ["{{ default }}"]});
-        assert_eq!(analyse(&d, &ProjectRules::default()).components, vec!["message:x".to_string()]);
+        assert_eq!(
+            analyse(&d, &ProjectRules::default()).components,
+            vec!["message:x".to_string()]
+        );
         // An unknown variable is named as such, not taken literally.
         let u = json!({"message": "x", "fingerprint": ["{{ nope }}"]});
         assert_eq!(
             analyse(&u, &ProjectRules::default()).components,
             vec!["fp:<unrecognized-variable-nope>".to_string()]
         );
-        let missing = json!({"message": "x", "fingerprint": ["{{ tags.tenant }}", "{{ transaction }}"]});
+        let missing =
+            json!({"message": "x", "fingerprint": ["{{ tags.tenant }}", "{{ transaction }}"]});
         assert_eq!(
             analyse(&missing, &ProjectRules::default()).components,
-            vec!["fp:<no-value-for-tag-tenant>".to_string(), "fp:<no-transaction>".into()]
+            vec![
+                "fp:<no-value-for-tag-tenant>".to_string(),
+                "fp:<no-transaction>".into()
+            ]
         );
     }
 
@@ -1037,12 +1118,17 @@ mod tests {
         let t = |threads: Value| json!({"platform": "java", "threads": {"values": threads}});
         let st = |f: &str| json!({"frames": [{"module": "m", "function": f, "in_app": true}]});
         // Several threads, none crashed or current: not used, and the explanation says why.
-        let a = analyse(&t(json!([{"stacktrace": st("a")}, {"stacktrace": st("b")}])), &ProjectRules::default());
+        let a = analyse(
+            &t(json!([{"stacktrace": st("a")}, {"stacktrace": st("b")}])),
+            &ProjectRules::default(),
+        );
         assert_eq!(a.components, vec!["empty".to_string()]);
         assert!(a.parts[0].hint.as_deref().unwrap().contains("2 threads"));
         // The crashed one wins over the current one.
         let b = analyse(
-            &t(json!([{"current": true, "stacktrace": st("cur")}, {"crashed": true, "stacktrace": st("boom")}])),
+            &t(
+                json!([{"current": true, "stacktrace": st("cur")}, {"crashed": true, "stacktrace": st("boom")}]),
+            ),
             &ProjectRules::default(),
         );
         assert_eq!(b.components, vec!["frame:m:boom".to_string()]);
@@ -1053,14 +1139,32 @@ mod tests {
     #[test]
     fn jvm_names_normalised() {
         for (raw, want) in [
-            ("com.a.B$HibernateProxy$fT2bNxN8", "com.a.B$HibernateProxy$<auto>"),
-            ("jdk.internal.reflect.GeneratedMethodAccessor77", "jdk.internal.reflect.GeneratedMethodAccessor<auto>"),
-            ("sun.reflect.GeneratedConstructorAccessor3", "sun.reflect.GeneratedConstructorAccessor<auto>"),
-            ("com.a.S$$EnhancerBySpringCGLIB$$3f2a9c1d", "com.a.S$$EnhancerBySpringCGLIB$$<auto>"),
-            ("com.a.S$$FastClassByCGLIB$$3f2a9c1d_2", "com.a.S$$FastClassByCGLIB$$<auto>"),
+            (
+                "com.a.B$HibernateProxy$fT2bNxN8",
+                "com.a.B$HibernateProxy$<auto>",
+            ),
+            (
+                "jdk.internal.reflect.GeneratedMethodAccessor77",
+                "jdk.internal.reflect.GeneratedMethodAccessor<auto>",
+            ),
+            (
+                "sun.reflect.GeneratedConstructorAccessor3",
+                "sun.reflect.GeneratedConstructorAccessor<auto>",
+            ),
+            (
+                "com.a.S$$EnhancerBySpringCGLIB$$3f2a9c1d",
+                "com.a.S$$EnhancerBySpringCGLIB$$<auto>",
+            ),
+            (
+                "com.a.S$$FastClassByCGLIB$$3f2a9c1d_2",
+                "com.a.S$$FastClassByCGLIB$$<auto>",
+            ),
             ("com.a.R_$$_javassist_seam_74", "com.a.R_$$_javassist<auto>"),
             ("com.a.R$ByteBuddy$AbC123", "com.a.R$ByteBuddy$<auto>"),
-            ("com.a.J$$Lambda$412/0x0000000800c0b840", "com.a.J$$Lambda$<auto>"),
+            (
+                "com.a.J$$Lambda$412/0x0000000800c0b840",
+                "com.a.J$$Lambda$<auto>",
+            ),
             ("com.sun.proxy.$Proxy123", "com.sun.proxy.$Proxy<auto>"),
             ("shop.core$fn__12345", "shop.core$fn__<auto>"),
             ("com.a.Plain", "com.a.Plain"),

@@ -452,13 +452,13 @@ impl Issues {
     }
 
     /// How `event` is grouped for `project_id` on `version`: the explanation the event page
-    /// shows. `issue_hash` is the hash of the issue the event is stored in.
+    /// shows, with which of its hashes leads to `issue_id` (the issue it is stored in).
     pub async fn explain(
         &self,
         project_id: u64,
         version: u32,
         event: Value,
-        issue_hash: String,
+        issue_id: u64,
     ) -> Value {
         let inner = self.inner().clone();
         let work = move || {
@@ -467,11 +467,23 @@ impl Issues {
             let previous = settings.transition(version, now_ms()).map(|prev| {
                 json!({"version": prev, "hash": grouping::hash_on(&event, prev, &settings.rules)})
             });
-            let matched = if g.hash == issue_hash {
+            let leads_to_issue = |hash: &str| {
+                inner
+                    .db
+                    .read_blocking(|txn| {
+                        let t = txn.open_table(BY_HASH)?;
+                        Ok::<_, IssuesError>(t.get((project_id, hash))?.map(|v| v.value()))
+                    })
+                    .ok()
+                    .flatten()
+                    == Some(issue_id)
+            };
+            let matched = if leads_to_issue(&g.hash) {
                 Some("hash")
             } else if previous
                 .as_ref()
-                .is_some_and(|p| p["hash"].as_str() == Some(issue_hash.as_str()))
+                .and_then(|p| p["hash"].as_str())
+                .is_some_and(leads_to_issue)
             {
                 Some("previous version's hash")
             } else {
@@ -635,9 +647,8 @@ impl Issues {
                 let secondary = ev.secondary_hash.as_deref();
                 if discarded.get((pid, g.hash.as_str()))?.is_some()
                     || (by_hash.get((pid, g.hash.as_str()))?.is_none()
-                        && secondary.is_some_and(|h| {
-                            discarded.get((pid, h)).ok().flatten().is_some()
-                        }))
+                        && secondary
+                            .is_some_and(|h| discarded.get((pid, h)).ok().flatten().is_some()))
                 {
                     inner
                         .metrics

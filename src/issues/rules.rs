@@ -604,10 +604,12 @@ impl FingerprintRule {
         for m in &other {
             let hit = match m.key {
                 Key::Type | Key::Value => continue,
-                Key::Message => e.messages.iter().any(|v| glob_ci(&m.pattern, v))
-                    || e.exceptions
-                        .iter()
-                        .any(|(_, v)| v.is_some_and(|v| glob_ci(&m.pattern, v.trim()))),
+                Key::Message => {
+                    e.messages.iter().any(|v| glob_ci(&m.pattern, v))
+                        || e.exceptions
+                            .iter()
+                            .any(|(_, v)| v.is_some_and(|v| glob_ci(&m.pattern, v.trim())))
+                }
                 Key::Logger => e.logger.is_some_and(|v| glob(&m.pattern, v, false)),
                 Key::Level => e.level.is_some_and(|v| glob_ci(&m.pattern, v)),
                 Key::Family => family_matches(&m.pattern, e.family),
@@ -638,7 +640,12 @@ impl FingerprintRule {
                 return false;
             }
         }
-        if !frame_m.is_empty() && !e.frames.iter().any(|f| frame_m.iter().all(|m| m.matches_frame(f))) {
+        if !frame_m.is_empty()
+            && !e
+                .frames
+                .iter()
+                .any(|f| frame_m.iter().all(|m| m.matches_frame(f)))
+        {
             return false;
         }
         true
@@ -651,14 +658,26 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob("ChunkLoadError*", "ChunkLoadError: Loading chunk 3 failed", false));
+        assert!(glob(
+            "ChunkLoadError*",
+            "ChunkLoadError: Loading chunk 3 failed",
+            false
+        ));
         assert!(glob("**/node_modules/**", "/app/node_modules/x/y.js", true));
-        assert!(glob("**/node_modules/**", "C:\\app\\node_modules\\x.js", true));
+        assert!(glob(
+            "**/node_modules/**",
+            "C:\\app\\node_modules\\x.js",
+            true
+        ));
         assert!(!glob("vendor/*", "vendor/a/b.php", true));
         assert!(glob("vendor/**", "vendor/a/b.php", true));
         assert!(glob("io.sentry.*", "io.sentry.Hub", false));
         assert!(!glob("io.sentry.*", "com.io.sentry", false));
-        assert!(glob("@babel/**", "@babel/runtime/helpers/asyncToGenerator", false));
+        assert!(glob(
+            "@babel/**",
+            "@babel/runtime/helpers/asyncToGenerator",
+            false
+        ));
         assert!(glob("*timeout*", "read timeout after 30s", false));
         assert!(!glob("Timeout", "timeout", false));
         assert!(glob_ci("*TIMEOUT*", "read timeout"));
@@ -682,15 +701,33 @@ mod tests {
         let e = parse_fingerprint_rules("ok:1 -> x").unwrap_err();
         assert_eq!(e.line, 1);
         assert!(e.message.contains("unknown matcher"), "{e}");
-        assert!(parse_fingerprint_rules("error.type:X").unwrap_err().message.contains("->"));
+        assert!(
+            parse_fingerprint_rules("error.type:X")
+                .unwrap_err()
+                .message
+                .contains("->")
+        );
         assert!(parse_fingerprint_rules("error.type:X ->").is_err());
         assert!(parse_fingerprint_rules("message:\"x -> y").is_err());
 
-        let s = parse_stacktrace_rules("stack.module:vendor/** -app\nfunction:panic ^-group -group\n")
-            .unwrap();
-        assert_eq!(s[0].actions, vec![Action { range: Range::Here, app: true, flag: false }]);
+        let s =
+            parse_stacktrace_rules("stack.module:vendor/** -app\nfunction:panic ^-group -group\n")
+                .unwrap();
+        assert_eq!(
+            s[0].actions,
+            vec![Action {
+                range: Range::Here,
+                app: true,
+                flag: false
+            }]
+        );
         assert_eq!(s[1].actions[0].range, Range::Up);
-        assert!(parse_stacktrace_rules("stack.module:x").unwrap_err().message.contains("action"));
+        assert!(
+            parse_stacktrace_rules("stack.module:x")
+                .unwrap_err()
+                .message
+                .contains("action")
+        );
         assert!(parse_stacktrace_rules("error.type:x -app").is_err());
         assert!(parse_stacktrace_rules("-app").is_err());
         assert!(parse_stacktrace_rules("function:x category=y").is_err());
