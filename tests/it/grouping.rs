@@ -523,3 +523,141 @@ async fn upgrading_a_0_1_0_project_keeps_its_issues_together() {
     assert_eq!(detail["issue"]["grouping_version"], 2);
     assert!(h.stop().await);
 }
+
+/// Polls `script` in the page until it returns a non-empty string, which it returns.
+async fn page_text(c: &fantoccini::Client, what: &str, script: &str) -> String {
+    wait_for(what, Duration::from_secs(20), || async {
+        let v = c.execute(script, vec![]).await.ok()?;
+        v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+    })
+    .await
+}
+
+/// In Chromium: the event page explains the grouping (as text, whatever the event says); the
+/// project page saves rules and shows a refused line's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_page_explains_grouping_and_project_page_edits_rules() {
+    use fantoccini::Locator;
+    crate::common::install_crypto();
+    let Some(b) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let c = &b.c;
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
+    let (pid, dsn) = h.project(&owner.token, "ui-grouping").await;
+    let key = key_of(&dsn);
+    send(
+        &h,
+        pid,
+        &key,
+        &json!({"platform": "python", "message": "<img src=x onerror=alert(1)> slow",
+            "threads": {"values": [{"current": true, "stacktrace": {"frames": [
+                {"module": "shop.jobs", "function": "run", "context_line": "<b>sync()</b>", "in_app": true}]}}]}}),
+    )
+    .await;
+    let issues = issues_after(&h, &owner.token, pid, 1).await;
+    let id = issues[0].0;
+
+    c.goto(&h.url("/#/login")).await.unwrap();
+    let email = c
+        .wait()
+        .for_element(Locator::Css("#login-email"))
+        .await
+        .unwrap();
+    email.send_keys(&owner.email).await.unwrap();
+    c.find(Locator::Css("#login-password"))
+        .await
+        .unwrap()
+        .send_keys(&owner.password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    page_text(
+        c,
+        "the signed-in top bar",
+        "return document.getElementById('topbar').hidden ? '' : 'ok'",
+    )
+    .await;
+
+    c.goto(&h.url(&format!("/#/issues/{id}"))).await.unwrap();
+    let by = page_text(
+        c,
+        "the grouping explanation",
+        "const e = document.getElementById('grouped-by'); return e ? e.textContent : ''",
+    )
+    .await;
+    assert_eq!(by, "Grouped by: thread stack trace: in-app frames");
+    let parts = page_text(
+        c,
+        "the grouping parts",
+        "return [...document.querySelectorAll('#grouping-parts li')].map(l => l.className + '|' + l.textContent).join('\\n')",
+    )
+    .await;
+    assert!(
+        parts.contains("grouping-part yes|✓ frame shop.jobs · run · `<b>sync()</b>`"),
+        "{parts}"
+    );
+    assert!(
+        parts.contains("grouping-part no|– message <img src=x onerror=alert(<int>)> slow"),
+        "{parts}"
+    );
+    let html = c
+        .execute(
+            "return document.querySelectorAll('#event img, #event b').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(html, json!(0), "event text became HTML");
+
+    // The project page: a refused rule shows its line; a good one is saved.
+    c.goto(&h.url(&format!("/#/projects/{pid}"))).await.unwrap();
+    let fp = c
+        .wait()
+        .for_element(Locator::Css("#fingerprint-rules"))
+        .await
+        .unwrap();
+    fp.send_keys("message:\"*slow*\" -> slow\nbogus:1 -> x")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#grouping-rules button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = page_text(
+        c,
+        "the refusal",
+        "const e = document.getElementById('grouping-error'); return e ? e.textContent : ''",
+    )
+    .await;
+    assert!(
+        err.contains("line 2") && err.contains("unknown matcher"),
+        "{err}"
+    );
+    fp.clear().await.unwrap();
+    fp.send_keys("message:\"*slow*\" -> slow").await.unwrap();
+    c.find(Locator::Css("#grouping-rules button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the rules to be saved", Duration::from_secs(20), || {
+        let req = h.get(&owner.token, &format!("/api/projects/{pid}/grouping"));
+        async move {
+            let v: Value = req.send().await.ok()?.json().await.ok()?;
+            (v["grouping"]["fingerprint_rules"] == "message:\"*slow*\" -> slow").then_some(())
+        }
+    })
+    .await;
+    b.close().await;
+    assert!(h.stop().await);
+}
