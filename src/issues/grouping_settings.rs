@@ -78,19 +78,25 @@ impl ProjectGrouping {
 /// through this process).
 #[derive(Default)]
 pub struct Cache {
-    by_project: Mutex<HashMap<u64, Arc<ProjectGrouping>>>,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    by_project: HashMap<u64, Arc<ProjectGrouping>>,
+    /// Bumped by every change, so a read that started before it is not cached after it.
+    generation: u64,
 }
 
 impl Cache {
     pub fn get(&self, db: &Db, project_id: u64) -> Arc<ProjectGrouping> {
-        if let Some(p) = self
-            .by_project
-            .lock()
-            .expect("grouping cache")
-            .get(&project_id)
-        {
-            return p.clone();
-        }
+        let generation = {
+            let c = self.inner.lock().expect("grouping cache");
+            if let Some(p) = c.by_project.get(&project_id) {
+                return p.clone();
+            }
+            c.generation
+        };
         let stored = read_blocking(db, project_id).unwrap_or_else(|e| {
             tracing::warn!("grouping settings of project {project_id} unreadable: {e}");
             None
@@ -101,19 +107,21 @@ impl Cache {
                 .map(ProjectGrouping::from_stored)
                 .unwrap_or_default(),
         );
-        let mut map = self.by_project.lock().expect("grouping cache");
-        if map.len() > 100_000 {
-            map.clear();
+        let mut c = self.inner.lock().expect("grouping cache");
+        if c.generation == generation {
+            if c.by_project.len() > 100_000 {
+                c.by_project.clear();
+            }
+            c.by_project.insert(project_id, p.clone());
         }
-        map.insert(project_id, p.clone());
         p
     }
 
+    /// Called after a change is committed.
     pub fn forget(&self, project_id: u64) {
-        self.by_project
-            .lock()
-            .expect("grouping cache")
-            .remove(&project_id);
+        let mut c = self.inner.lock().expect("grouping cache");
+        c.by_project.remove(&project_id);
+        c.generation += 1;
     }
 }
 

@@ -40,6 +40,8 @@ path:**/regenerator-runtime/runtime.js -app -group
 # The Sentry SDKs' own frames.
 module:@sentry/** -app -group
 path:**/node_modules/@sentry/** -app -group
+path:**/browser.sentry-cdn.com/** -app -group
+path:**/sentry-browser*.js -app -group
 module:io.sentry.* -app -group
 module:sentry_sdk.* -app -group
 # Node's task machinery.
