@@ -333,7 +333,7 @@ impl Accounts {
                     id,
                     name,
                     created_ms: now_ms(),
-                    grouping_version: 1,
+                    grouping_version: crate::issues::GROUPING_VERSION,
                 };
                 txn.open_table(PROJECTS)?
                     .insert(id, codec::encode(&project).as_slice())?;

@@ -95,6 +95,27 @@ pub fn routes() -> Routes {
         )
         .add(
             Method::GET,
+            "/api/projects/{pid}/grouping",
+            Access::Viewer,
+            "The project's grouping: version (and whether an upgrade is available), transition after an upgrade, its fingerprint and stack-trace rules and the built-in ones",
+            get(super::grouping_settings::get_settings),
+        )
+        .add(
+            Method::PUT,
+            "/api/projects/{pid}/grouping",
+            Access::Admin,
+            "Save the project's rules (Sentry's syntax): {fingerprint_rules?, stacktrace_rules?}; a rule that does not parse is refused with its line",
+            axum::routing::put(super::grouping_settings::put_settings),
+        )
+        .add(
+            Method::POST,
+            "/api/projects/{pid}/grouping/upgrade",
+            Access::Admin,
+            "Move the project to the latest grouping version; for 30 days events also match their issues by the previous version's hash",
+            post(super::grouping_settings::upgrade),
+        )
+        .add(
+            Method::GET,
             "/api/issues/{id}/feedback",
             Access::Viewer,
             "User feedback attached to this issue's events",
@@ -208,7 +229,7 @@ async fn latest_event(
     State(s): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    Ok(ApiJson(s.issues.event(id, None).await?))
+    with_grouping(&s, id, s.issues.event(id, None).await?).await
 }
 
 async fn one_event(
@@ -216,7 +237,25 @@ async fn one_event(
     State(s): State<AppState>,
     Path((id, event_id)): Path<(u64, String)>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    Ok(ApiJson(s.issues.event(id, Some(event_id)).await?))
+    with_grouping(&s, id, s.issues.event(id, Some(event_id)).await?).await
+}
+
+/// Adds the grouping explanation (`grouping`) to an event response.
+async fn with_grouping(s: &AppState, id: u64, mut v: Value) -> Result<ApiJson<Value>, ApiError> {
+    let issue = s.issues.issue(id).await?;
+    let version = s
+        .accounts
+        .project(issue.project_id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(|p| p.grouping_version)
+        .unwrap_or(issue.grouping_version);
+    let explanation = s
+        .issues
+        .explain(issue.project_id, version, v["event"].clone(), issue.id)
+        .await;
+    v["grouping"] = explanation;
+    Ok(ApiJson(v))
 }
 
 async fn set_status(

@@ -11,10 +11,16 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::Value;
+
+pub use super::grouping_v2::{Analysis, ProjectRules};
 use sha2::Digest;
 
-/// The grouping algorithm new projects use.
-pub const GROUPING_VERSION: u32 = 1;
+/// The grouping algorithm new projects use ([`super::grouping_v2`]). Version 1 stays as it
+/// was, for projects created before version 2 that have not been upgraded.
+pub const GROUPING_VERSION: u32 = 2;
+
+/// Every grouping version this build knows, oldest first.
+pub const GROUPING_VERSIONS: &[u32] = &[1, 2];
 
 /// What ingest learns about an event before it is stored.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -111,7 +117,7 @@ pub fn message_of(event: &Value) -> Option<String> {
 }
 
 /// The message template for grouping: `logentry.message` (params not yet substituted) wins.
-fn message_template(event: &Value) -> Option<String> {
+pub(crate) fn message_template(event: &Value) -> Option<String> {
     for key in ["logentry", "message"] {
         if let Some(Value::Object(o)) = event.get(key)
             && let Some(m) = o.get("message").and_then(s)
@@ -334,8 +340,7 @@ pub fn hash_components(version: u32, parts: &[String]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-fn title_of(event: &Value) -> String {
-    let excs = exceptions(event);
+fn title_of(event: &Value, excs: &[&Value]) -> String {
     if let Some(exc) = excs.last() {
         let ty = exc.get("type").and_then(s);
         let val = exc.get("value").and_then(s).map(first_line);
@@ -359,7 +364,7 @@ fn title_of(event: &Value) -> String {
     "<unlabeled event>".to_string()
 }
 
-fn culprit_of(event: &Value) -> String {
+fn culprit_of(event: &Value, excs: &[&Value], stack: &[Value]) -> String {
     if let Some(c) = event.get("culprit").and_then(s) {
         return truncate(c, MAX_TITLE);
     }
@@ -370,8 +375,12 @@ fn culprit_of(event: &Value) -> String {
         event.get("platform").and_then(s),
         Some("javascript" | "node")
     );
-    if let Some(exc) = exceptions(event).last() {
-        let fs = frames(exc);
+    let last: Option<Vec<&Value>> = match excs.last() {
+        Some(exc) => Some(frames(exc)),
+        None if !stack.is_empty() => Some(stack.iter().filter(|f| f.is_object()).collect()),
+        None => None,
+    };
+    if let Some(fs) = last {
         let any_app = fs.iter().any(|f| is_in_app(f));
         // Frames are oldest first: the crashing frame is the last one.
         if let Some(f) = fs.iter().rev().find(|f| !any_app || is_in_app(f)) {
@@ -463,14 +472,14 @@ fn user_of(event: &Value) -> (Option<String>, Vec<String>) {
     (key, terms)
 }
 
-fn search_text(event: &Value, title: &str, culprit: &str, message: &str) -> String {
+fn search_text(excs: &[&Value], title: &str, culprit: &str, message: &str) -> String {
     let mut t = String::with_capacity(512);
     t.push_str(title);
     t.push('\n');
     t.push_str(culprit);
     t.push('\n');
     t.push_str(message);
-    for exc in exceptions(event) {
+    for exc in excs {
         for key in ["type", "value", "module"] {
             if let Some(v) = exc.get(key).and_then(s) {
                 t.push('\n');
@@ -492,12 +501,69 @@ fn search_text(event: &Value, title: &str, culprit: &str, message: &str) -> Stri
     truncate(&t, MAX_SEARCH_TEXT)
 }
 
-/// Groups and summarises one event for a project on grouping `version`.
+/// Groups and summarises one event for a project on grouping `version`, without project rules.
 pub fn group(event: &Value, version: u32) -> Grouped {
-    let components = components(event);
-    let hash = hash_components(version, &components);
-    let title = title_of(event);
-    let culprit = culprit_of(event);
+    group_with(event, version, &ProjectRules::default()).0
+}
+
+/// Groups and summarises one event on grouping `version` with a project's rules (version 2
+/// and later); also returns version 2's analysis, which the explanation shows.
+pub fn group_with(
+    event: &Value,
+    version: u32,
+    rules: &ProjectRules,
+) -> (Grouped, Option<Analysis>) {
+    if version < 2 {
+        let components = components(event);
+        let hash = hash_components(version, &components);
+        let excs = exceptions(event);
+        let title = title_of(event, &excs);
+        let culprit = culprit_of(event, &excs, &[]);
+        return (
+            summarise(event, hash, components, title, culprit, &excs),
+            None,
+        );
+    }
+    let analysis = super::grouping_v2::analyse(event, rules);
+    let hash = hash_components(version, &analysis.components);
+    let excs = super::grouping_v2::exceptions(event);
+    let title = match &analysis.title {
+        Some(t) => truncate(t, MAX_TITLE),
+        None => title_of(event, &excs),
+    };
+    let stack = super::grouping_v2::stack_frames(event);
+    let culprit = culprit_of(event, &excs, stack);
+    let g = summarise(
+        event,
+        hash,
+        analysis.components.clone(),
+        title,
+        culprit,
+        &excs,
+    );
+    (g, Some(analysis))
+}
+
+/// The hash of `event` on an earlier grouping `version` (for matching during a transition).
+pub fn hash_on(event: &Value, version: u32, rules: &ProjectRules) -> String {
+    if version < 2 {
+        hash_components(version, &components(event))
+    } else {
+        hash_components(
+            version,
+            &super::grouping_v2::analyse(event, rules).components,
+        )
+    }
+}
+
+fn summarise(
+    event: &Value,
+    hash: String,
+    components: Vec<String>,
+    title: String,
+    culprit: String,
+    excs: &[&Value],
+) -> Grouped {
     let message = message_of(event)
         .map(|m| truncate(&m, 8192))
         .unwrap_or_default();
@@ -514,7 +580,7 @@ pub fn group(event: &Value, version: u32) -> Grouped {
             }
         });
     let (user_key, user_terms) = user_of(event);
-    let search_text = search_text(event, &title, &culprit, &message);
+    let search_text = search_text(excs, &title, &culprit, &message);
     Grouped {
         hash,
         components,

@@ -6,8 +6,11 @@
 
 pub mod api;
 pub mod grouping;
+pub mod grouping_settings;
+pub mod grouping_v2;
 pub mod model;
 pub mod project;
+pub mod rules;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +45,8 @@ pub enum IssuesError {
     NotFound(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 crate::impl_from_redb!(IssuesError);
@@ -51,6 +56,7 @@ impl From<IssuesError> for ApiError {
         match e {
             IssuesError::NotFound(what) => ApiError::not_found(what),
             IssuesError::Invalid(m) => ApiError::bad_request(m),
+            IssuesError::Conflict(m) => ApiError::new(crate::http::error::Code::Conflict, m),
             other => ApiError::internal(other),
         }
     }
@@ -63,6 +69,9 @@ pub struct PreparedEvent {
     pub event_id: String,
     pub grouped: Grouped,
     pub grouping_version: u32,
+    /// While the project is in transition after a grouping upgrade: the event's hash on the
+    /// previous version, which finds the issue when the current hash does not (yet).
+    pub secondary_hash: Option<String>,
     /// zstd(JSON) of the event: alone, or against `reference`.
     pub payload: Vec<u8>,
     pub received_ms: i64,
@@ -107,6 +116,7 @@ struct Inner {
     metrics: Metrics,
     search: crate::search::Search,
     references: Mutex<References>,
+    grouping: grouping_settings::Cache,
 }
 
 /// Reference documents of recently seen issues, by (project id, grouping hash), so ingest can
@@ -389,6 +399,7 @@ impl Issues {
                 metrics: Metrics::default(),
                 search,
                 references: Mutex::new(References::default()),
+                grouping: grouping_settings::Cache::default(),
             })),
         }
     }
@@ -416,6 +427,97 @@ impl Issues {
             ),
             _ => (codec::compress_json(json), None),
         }
+    }
+
+    /// Groups an event for `project_id` on grouping `version` with the project's rules; also
+    /// returns its hash on the previous version while the project is in transition.
+    pub fn group(&self, project_id: u64, version: u32, event: &Value) -> (Grouped, Option<String>) {
+        let Some(inner) = self.inner.as_ref() else {
+            return (grouping::group(event, version), None);
+        };
+        let settings = inner.grouping.get(&inner.db, project_id);
+        let (g, _) = grouping::group_with(event, version, &settings.rules);
+        let secondary = settings
+            .transition(version, now_ms())
+            .map(|prev| grouping::hash_on(event, prev, &settings.rules))
+            .filter(|h| *h != g.hash);
+        (g, secondary)
+    }
+
+    /// Drops the cached grouping settings of a project after they changed.
+    pub fn forget_grouping(&self, project_id: u64) {
+        if let Some(inner) = &self.inner {
+            inner.grouping.forget(project_id);
+        }
+    }
+
+    /// How `event` is grouped for `project_id` on `version`: the explanation the event page
+    /// shows, with which of its hashes leads to `issue_id` (the issue it is stored in).
+    pub async fn explain(
+        &self,
+        project_id: u64,
+        version: u32,
+        event: Value,
+        issue_id: u64,
+    ) -> Value {
+        let inner = self.inner().clone();
+        let work = move || {
+            let settings = inner.grouping.get(&inner.db, project_id);
+            let (g, analysis) = grouping::group_with(&event, version, &settings.rules);
+            let previous = settings.transition(version, now_ms()).map(|prev| {
+                json!({"version": prev, "hash": grouping::hash_on(&event, prev, &settings.rules)})
+            });
+            let leads_to_issue = |hash: &str| {
+                inner
+                    .db
+                    .read_blocking(|txn| {
+                        let t = txn.open_table(BY_HASH)?;
+                        Ok::<_, IssuesError>(t.get((project_id, hash))?.map(|v| v.value()))
+                    })
+                    .ok()
+                    .flatten()
+                    == Some(issue_id)
+            };
+            let matched = if leads_to_issue(&g.hash) {
+                Some("hash")
+            } else if previous
+                .as_ref()
+                .and_then(|p| p["hash"].as_str())
+                .is_some_and(leads_to_issue)
+            {
+                Some("previous version's hash")
+            } else {
+                None
+            };
+            let (grouped_by, fingerprint, parts) = match analysis {
+                Some(a) => (a.grouped_by, json!(a.fingerprint), json!(a.parts)),
+                None => (
+                    "grouping version 1 (upgrade the project's grouping for Sentry's rules and                      a detailed explanation)"
+                        .to_string(),
+                    Value::Null,
+                    json!(g
+                        .components
+                        .iter()
+                        .map(|c| {
+                            let (kind, label) = c.split_once(':').unwrap_or(("component", c));
+                            json!({"kind": kind, "label": label, "contributes": true})
+                        })
+                        .collect::<Vec<_>>()),
+                ),
+            };
+            json!({
+                "version": version,
+                "hash": g.hash,
+                "grouped_by": grouped_by,
+                "fingerprint": fingerprint,
+                "components": parts,
+                "previous": previous,
+                "matches_issue": matched,
+            })
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| json!({"error": e.to_string()}))
     }
 
     fn inner(&self) -> &Arc<Inner> {
@@ -542,7 +644,12 @@ impl Issues {
                     outcomes.push(EventOutcome::Duplicate);
                     continue;
                 }
-                if discarded.get((pid, g.hash.as_str()))?.is_some() {
+                let secondary = ev.secondary_hash.as_deref();
+                if discarded.get((pid, g.hash.as_str()))?.is_some()
+                    || (by_hash.get((pid, g.hash.as_str()))?.is_none()
+                        && secondary
+                            .is_some_and(|h| discarded.get((pid, h)).ok().flatten().is_some()))
+                {
                     inner
                         .metrics
                         .events_discarded
@@ -550,7 +657,18 @@ impl Issues {
                     outcomes.push(EventOutcome::Discarded);
                     continue;
                 }
-                let existing = by_hash.get((pid, g.hash.as_str()))?.map(|v| v.value());
+                let mut existing = by_hash.get((pid, g.hash.as_str()))?.map(|v| v.value());
+                // During a grouping transition the previous version's hash finds the issue,
+                // and the current hash joins it, so upgrading never splits an issue.
+                if existing.is_none()
+                    && let Some(h) = secondary
+                {
+                    let found = by_hash.get((pid, h))?.map(|v| v.value());
+                    if let Some(id) = found {
+                        by_hash.insert((pid, g.hash.as_str()), id)?;
+                        existing = Some(id);
+                    }
+                }
                 let mut new_issue = false;
                 let issue_id = match existing {
                     Some(id) => {
@@ -1168,11 +1286,28 @@ impl Issues {
                 let pid = issue.project_id;
                 txn.open_table(ISSUES)?.remove(id)?;
                 txn.open_table(BY_PROJECT)?.remove((pid, id))?;
-                txn.open_table(BY_HASH)?.remove((pid, issue.hash.as_str()))?;
+                // Every hash of the issue: its own and those that joined it in a transition.
+                let hashes: Vec<String> = {
+                    let mut t = txn.open_table(BY_HASH)?;
+                    let hashes: Vec<String> = t
+                        .range((pid, "")..(pid + 1, ""))?
+                        .filter_map(|r| r.ok())
+                        .filter(|(_, v)| v.value() == id)
+                        .map(|(k, _)| k.value().1.to_string())
+                        .collect();
+                    t.remove((pid, issue.hash.as_str()))?;
+                    for h in &hashes {
+                        t.remove((pid, h.as_str()))?;
+                    }
+                    hashes
+                };
                 txn.open_table(REFERENCES)?.remove(id)?;
                 if discard {
-                    txn.open_table(DISCARDED)?
-                        .insert((pid, issue.hash.as_str()), now_ms())?;
+                    let mut t = txn.open_table(DISCARDED)?;
+                    t.insert((pid, issue.hash.as_str()), now_ms())?;
+                    for h in &hashes {
+                        t.insert((pid, h.as_str()), now_ms())?;
+                    }
                 }
                 let mut removed = 0u64;
                 {

@@ -26,6 +26,12 @@ const TOP_LEVEL: &[&str] = &[
     "tags",
     "user",
     "fingerprint",
+    // Grouping version 2: stack traces outside exceptions, and what rules and fingerprint
+    // variables match on.
+    "threads",
+    "stacktrace",
+    "logger",
+    "sdk",
 ];
 
 /// Keys skipped at any depth below the top: bulky, and never read by grouping.
@@ -33,7 +39,6 @@ const BULKY: &[&str] = &[
     "vars",
     "pre_context",
     "post_context",
-    "context_line",
     "data",
     "headers",
     "cookies",
@@ -164,7 +169,14 @@ mod tests {
                     continue;
                 };
                 let pruned = parse_for_grouping(line).expect("pruned parse of valid JSON");
-                assert_eq!(group(&pruned, 1), group(&full, 1), "{}", path.display());
+                for version in crate::issues::grouping::GROUPING_VERSIONS {
+                    assert_eq!(
+                        group(&pruned, *version),
+                        group(&full, *version),
+                        "{} on version {version}",
+                        path.display()
+                    );
+                }
                 compared += 1;
             }
         }
@@ -177,12 +189,12 @@ mod tests {
     #[test]
     fn skips_bulky_parts_and_rejects_what_a_full_parse_rejects() {
         let v = parse_for_grouping(
-            br#"{"event_id":"a","breadcrumbs":{"values":[{"m":1}]},"exception":{"values":[{"type":"E","stacktrace":{"frames":[{"function":"f","vars":{"x":"\u00e9"},"pre_context":["a"]}]}}]}}"#,
+            br#"{"event_id":"a","breadcrumbs":{"values":[{"m":1}]},"exception":{"values":[{"type":"E","stacktrace":{"frames":[{"function":"f","vars":{"x":"\u00e9"},"pre_context":["a"],"context_line":"x()"}]}}]}}"#,
         )
         .unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"event_id":"a","exception":{"values":[{"type":"E","stacktrace":{"frames":[{"function":"f"}]}}]}})
+            serde_json::json!({"event_id":"a","exception":{"values":[{"type":"E","stacktrace":{"frames":[{"function":"f","context_line":"x()"}]}}]}})
         );
         for bad in [
             &b"{"[..],

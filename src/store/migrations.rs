@@ -22,6 +22,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::bus::store::ensure_tables,
     crate::accounts::store::ensure_tables,
     crate::issues::store::ensure_tables,
+    crate::issues::grouping_settings::ensure_tables,
     crate::ingest::store::ensure_tables,
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
@@ -53,9 +54,17 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ingest: batches between synced commits live in the ingest log",
         run: |_| Ok(()),
     },
+    // Nothing to convert (projects keep their grouping version), but projects may now be on
+    // grouping version 2 with rules in their own table, which older releases would group
+    // with version 1's algorithm and split their issues.
+    Migration {
+        version: 5,
+        name: "issues: grouping version 2 and per-project grouping rules",
+        run: |_| Ok(()),
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 4;
+pub const CURRENT_VERSION: u64 = 5;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {

@@ -1097,18 +1097,20 @@ async fn events_group_with_the_grouping_version_stored_for_their_project() {
     let s = TestServer::start().await;
     let (a, key_a, _) = s.project("grouped-v1").await;
     let (b, key_b, _) = s.project("grouped-v2").await;
-    // Project b stands for one created under a later grouping: its stored version is 2.
+    // Project a stands for one created before grouping version 2: its stored version is 1.
+    // Project b is new: it gets the latest version.
     s.state
         .db
         .write_blocking(|txn| {
             let mut t = txn.open_table(hearth::accounts::store::PROJECTS)?;
-            let row = t.get(b)?.expect("project row").value().to_vec();
+            let row = t.get(a)?.expect("project row").value().to_vec();
             let mut p: hearth::accounts::Project = codec::decode(&row)?;
-            p.grouping_version = 2;
-            t.insert(b, codec::encode(&p).as_slice())?;
+            p.grouping_version = 1;
+            t.insert(a, codec::encode(&p).as_slice())?;
             Ok::<_, StoreError>(())
         })
         .unwrap();
+    assert_eq!(hearth::issues::GROUPING_VERSION, 2);
     let mut hashes = Vec::new();
     for (pid, key, version) in [(a, &key_a, 1), (b, &key_b, 2)] {
         let id = new_id();

@@ -7,6 +7,7 @@ mod browser;
 mod bus;
 mod cli;
 mod common;
+mod grouping;
 mod hardening;
 mod ingest;
 mod ingest_kill;

@@ -27,7 +27,42 @@ function exceptions(ev) {
   const ex = ev.exception;
   if (!ex) return [];
   if (Array.isArray(ex)) return ex;
-  return Array.isArray(ex.values) ? ex.values : [];
+  if (Array.isArray(ex.values)) return ex.values;
+  // A single exception object (no `values`), as some SDKs send it.
+  return typeof ex === 'object' && (ex.type || ex.value || ex.stacktrace) ? [ex] : [];
+}
+
+// The stack trace of an event without exception: its crashed/current/only thread's, or its own.
+function looseStack(ev) {
+  const th = ev.threads;
+  const list = Array.isArray(th) ? th : (th && Array.isArray(th.values) ? th.values : []);
+  const withStack = list.filter((t) => t && t.stacktrace && Array.isArray(t.stacktrace.frames) && t.stacktrace.frames.length);
+  const pick = withStack.filter((t) => t.crashed).length === 1 ? withStack.find((t) => t.crashed)
+    : withStack.filter((t) => t.current).length === 1 ? withStack.find((t) => t.current)
+      : withStack.length === 1 ? withStack[0] : null;
+  if (pick) return { type: `Thread ${pick.name || pick.id || ''}`.trim(), stacktrace: pick.stacktrace };
+  if (ev.stacktrace && Array.isArray(ev.stacktrace.frames) && ev.stacktrace.frames.length) return { type: 'Stack trace', stacktrace: ev.stacktrace };
+  return null;
+}
+
+// How the event was grouped: what contributed to the issue's hash, what was left out and why.
+function groupingEl(g) {
+  if (!g || typeof g !== 'object' || !Array.isArray(g.components)) return null;
+  const fp = g.fingerprint;
+  const rows = g.components.map((c) => h('li', { class: ['grouping-part', c.contributes ? 'yes' : 'no'], dataset: { kind: String(c.kind || '') } },
+    h('span', { class: 'mark', 'aria-label': c.contributes ? 'contributes' : 'left out' }, c.contributes ? '✓' : '–'),
+    h('span', { class: 'muted small' }, ` ${String(c.kind || '')} `),
+    h('code', null, String(c.label ?? '')),
+    c.hint ? h('div', { class: 'muted small hint' }, String(c.hint)) : null));
+  return panel('Grouping', [
+    h('div', { id: 'grouped-by' }, h('strong', null, 'Grouped by: '), String(g.grouped_by || '')),
+    fp ? h('div', { class: 'small', id: 'grouping-fingerprint' }, 'Fingerprint: ', h('code', null, (fp.values || []).map(String).join(', ')),
+      h('span', { class: 'muted' }, ` (${fp.source === 'sdk' ? 'sent by the SDK' : fp.rule ? `${fp.source} ${fp.rule}` : String(fp.source || '')})`)) : null,
+    h('div', { class: 'muted small' }, `Grouping version ${g.version} · hash ${g.hash || ''}`,
+      g.previous ? ` · previous version ${g.previous.version}: ${g.previous.hash}` : '',
+      g.matches_issue ? ` · this issue is found by its ${g.matches_issue}` : ''),
+    h('ul', { class: 'grouping-parts', id: 'grouping-parts' }, rows),
+  ]);
 }
 
 function contextLines(f) {
@@ -117,7 +152,11 @@ function eventEl(issueId, data) {
     ? h('a', { class: 'btn small', href: `#/issues/${issueId}/events/${target}`, dataset: { nav: key } }, label)
     : h('button', { class: 'btn small', type: 'button', disabled: true }, label);
   const msg = eventMessage(ev);
-  const excs = exceptions(ev).slice().reverse();
+  let excs = exceptions(ev).slice().reverse();
+  if (!excs.length) {
+    const st = looseStack(ev);
+    if (st) excs = [st];
+  }
   const tags = tagsOf(ev);
   const contexts = ev.contexts && typeof ev.contexts === 'object' ? Object.entries(ev.contexts) : [];
   return h('div', { class: 'stack', id: 'event' },
@@ -135,6 +174,7 @@ function eventEl(issueId, data) {
       tags.length ? h('h3', null, 'Tags') : null,
       tags.length ? h('div', null, tags.map(([k, v]) => h('span', { class: 'chip' }, h('span', null, String(k)), h('span', null, str(v))))) : null,
     ]),
+    groupingEl(data && data.grouping),
     breadcrumbsEl(ev),
     requestEl(ev),
     ev.user ? panel('User', kv(ev.user)) : null,

@@ -1,6 +1,6 @@
 // Projects: list, create, DSN keys with copy buttons and ready-to-paste SDK snippets.
 import { h, timeEl } from '../dom.js';
-import { get, post } from '../api.js';
+import { get, post, api } from '../api.js';
 import { can, navigate, panel, errorBox, copyButton, attempt, confirmDialog, badge, toast } from '../ui.js';
 
 export async function list(ctx) {
@@ -140,6 +140,9 @@ export async function detail(ctx) {
       tbody)),
   ], addKey));
 
+  root.append(h('div', { class: 'pad' }));
+  root.append(await groupingPanel(id));
+
   // Snippets for the first active key.
   const active = keys.find((k) => !(k.key && k.key.revoked_ms));
   root.append(h('div', { class: 'pad' }));
@@ -165,4 +168,65 @@ export async function detail(ctx) {
     h('p', { class: 'muted' }, 'Any Sentry SDK works: point it at this DSN. Events show up under Issues within a second.'),
     tabs, body,
   ]));
+}
+
+// Issue grouping: the version (with the upgrade), and the project's fingerprint and stack-trace
+// rules in Sentry's syntax. Rule text is user input: it only ever goes into textareas as text.
+async function groupingPanel(id) {
+  let g;
+  try {
+    g = ((await get(`/api/projects/${id}/grouping`)) || {}).grouping || {};
+  } catch (ex) {
+    return panel('Issue grouping', errorBox(ex));
+  }
+  const admin = can('admin');
+  const info = h('div', { id: 'grouping-version' },
+    `Grouping version ${g.version}`,
+    g.upgrade_available ? h('span', { class: 'muted' }, ` · version ${g.latest_version} is available`) : null,
+    g.in_transition ? h('div', { class: 'muted small' }, `Upgraded from version ${g.previous_version}; until `, timeEl(g.transition_until_ms, false),
+      ' events also find their issues by the previous version\'s hash, so no issue is split.') : null);
+  let upgrade = null;
+  if (admin && g.upgrade_available) {
+    upgrade = h('button', {
+      class: 'btn small', type: 'button', id: 'grouping-upgrade',
+      onclick: async () => {
+        if (!(await confirmDialog(`Move this project to grouping version ${g.latest_version}? Existing issues keep receiving their events; new kinds of events are grouped the new way.`, 'Upgrade'))) return;
+        if (await attempt(() => post(`/api/projects/${id}/grouping/upgrade`), 'Grouping upgraded')) navigate(location.hash);
+      },
+    }, `Upgrade to version ${g.latest_version}`);
+  }
+  const fp = h('textarea', { id: 'fingerprint-rules', 'aria-label': 'Fingerprint rules', readOnly: !admin, spellcheck: 'false',
+    placeholder: 'error.type:ChunkLoadError -> chunkloaderror\nmessage:"*timeout*" -> timeouts' });
+  fp.value = g.fingerprint_rules || '';
+  const st = h('textarea', { id: 'stacktrace-rules', 'aria-label': 'Stack-trace rules', readOnly: !admin, spellcheck: 'false',
+    placeholder: 'stack.module:vendor/** -app\nstack.function:retry_wrapper -group' });
+  st.value = g.stacktrace_rules || '';
+  const err = h('div', { id: 'grouping-error' });
+  let form = null;
+  if (admin && !g.upgrade_available) {
+    form = h('form', { class: 'stack rules-editor', id: 'grouping-rules' },
+      h('label', { for: 'fingerprint-rules' }, h('strong', null, 'Fingerprint rules'), h('span', { class: 'muted small' }, ' — matchers -> fingerprint; the first matching rule wins over the default grouping and SDK fingerprints')),
+      fp,
+      h('label', { for: 'stacktrace-rules' }, h('strong', null, 'Stack-trace rules'), h('span', { class: 'muted small' }, ' — matchers then +app / -app / +group / -group (^ callees, v callers)')),
+      st, err,
+      h('div', { class: 'row end' }, h('button', { class: 'btn primary small', type: 'submit' }, 'Save rules')));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.replaceChildren();
+      try {
+        await api('PUT', `/api/projects/${id}/grouping`, { fingerprint_rules: fp.value, stacktrace_rules: st.value });
+        toast('Grouping rules saved; they apply to new events');
+      } catch (ex) {
+        err.replaceChildren(errorBox(ex));
+      }
+    });
+  } else {
+    form = h('div', { class: 'stack rules-editor' },
+      g.upgrade_available ? h('div', { class: 'note' }, `Rules take effect from grouping version 2.`) : null,
+      h('strong', null, 'Fingerprint rules'), fp, h('strong', null, 'Stack-trace rules'), st);
+  }
+  const builtins = h('details', { class: 'small' }, h('summary', null, 'Built-in rules (always applied on version 2)'),
+    h('pre', { id: 'builtin-fingerprint-rules' }, h('code', null, g.builtin_fingerprint_rules || '')),
+    h('pre', { id: 'builtin-stacktrace-rules' }, h('code', null, g.builtin_stacktrace_rules || '')));
+  return panel('Issue grouping', [h('div', { class: 'row between' }, info, upgrade), form, builtins]);
 }
