@@ -281,6 +281,10 @@ async fn a_full_disk_is_refused_with_503_and_the_server_recovers_by_itself() {
                 "{status} without Retry-After"
             );
         }
+        if status == 503 {
+            let limits = r.headers()["x-sentry-rate-limits"].to_str().unwrap();
+            assert!(limits.starts_with("30::"), "{limits}");
+        }
     }
     assert_eq!(
         statuses
