@@ -60,14 +60,20 @@ pub struct App {
 pub fn build(config: Config) -> Result<App, BuildError> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.storage.data_dir)?;
-    // Private before anything is written into it (see store::make_private).
+    // Private before anything is written into it (see store::make_private). Best effort: a
+    // directory owned by someone else (a mounted volume) is used as it is, with a warning.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
+        if let Err(e) = std::fs::set_permissions(
             &config.storage.data_dir,
             std::fs::Permissions::from_mode(0o700),
-        )?;
+        ) {
+            tracing::warn!(
+                "cannot make {} private (mode 0700): {e}",
+                config.storage.data_dir.display()
+            );
+        }
     }
     let db = store::Db::open(&config.db_path(), config.storage.cache_size.as_usize())?;
     db.space()
@@ -112,7 +118,12 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         part: "ingest",
         message: e.to_string(),
     })?;
-    store::make_private(&state.config.storage.data_dir)?;
+    if let Err(e) = store::make_private(&state.config.storage.data_dir) {
+        tracing::warn!(
+            "cannot make every file in {} private (0600/0700): {e}",
+            state.config.storage.data_dir.display()
+        );
+    }
     let (router, _) = http::build_router(state.clone());
     Ok(App { state, router })
 }

@@ -59,7 +59,8 @@ crate::impl_from_redb!(AccountsError);
 impl From<AccountsError> for ApiError {
     fn from(e: AccountsError) -> Self {
         match e {
-            AccountsError::Store(s) => ApiError::internal(s),
+            // A full disk is 503 + Retry-After (store::space), anything else a 500.
+            AccountsError::Store(s) => ApiError::from(s),
             AccountsError::NotFound(what) => ApiError::not_found(what),
             AccountsError::Invalid(m) => ApiError::bad_request(m),
             AccountsError::Conflict(m) => ApiError::new(Code::Conflict, m),

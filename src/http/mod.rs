@@ -530,3 +530,37 @@ pub async fn serve_tcp(
         tracing::warn!("open connections did not finish within {grace:?}; closing them");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<crate::limit::Cidr> =
+            vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7, 10.1.2.3".parse().unwrap(),
+        );
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // From the proxy: the right-most entry that is not a proxy; the client's own claim
+        // (6.6.6.6) to its left is not believed.
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("203.0.113.7"));
+        // From anyone else the header is ignored.
+        assert_eq!(
+            client_ip(ip("198.51.100.1"), &h, &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &[]), ip("127.0.0.1"));
+        // No header, or a garbled one: the peer.
+        let empty = axum::http::HeaderMap::new();
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &empty, &trusted),
+            ip("127.0.0.1")
+        );
+        h.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+    }
+}

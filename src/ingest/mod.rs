@@ -91,7 +91,15 @@ impl From<IngestError> for ApiError {
             IngestError::InvalidJson(_) => ApiError::new(Code::InvalidJson, msg),
             IngestError::UnsupportedEncoding(_) => ApiError::new(Code::UnsupportedEncoding, msg),
             IngestError::Unavailable => ApiError::new(Code::Unavailable, msg),
-            // A full disk is 503 + Retry-After (see `store::space`), anything else a 500.
+            // A full disk is 503 + Retry-After (see `store::space`), and SDKs are told to pause
+            // every category for that long; anything else a 500.
+            IngestError::Store(StoreError::DiskFull) => {
+                let secs = crate::store::space::RETRY_AFTER_SECS;
+                return ApiError::from(StoreError::DiskFull).with_header(
+                    "x-sentry-rate-limits",
+                    format!("{secs}::organization:disk_full"),
+                );
+            }
             IngestError::Store(s) => return ApiError::from(s),
             IngestError::Commit(s) => return ApiError::internal(s),
         };

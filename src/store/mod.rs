@@ -444,20 +444,46 @@ pub fn make_private(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fn walk(dir: &Path, depth: u32) -> std::io::Result<()> {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                let kind = entry.file_type()?;
+        // Goes on past a file it cannot change and reports the first error at the end.
+        fn walk(dir: &Path, depth: u32, first: &mut Option<std::io::Error>) {
+            let mut note = |r: std::io::Result<()>| {
+                if let Err(e) = r {
+                    first.get_or_insert(e);
+                }
+            };
+            note(std::fs::set_permissions(
+                dir,
+                std::fs::Permissions::from_mode(0o700),
+            ));
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    first.get_or_insert(e);
+                    return;
+                }
+            };
+            for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
                 if kind.is_dir() && depth > 0 {
-                    walk(&entry.path(), depth - 1)?;
+                    walk(&entry.path(), depth - 1, first);
                 } else if kind.is_file() {
-                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+                    let r = std::fs::set_permissions(
+                        entry.path(),
+                        std::fs::Permissions::from_mode(0o600),
+                    );
+                    if let Err(e) = r {
+                        first.get_or_insert(e);
+                    }
                 }
             }
-            Ok(())
         }
-        walk(dir, 2)?;
+        let mut first = None;
+        walk(dir, 2, &mut first);
+        if let Some(e) = first {
+            return Err(e);
+        }
     }
     Ok(())
 }

@@ -281,6 +281,10 @@ async fn a_full_disk_is_refused_with_503_and_the_server_recovers_by_itself() {
                 "{status} without Retry-After"
             );
         }
+        if status == 503 {
+            let limits = r.headers()["x-sentry-rate-limits"].to_str().unwrap();
+            assert!(limits.starts_with("30::"), "{limits}");
+        }
     }
     assert_eq!(
         statuses
@@ -362,17 +366,67 @@ async fn a_full_disk_is_refused_with_503_and_the_server_recovers_by_itself() {
     assert!(h.stop().await, "a clean stop after the disk was full");
 }
 
-/// Low: a password change ends the user's other sessions and revokes their API tokens (an
-/// owner changing their own password keeps the session they did it with); the password rule
-/// counts characters and refuses only-whitespace; emails must be real addresses; DSN key
-/// labels have a limit; answers with a new secret are not cached.
+/// POSTs `body` to `path` as a dashboard page would (session cookie, own Origin); returns the
+/// status and body.
+async fn page_post(h: &Hearth, cookie: &str, path: &str, body: Value) -> (u16, String) {
+    let r = h
+        .http
+        .post(h.url(path))
+        .header("cookie", cookie)
+        .header("origin", &h.base)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn me_status(h: &Hearth, name: &'static str, value: String) -> u16 {
+    h.http
+        .get(h.url("/api/auth/me"))
+        .header(name, value)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Low: the answer that shows a new secret (here an API token) is not cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_changes_end_other_credentials_and_input_rules_hold() {
+async fn answers_with_a_new_secret_are_not_cached() {
     let h = Hearth::start("").await;
     let owner = h.owner().await;
-    let origin = h.base.clone();
+    let r = h
+        .post(&owner.token, "/api/tokens")
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store"),
+        "a new token's answer must not be cached"
+    );
+    let r = h
+        .post(&owner.token, "/api/projects")
+        .json(&json!({"name": "dsn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store", "a new DSN");
+    h.stop().await;
+}
 
-    // A user with a password, two sessions and a token.
+/// Low: a password change ends the user's sessions and revokes their API tokens; an owner
+/// changing their own password keeps the session they did it with, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_other_sessions_and_the_users_tokens() {
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
     let r = h
         .post(&owner.token, "/api/users")
         .json(&json!({"email": "ann@example.com", "role": "agent", "password": "first password 1"}))
@@ -390,34 +444,15 @@ async fn password_changes_end_other_credentials_and_input_rules_hold() {
         .sign_in("ann@example.com", "first password 1")
         .await
         .unwrap();
-    let r = h
-        .http
-        .post(h.url("/api/tokens"))
-        .header("cookie", &s1)
-        .header("origin", &origin)
-        .json(&json!({"name": "ci"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()
-            .get("cache-control")
-            .map(|v| v.to_str().unwrap()),
-        Some("no-store"),
-        "a new token's answer must not be cached"
-    );
-    let ann_token = r.json::<Value>().await.unwrap()["secret"]
+    let (status, body) = page_post(&h, &s1, "/api/tokens", json!({"name": "ci"})).await;
+    assert_eq!(status, 200, "{body}");
+    let ann_token = serde_json::from_str::<Value>(&body).unwrap()["secret"]
         .as_str()
         .unwrap()
         .to_string();
-    let me = |auth: (&'static str, String)| {
-        let req = h.http.get(h.url("/api/auth/me")).header(auth.0, auth.1);
-        async move { req.send().await.unwrap().status().as_u16() }
-    };
-    assert_eq!(me(("cookie", s2.clone())).await, 200);
+    assert_eq!(me_status(&h, "cookie", s2.clone()).await, 200);
     assert_eq!(
-        me(("authorization", format!("Bearer {ann_token}"))).await,
+        me_status(&h, "authorization", format!("Bearer {ann_token}")).await,
         200
     );
 
@@ -431,10 +466,10 @@ async fn password_changes_end_other_credentials_and_input_rules_hold() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(me(("cookie", s1.clone())).await, 401);
-    assert_eq!(me(("cookie", s2.clone())).await, 401);
+    assert_eq!(me_status(&h, "cookie", s1).await, 401);
+    assert_eq!(me_status(&h, "cookie", s2).await, 401);
     assert_eq!(
-        me(("authorization", format!("Bearer {ann_token}"))).await,
+        me_status(&h, "authorization", format!("Bearer {ann_token}")).await,
         401
     );
     assert!(
@@ -443,8 +478,8 @@ async fn password_changes_end_other_credentials_and_input_rules_hold() {
             .is_ok()
     );
 
-    // The owner changes their own password with a session: that session stays, the others
-    // and the owner's tokens end.
+    // The owner changes their own password from a session: that session stays, the other
+    // session and the owner's token end.
     let mine = h.sign_in(&owner.email, &owner.password).await.unwrap();
     let other = h.sign_in(&owner.email, &owner.password).await.unwrap();
     let r = h
@@ -461,77 +496,90 @@ async fn password_changes_end_other_credentials_and_input_rules_hold() {
         .http
         .patch(h.url(&format!("/api/users/{owner_id}")))
         .header("cookie", &mine)
-        .header("origin", &origin)
+        .header("origin", &h.base)
         .json(&json!({"password": "a brand new owner password"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(me(("cookie", mine.clone())).await, 200);
-    assert_eq!(me(("cookie", other.clone())).await, 401);
+    assert_eq!(me_status(&h, "cookie", mine).await, 200);
+    assert_eq!(me_status(&h, "cookie", other).await, 401);
     assert_eq!(
-        me(("authorization", format!("Bearer {}", owner.token))).await,
+        me_status(&h, "authorization", format!("Bearer {}", owner.token)).await,
         401
     );
+    h.stop().await;
+}
 
-    // Password rule: characters, not bytes; not only whitespace.
-    let new_user = |email: &str, password: &str| {
-        let req = h
-            .http
-            .post(h.url("/api/users"))
-            .header("cookie", &mine)
-            .header("origin", &origin)
-            .json(&json!({"email": email, "role": "viewer", "password": password}));
-        async move {
-            let r = req.send().await.unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        }
-    };
-    let (status, body) = new_user("spaces@example.com", "          ").await;
+async fn new_user(h: &Hearth, token: &str, email: &str, password: &str) -> (u16, String) {
+    let r = h
+        .post(token, "/api/users")
+        .json(&json!({"email": email, "role": "viewer", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Low: the password minimum counts characters, not bytes, and only whitespace is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_minimum_counts_characters_and_refuses_only_whitespace() {
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
+    let (status, body) = new_user(&h, &owner.token, "spaces@example.com", "          ").await;
     assert_eq!(status, 400, "ten spaces: {body}");
-    let (status, body) = new_user("short@example.com", "ééééé").await;
+    let (status, body) = new_user(&h, &owner.token, "tabs@example.com", " \t \t \t \t \t \t").await;
+    assert_eq!(status, 400, "only whitespace: {body}");
+    let (status, body) = new_user(&h, &owner.token, "short@example.com", "ééééé").await;
     assert_eq!(status, 400, "five characters in ten bytes: {body}");
-    let (status, body) = new_user("long@example.com", "ééééééééééé").await;
+    let (status, body) = new_user(&h, &owner.token, "long@example.com", "ééééééééééé").await;
     assert_eq!(status, 200, "eleven characters: {body}");
+    h.stop().await;
+}
 
-    // Emails: a real local@domain, no CR/LF.
+/// Low: an email is one real local@domain, without CR/LF or other whitespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_must_be_real_addresses() {
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
     for bad in [
         "@",
         "a@",
         "@b.example",
-        "x@y\r\nBcc: victim@example.com",
+        "x@y.example\r\nBcc: victim@example.com",
+        "x\n@y.example",
         "a b@c.example",
         "a@b..example",
+        "a@@b.example",
     ] {
-        let (status, body) = new_user(bad, "a fine password").await;
+        let (status, body) = new_user(&h, &owner.token, bad, "a fine password").await;
         assert_eq!(status, 400, "{bad:?}: {body}");
     }
+    let (status, body) = new_user(
+        &h,
+        &owner.token,
+        "jo.doe+ops@mail.example.com",
+        "a fine password",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    h.stop().await;
+}
 
-    // DSN key labels have a limit.
-    let (pid, _) = {
-        let r = h
-            .http
-            .post(h.url("/api/projects"))
-            .header("cookie", &mine)
-            .header("origin", &origin)
-            .json(&json!({"name": "labels"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        (v["project"]["id"].as_u64().unwrap(), ())
-    };
+/// Low: a DSN key label has a length limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_key_labels_have_a_limit() {
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
+    let (pid, _) = h.project(&owner.token, "labels").await;
     let key = |label: String| {
         let req = h
-            .http
-            .post(h.url(&format!("/api/projects/{pid}/keys")))
-            .header("cookie", &mine)
-            .header("origin", &origin)
+            .post(&owner.token, &format!("/api/projects/{pid}/keys"))
             .json(&json!({ "label": label }));
         async move { req.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(key("x".repeat(10_000)).await, 400);
+    assert_eq!(key("x".repeat(201)).await, 400);
     assert_eq!(key("staging".into()).await, 200);
     h.stop().await;
 }
