@@ -569,7 +569,7 @@ pub struct EventFacts<'a> {
     pub tags: &'a Value,
 }
 
-fn tag_value<'a>(tags: &'a Value, name: &str) -> Option<String> {
+fn tag_value(tags: &Value, name: &str) -> Option<String> {
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
