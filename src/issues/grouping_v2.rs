@@ -574,34 +574,29 @@ fn default_grouping(
             comps.extend(keys);
             parts.extend(fparts);
             if let Some(v) = exc.get("value").and_then(s) {
-                let p = parameterize(v);
-                if !has_frames {
+                // Parameterising costs a few regexes: only when the value counts.
+                let (label, hint) = if has_frames {
+                    (
+                        v.to_string(),
+                        Some("ignored because the stack trace takes precedence".into()),
+                    )
+                } else {
+                    let p = parameterize(v);
                     comps.push(format!("value:{p}"));
-                }
+                    (p, None)
+                };
                 parts.push(Part {
                     kind: "value",
-                    label: p.clone(),
+                    label,
                     contributes: !has_frames,
-                    hint: if has_frames {
-                        Some("ignored because the stack trace takes precedence".into())
-                    } else if p
-                        != v.lines()
-                            .filter(|l| !l.trim().is_empty())
-                            .take(2)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    {
-                        Some("variable parts replaced".into())
-                    } else {
-                        None
-                    },
+                    hint,
                 });
             }
         }
         if let Some(m) = message {
             parts.push(Part {
                 kind: "message",
-                label: parameterize(&m),
+                label: m,
                 contributes: false,
                 hint: Some("ignored because the exception takes precedence".into()),
             });
@@ -677,15 +672,19 @@ fn default_grouping(
         }
     }
     if let Some(m) = message {
-        let p = parameterize(&m);
         let contributes = comps.is_empty();
-        if contributes {
+        // Parameterising costs a few regexes: only when the message counts.
+        let label = if contributes {
+            let p = parameterize(&m);
             comps.push(format!("message:{p}"));
             how = "message (variable parts replaced)".into();
-        }
+            p
+        } else {
+            m
+        };
         parts.push(Part {
             kind: "message",
-            label: p,
+            label,
             contributes,
             hint: (!contributes).then(|| "ignored because the stack trace takes precedence".into()),
         });
@@ -1024,7 +1023,7 @@ mod tests {
         assert!(frames[2].hint.as_deref().unwrap().contains("recursion"));
         let value = by_kind("value")[0];
         assert!(!value.contributes);
-        assert_eq!(value.label, "bad <int>");
+        assert_eq!(value.label, "bad 17");
         assert!(
             by_kind("message")[0]
                 .hint
