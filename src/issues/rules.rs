@@ -108,6 +108,9 @@ pub struct Matcher {
     pub tag: Option<String>,
     pub pattern: String,
     pub negated: bool,
+    /// The pattern's longest literal run (lowercase for paths): a value without it cannot
+    /// match, which rules most frames out before the glob runs.
+    needle: String,
 }
 
 /// One fingerprint rule: matchers → fingerprint (with variables) and an optional title.
@@ -249,11 +252,21 @@ fn parse_matcher(tok: &str) -> Result<Matcher, String> {
     if pattern.is_empty() {
         return Err(format!("matcher {key:?} has an empty pattern"));
     }
+    let mut needle = pattern
+        .split(['*', '?'])
+        .max_by_key(|p| p.len())
+        .unwrap_or_default()
+        .to_string();
+    if matches!(key, Key::Path | Key::Package | Key::Release) {
+        // `**/x/**` also matches a relative `x/...`: the slashes are not required.
+        needle = needle.trim_matches('/').to_ascii_lowercase();
+    }
     Ok(Matcher {
         key,
         tag,
         pattern: pattern.to_string(),
         negated,
+        needle,
     })
 }
 
@@ -536,17 +549,33 @@ fn path_matches(pattern: &str, value: &str) -> bool {
         })
 }
 
+/// Whether `hay` contains `needle`, ignoring ASCII case when `ci` (`needle` is lowercase then).
+fn contains(hay: &str, needle: &str, ci: bool) -> bool {
+    if !ci {
+        return hay.contains(needle);
+    }
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.is_empty()
+        || h.windows(n.len())
+            .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}
+
 impl Matcher {
+    /// The literal prefilter: `false` when `v` cannot match the pattern.
+    fn may_match(&self, v: &str, path: bool) -> bool {
+        // Paths with backslashes match `/` in patterns: leave those to the glob.
+        (path && v.contains('\\')) || contains(v, &self.needle, path)
+    }
+
     /// Whether this frame matcher matches `f` (negation applied).
     pub fn matches_frame(&self, f: &FrameFacts) -> bool {
+        let plain = |v: &str| self.may_match(v, false) && glob(&self.pattern, v, false);
+        let path = |v: &str| self.may_match(v, true) && path_matches(&self.pattern, v);
         let hit = match self.key {
-            Key::Function => f.function.is_some_and(|v| glob(&self.pattern, v, false)),
-            Key::Module => f.module.is_some_and(|v| glob(&self.pattern, v, false)),
-            Key::Path => {
-                f.abs_path.is_some_and(|v| path_matches(&self.pattern, v))
-                    || f.filename.is_some_and(|v| path_matches(&self.pattern, v))
-            }
-            Key::Package => f.package.is_some_and(|v| path_matches(&self.pattern, v)),
+            Key::Function => f.function.is_some_and(plain),
+            Key::Module => f.module.is_some_and(plain),
+            Key::Path => f.abs_path.is_some_and(path) || f.filename.is_some_and(path),
+            Key::Package => f.package.is_some_and(path),
             Key::App => f.in_app.unwrap_or(false) == bool_pattern(&self.pattern).unwrap_or(true),
             Key::Family => family_matches(&self.pattern, f.family),
             _ => false,
@@ -569,7 +598,7 @@ pub struct EventFacts<'a> {
     pub tags: &'a Value,
 }
 
-fn tag_value<'a>(tags: &'a Value, name: &str) -> Option<String> {
+fn tag_value(tags: &Value, name: &str) -> Option<String> {
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -657,6 +686,49 @@ impl FingerprintRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_literal_prefilter_never_rules_out_a_match() {
+        let rules = parse_stacktrace_rules(
+            "path:**/node_modules/** -app\nmodule:@babel/** -group\nfunction:run* -group\npackage:/usr/lib/** -app",
+        )
+        .unwrap();
+        let f = |path: &'static str, module: &'static str, function: &'static str| FrameFacts {
+            function: Some(function),
+            module: Some(module),
+            abs_path: Some(path),
+            filename: None,
+            package: Some(path),
+            in_app: None,
+            family: "javascript",
+        };
+        let hits = |fr: &FrameFacts| {
+            rules
+                .iter()
+                .map(|r| r.matchers[0].matches_frame(fr))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            hits(&f("node_modules/x.js", "a", "b")),
+            [true, false, false, false]
+        );
+        assert_eq!(
+            hits(&f("/APP/Node_Modules/x.js", "a", "b")),
+            [true, false, false, false]
+        );
+        assert_eq!(
+            hits(&f("C:\\app\\node_modules\\x.js", "a", "b")),
+            [true, false, false, false]
+        );
+        assert_eq!(
+            hits(&f("/usr/lib/libc.so", "@babel/core", "runNow")),
+            [false, true, true, true]
+        );
+        assert_eq!(
+            hits(&f("/srv/app.js", "babel/core", "xrun")),
+            [false, false, false, false]
+        );
+    }
 
     #[test]
     fn globs() {
