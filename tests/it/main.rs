@@ -5,6 +5,7 @@ mod alerts;
 mod binary;
 mod browser;
 mod bus;
+mod chat;
 mod cli;
 mod common;
 mod ingest;
