@@ -70,6 +70,8 @@ pub fn routes() -> Routes {
         .add(Method::POST, "/api/chat/session/{id}/message", Access::Agent, "Send a message {client_msg_id, body[, private]}; idempotent by client_msg_id", widget(post(send_message)))
         .add(Method::POST, "/api/chat/session/{id}/close", Access::Agent, "Resolve a conversation", widget(post(close)))
         .add(Method::POST, "/api/chat/session/{id}/seen", Access::Agent, "Mark a conversation seen up to {seq}", widget(post(seen)))
+        .add(Method::POST, "/api/chat/session/{id}/upload", Access::Agent, "Upload a file into a conversation (raw body, ?name=FILE; [chat] upload_max_size)", widget(post(super::upload::upload).layer(axum::extract::DefaultBodyLimit::disable())))
+        .add(Method::GET, "/api/chat/session/{id}/files/{file}", Access::Agent, "Download a conversation's file (as an attachment, nosniff)", widget(get(super::upload::download)))
         .add(Method::POST, "/api/chat/session/{id}/csat", Access::Agent, "The visitor rates a resolved conversation {rating: 1-5, comment}", widget(post(csat)))
         .add(Method::POST, "/api/chat/widget/offline", Access::Agent, "The widget's offline form (visitor): {name, email, message} → a conversation answered by email", widget(post(offline)))
         .add(Method::GET, "/api/chat/ws", Access::Agent, "The chat WebSocket (visitor: site_key + visitor_token in the query; agent: session or token)", get(ws_any))
@@ -85,6 +87,13 @@ pub fn routes() -> Routes {
         .add(Method::POST, "/api/chat/agent/online", Access::Agent, "Heartbeat: the calling agent is online (or {status: away}) for [chat] presence_timeout", post(agent_online))
         .add(Method::POST, "/api/chat/agent/offline", Access::Agent, "The calling agent goes offline", post(agent_offline))
         .add(Method::GET, "/api/chat/agents/online", Access::Agent, "Agents online now", get(agents_online))
+        .add(Method::GET, "/api/chat/tickets", Access::Agent, "Tickets: ?status=&priority=&assignee=", get(list_tickets))
+        .add(Method::POST, "/api/chat/tickets", Access::Agent, "Open a ticket {subject, customer_email, customer_name, message, priority, site_id}, or make a chat one {conversation_id, priority}", post(create_ticket))
+        .add(Method::GET, "/api/chat/tickets/{id}", Access::Agent, "A ticket with its timeline and the customer's details", get(conversation))
+        .add(Method::POST, "/api/chat/tickets/{id}/assign", Access::Agent, "Assign a ticket {user_id} (null unassigns)", post(assign))
+        .add(Method::POST, "/api/chat/tickets/{id}/resolve", Access::Agent, "Resolve a ticket", post(resolve_ticket))
+        .add(Method::GET, "/api/chat/stats/chats", Access::Agent, "Chat analytics ?from=MS&to=MS (definitions in the README)", get(stats_chats))
+        .add(Method::GET, "/api/chat/stats/tickets", Access::Agent, "Ticket analytics ?from=MS&to=MS (definitions in the README)", get(stats_tickets))
         // ---- admin ----
         .add(Method::GET, "/api/chat/sites", Access::Admin, "Chat sites with their keys, identity secrets and snippets", get(list_sites))
         .add(Method::POST, "/api/chat/sites", Access::Admin, "Create a chat site {name, require_identity, hours, time_zone}", post(create_site))
@@ -163,6 +172,7 @@ pub fn conversation_view(c: &Conversation) -> Value {
         "first_reply_ms": c.first_reply_ms,
         "resolved_ms": c.resolved_ms,
         "reopened": c.reopened,
+        "ticket": c.ticket,
     })
 }
 
@@ -673,6 +683,7 @@ async fn inbox(
                 status,
                 priority,
                 assignee: q.assignee,
+                tickets_only: false,
                 limit: q.limit.unwrap_or(100),
             },
         )
@@ -846,6 +857,144 @@ async fn agent_offline(State(s): State<AppState>, Agent(a): Agent) -> ApiJson<Va
 
 async fn agents_online(State(s): State<AppState>, _: Agent) -> ApiJson<Value> {
     ApiJson(json!({ "agents": s.chat.online_agents() }))
+}
+
+// ---- tickets and stats -------------------------------------------------------------------
+
+async fn list_tickets(
+    State(s): State<AppState>,
+    Agent(a): Agent,
+    Query(q): Query<InboxParams>,
+) -> ApiResult<ApiJson<Value>> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(x) => Some(Status::parse(x).ok_or_else(|| {
+            ApiError::bad_request("status must be open, in_progress, resolved or closed")
+        })?),
+    };
+    let priority = match q.priority.as_deref() {
+        None | Some("") => None,
+        Some(x) => Some(Priority::parse(x).ok_or_else(|| {
+            ApiError::bad_request("priority must be urgent, high, normal or low")
+        })?),
+    };
+    let list = s
+        .chat
+        .inbox(
+            a.user_id,
+            InboxQuery {
+                view: q.view.unwrap_or_else(|| "all".into()),
+                status,
+                priority,
+                assignee: q.assignee,
+                tickets_only: true,
+                limit: q.limit.unwrap_or(100),
+            },
+        )
+        .await?;
+    Ok(ApiJson(json!({ "tickets": list.iter().map(conversation_view).collect::<Vec<_>>() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketBody {
+    #[serde(default)]
+    conversation_id: Option<u64>,
+    #[serde(default)]
+    site_id: Option<u64>,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    customer_email: String,
+    #[serde(default)]
+    customer_name: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    priority: Option<String>,
+}
+
+async fn create_ticket(
+    State(s): State<AppState>,
+    _: Agent,
+    ApiJson(b): ApiJson<TicketBody>,
+) -> ApiResult<ApiJson<Value>> {
+    let priority = match b.priority.as_deref() {
+        None | Some("") => None,
+        Some(x) => Some(Priority::parse(x).ok_or_else(|| {
+            ApiError::bad_request("priority must be urgent, high, normal or low")
+        })?),
+    };
+    let conv = match b.conversation_id {
+        Some(id) => s.chat.make_ticket(id, priority).await?,
+        None => {
+            let email = b.customer_email.trim().to_string();
+            if !email.contains('@') || email.len() > 320 {
+                return Err(ApiError::bad_request(
+                    "give customer_email (replies go there), or conversation_id to make a chat a ticket",
+                ));
+            }
+            s.chat
+                .create_ticket(
+                    b.site_id,
+                    b.customer_name,
+                    email,
+                    b.subject,
+                    b.message,
+                    priority.unwrap_or(Priority::Normal),
+                )
+                .await?
+        }
+    };
+    Ok(ApiJson(json!({ "ticket": conversation_view(&conv) })))
+}
+
+async fn resolve_ticket(
+    State(s): State<AppState>,
+    Agent(a): Agent,
+    Path(id): Path<u64>,
+) -> ApiResult<ApiJson<Value>> {
+    let name = match s.accounts.user(a.user_id).await {
+        Ok(Some(u)) => super::display_name(&u.name, &u.email),
+        _ => a.email.clone(),
+    };
+    let who = Who::Agent {
+        user_id: a.user_id,
+        name,
+    };
+    let conv = s.chat.set_status(&who, id, Status::Resolved).await?;
+    Ok(ApiJson(json!({ "ticket": conversation_view(&conv) })))
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+async fn stats_for(s: &AppState, tickets: bool, q: StatsQuery) -> ApiResult<ApiJson<Value>> {
+    let to = q.to.unwrap_or_else(|| s.chat.now_ms() + 1);
+    let from = q.from.unwrap_or(to - 30 * 86_400_000);
+    if from >= to {
+        return Err(ApiError::bad_request("from must be before to (milliseconds since the epoch)"));
+    }
+    Ok(ApiJson(s.chat.stats(tickets, from, to).await?))
+}
+
+async fn stats_chats(
+    State(s): State<AppState>,
+    _: Agent,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<ApiJson<Value>> {
+    stats_for(&s, false, q).await
+}
+
+async fn stats_tickets(
+    State(s): State<AppState>,
+    _: Agent,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<ApiJson<Value>> {
+    stats_for(&s, true, q).await
 }
 
 // ---- admin -------------------------------------------------------------------------------

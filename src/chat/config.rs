@@ -21,8 +21,14 @@ pub struct ChatConfig {
     pub sockets_per_ip: u32,
     /// Frames queued for one socket before it is dropped as too slow (it then resumes).
     pub socket_queue: usize,
+    /// Largest file a visitor or agent may upload into a conversation.
+    pub upload_max_size: ByteSize,
     /// Conversations an agent holds at once before auto-assignment passes them over.
     pub agent_cap: u32,
+    /// First-response targets for urgent, high, normal and low priority ("0s": none).
+    pub sla_first_response: Vec<HumanDuration>,
+    /// Resolution targets for urgent, high, normal and low priority.
+    pub sla_resolution: Vec<HumanDuration>,
 }
 
 impl Default for ChatConfig {
@@ -35,7 +41,20 @@ impl Default for ChatConfig {
             starts_per_ip_per_hour: 60,
             sockets_per_ip: 20,
             socket_queue: 256,
+            upload_max_size: ByteSize::mb(20),
             agent_cap: 5,
+            sla_first_response: vec![
+                HumanDuration::secs(15 * 60),
+                HumanDuration::secs(3600),
+                HumanDuration::secs(4 * 3600),
+                HumanDuration::secs(24 * 3600),
+            ],
+            sla_resolution: vec![
+                HumanDuration::secs(4 * 3600),
+                HumanDuration::secs(24 * 3600),
+                HumanDuration::secs(3 * 24 * 3600),
+                HumanDuration::secs(7 * 24 * 3600),
+            ],
         }
     }
 }

@@ -12,13 +12,16 @@
 //! - Typing and presence are ephemeral: hub frames only, never stored.
 
 pub mod api;
+pub mod assign;
 pub mod canned;
 pub mod config;
 pub mod hours;
 pub mod hub;
 pub mod limit;
 pub mod model;
+pub mod stats;
 pub mod store;
+pub mod upload;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -208,6 +211,10 @@ struct Inner {
     hub: Arc<Hub<Room, Out>>,
     clock: Arc<dyn Clock>,
     presence: Mutex<HashMap<u64, AgentPresence>>,
+    /// user id → when auto-assignment last gave them a conversation.
+    last_assigned: Mutex<HashMap<u64, i64>>,
+    /// One assignment round at a time, so two rounds never both fill the same free slot.
+    assigning: tokio::sync::Mutex<()>,
     visitor_messages: Limiter,
     starts_per_ip: Limiter,
     sockets_per_ip: Mutex<HashMap<std::net::IpAddr, u32>>,
@@ -267,6 +274,7 @@ pub struct InboxQuery {
     pub status: Option<Status>,
     pub priority: Option<Priority>,
     pub assignee: Option<u64>,
+    pub tickets_only: bool,
     pub limit: usize,
 }
 
@@ -291,6 +299,8 @@ impl Chat {
                 starts_per_ip: Limiter::new(3_600_000, c.starts_per_ip_per_hour),
                 sockets_per_ip: Mutex::new(HashMap::new()),
                 presence: Mutex::new(HashMap::new()),
+                last_assigned: Mutex::new(HashMap::new()),
+                assigning: tokio::sync::Mutex::new(()),
                 db,
                 bus,
                 config,
@@ -303,12 +313,161 @@ impl Chat {
 
     pub fn register(&self, _state: &crate::app::AppState) {}
 
+    /// The assignment sweep: agents whose heartbeat stopped drop out, and waiting
+    /// conversations are assigned as agents come online or free up.
     pub fn start(
         &self,
         _state: &crate::app::AppState,
-        _shutdown: tokio_util::sync::CancellationToken,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        Vec::new()
+        let chat = self.clone();
+        vec![tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = chat.run_assignment().await {
+                            tracing::warn!("chat: assignment sweep failed: {e}");
+                        }
+                        if let Err(e) = chat.check_sla().await {
+                            tracing::warn!("chat: SLA check failed: {e}");
+                        }
+                    }
+                }
+            }
+        })]
+    }
+
+    /// Publishes `chat.ticket.sla_breached` once per conversation and target (first response,
+    /// resolution) that an active conversation has passed, by `[chat] sla_first_response` and
+    /// `sla_resolution` (urgent, high, normal, low). Returns how many breaches it published.
+    pub async fn check_sla(&self) -> ChatResult<usize> {
+        let c = self.config();
+        let target = |v: &[crate::config::HumanDuration], p: Priority| -> Option<i64> {
+            let i = p as usize;
+            v.get(i)
+                .or(v.last())
+                .map(|d| d.get().as_millis() as i64)
+                .filter(|ms| *ms > 0)
+        };
+        let (fr, res) = (c.sla_first_response.clone(), c.sla_resolution.clone());
+        let now = self.now_ms();
+        let bus = self.inner.bus.clone();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut t = txn.open_table(CONVERSATIONS)?;
+                let mut due = Vec::new();
+                for row in t.iter()? {
+                    let c: Conversation = codec::decode(row?.1.value())?;
+                    if !c.status.is_active() {
+                        continue;
+                    }
+                    let mut bits = 0u8;
+                    if let Some(ms) = target(&fr, c.priority)
+                        && c.first_reply_ms.is_none()
+                        && c.sla_breached & 1 == 0
+                        && now - c.created_ms > ms
+                    {
+                        bits |= 1;
+                    }
+                    if let Some(ms) = target(&res, c.priority)
+                        && c.sla_breached & 2 == 0
+                        && now - c.created_ms > ms
+                    {
+                        bits |= 2;
+                    }
+                    if bits != 0 {
+                        due.push((c, bits));
+                    }
+                }
+                let n = due.len();
+                for (mut c, bits) in due {
+                    for (bit, kind, list) in [(1u8, "first_response", &fr), (2, "resolution", &res)] {
+                        if bits & bit != 0 {
+                            let ms = target(list, c.priority).unwrap_or(0);
+                            bus.publish_durable(
+                                txn,
+                                "chat.ticket.sla_breached",
+                                BusPriority::High,
+                                &json!({"conversation_id": c.id, "target": kind, "priority": c.priority,
+                                        "target_ms": ms, "overdue_ms": now - c.created_ms - ms,
+                                        "assignee": c.assignee, "ticket": c.ticket}),
+                            )?;
+                        }
+                    }
+                    c.sla_breached |= bits;
+                    t.insert(c.id, codec::encode(&c).as_slice())?;
+                }
+                Ok::<_, ChatError>(n)
+            })
+            .await
+    }
+
+    /// Assigns waiting conversations, oldest first, while an eligible agent exists (see
+    /// [`assign::pick`]). Returns how many were assigned.
+    pub async fn run_assignment(&self) -> ChatResult<usize> {
+        let _round = self.inner.assigning.lock().await;
+        let online = self.online_agents();
+        if online.is_empty() {
+            return Ok(0);
+        }
+        let cap = self.config().agent_cap;
+        let (mut counts, queue) = self
+            .inner
+            .db
+            .read(|txn| {
+                let t = txn.open_table(CONVERSATIONS)?;
+                let mut counts: HashMap<u64, u32> = HashMap::new();
+                let mut queue = Vec::new();
+                for row in t.iter()? {
+                    let c: Conversation = codec::decode(row?.1.value())?;
+                    if !c.status.is_active() {
+                        continue;
+                    }
+                    match c.assignee {
+                        Some(a) => *counts.entry(a).or_default() += 1,
+                        None => queue.push(c.id),
+                    }
+                }
+                Ok::<_, ChatError>((counts, queue))
+            })
+            .await?;
+        let mut assigned = 0;
+        for conv_id in queue {
+            let candidates: Vec<assign::Candidate> = {
+                let last = self.inner.last_assigned.lock().expect("last assigned");
+                online
+                    .iter()
+                    .map(|p| assign::Candidate {
+                        user_id: p.user_id,
+                        online: true,
+                        open: counts.get(&p.user_id).copied().unwrap_or(0),
+                        cap,
+                        last_assigned_ms: last.get(&p.user_id).copied().unwrap_or(0),
+                    })
+                    .collect()
+            };
+            let Some(uid) = assign::pick(&candidates) else {
+                break;
+            };
+            if self
+                .assign_as(Author::system(), conv_id, Some(uid), true)
+                .await?
+                .assignee
+                == Some(uid)
+            {
+                *counts.entry(uid).or_default() += 1;
+                self.inner
+                    .last_assigned
+                    .lock()
+                    .expect("last assigned")
+                    .insert(uid, self.now_ms());
+                assigned += 1;
+            }
+        }
+        Ok(assigned)
     }
 
     pub fn render_metrics(&self, out: &mut String) {
@@ -747,7 +906,17 @@ impl Chat {
                     resolved_ms: None,
                     reopened: 0,
                     preview: String::new(),
+                    ticket: channel != Channel::Chat,
+                    sla_breached: 0,
                 };
+                if conv.ticket {
+                    bus.publish_durable(
+                        txn,
+                        "chat.ticket.created",
+                        BusPriority::Normal,
+                        &json!({"conversation_id": id, "priority": conv.priority, "channel": channel}),
+                    )?;
+                }
                 txn.open_table(VISITOR_CONVS)?.insert((visitor_id, id), ())?;
                 if let Some(c) = &client_id {
                     txn.open_table(STARTS)?.insert((visitor_id, c.as_str()), id)?;
@@ -771,6 +940,9 @@ impl Chat {
             .await?;
         if created && let Some(e) = &entry {
             self.fan_out(&conv, e.clone());
+        }
+        if created {
+            self.run_assignment().await?;
         }
         Ok((conv, entry))
     }
@@ -809,8 +981,60 @@ impl Chat {
         body: String,
         private: bool,
     ) -> ChatResult<(Conversation, Entry, bool)> {
-        Self::check_client_id(&client_msg_id)?;
         self.check_body(&body)?;
+        self.post_inner(who, conv_id, client_msg_id, body, private, None)
+            .await
+    }
+
+    /// Posts a message carrying an uploaded file (the body is its name).
+    pub async fn post_attachment(
+        &self,
+        who: &Who,
+        conv_id: u64,
+        client_msg_id: String,
+        attachment: model::Attachment,
+    ) -> ChatResult<(Conversation, Entry, bool)> {
+        let body = attachment.name.clone();
+        self.post_inner(who, conv_id, client_msg_id, body, false, Some(attachment))
+            .await
+    }
+
+    /// The attachment `id` of conversation `conv`, if one of its (visible) entries has it.
+    pub async fn attachment(
+        &self,
+        conv: u64,
+        id: &str,
+        include_private: bool,
+    ) -> ChatResult<Option<model::Attachment>> {
+        let id = id.to_string();
+        self.inner
+            .db
+            .read(move |txn| {
+                let t = txn.open_table(ENTRIES)?;
+                for row in t.range((conv, 0)..(conv, u64::MAX))? {
+                    let e: Entry = codec::decode(row?.1.value())?;
+                    if let Some(a) = e.attachment
+                        && a.id == id
+                        && (include_private || !e.private)
+                    {
+                        return Ok(Some(a));
+                    }
+                }
+                Ok::<_, ChatError>(None)
+            })
+            .await
+    }
+
+    async fn post_inner(
+        &self,
+        who: &Who,
+        conv_id: u64,
+        client_msg_id: String,
+        body: String,
+        private: bool,
+        attachment: Option<model::Attachment>,
+    ) -> ChatResult<(Conversation, Entry, bool)> {
+        Self::check_client_id(&client_msg_id)?;
         if private && !who.is_agent() {
             return Err(ChatError::Invalid("only agents write private notes".into()));
         }
@@ -841,16 +1065,20 @@ impl Chat {
                     // A visitor writing again reopens the conversation.
                     set_status_in(txn, &bus, &mut conv, Status::Open, Author::system(), now)?;
                 }
-                let e = append(
+                let e = append_with(
                     txn,
                     &bus,
                     &mut conv,
-                    "message.created",
-                    author,
-                    body,
-                    private,
-                    Some(client_msg_id),
-                    now,
+                    Entry {
+                        seq: 0,
+                        kind: "message.created".into(),
+                        time_ms: now,
+                        author,
+                        body,
+                        private,
+                        client_msg_id: Some(client_msg_id),
+                        attachment,
+                    },
                 )?;
                 if is_agent && !private && conv.first_reply_ms.is_none() {
                     conv.first_reply_ms = Some(now);
@@ -865,7 +1093,7 @@ impl Chat {
         if created {
             // A reopen entry may precede the message: send what the commit added, in order.
             self.fan_out_since(&conv, entry.seq).await;
-            if is_agent && !private && conv.channel == Channel::Email {
+            if is_agent && !private && conv.channel != Channel::Chat {
                 self.mail_reply(&conv, &entry).await;
             }
         }
@@ -968,6 +1196,10 @@ impl Chat {
             })
             .await?;
         self.fan_out_since(&conv, first_new).await;
+        if !status.is_active() {
+            // A slot freed up.
+            self.run_assignment().await?;
+        }
         Ok(conv)
     }
 
@@ -976,6 +1208,23 @@ impl Chat {
         if !who.is_agent() {
             return Err(ChatError::Invalid("only agents assign conversations".into()));
         }
+        let conv = self.assign_as(who.author(), conv_id, assignee, false).await?;
+        if assignee.is_none() {
+            // Unassigned: back in the queue for whoever is free.
+            self.run_assignment().await?;
+        }
+        Ok(conv)
+    }
+
+    /// Assigns `conv_id`; with `only_if_unassigned`, a conversation someone took meanwhile
+    /// is left as it is.
+    async fn assign_as(
+        &self,
+        author: Author,
+        conv_id: u64,
+        assignee: Option<u64>,
+        only_if_unassigned: bool,
+    ) -> ChatResult<Conversation> {
         let name = match assignee {
             Some(uid) => {
                 let u = self
@@ -994,7 +1243,6 @@ impl Chat {
             }
             None => String::new(),
         };
-        let author = who.author();
         let now = self.now_ms();
         let bus = self.inner.bus.clone();
         let (conv, first_new) = self
@@ -1003,7 +1251,8 @@ impl Chat {
             .write(move |txn| {
                 let mut conv = load_conv(txn, conv_id)?;
                 let before = conv.last_seq;
-                if conv.assignee != assignee {
+                let taken = only_if_unassigned && conv.assignee.is_some();
+                if conv.assignee != assignee && !taken {
                     conv.assignee = assignee;
                     let body = match assignee {
                         Some(_) => format!("assigned to {name}"),
@@ -1023,6 +1272,126 @@ impl Chat {
             .await?;
         self.fan_out_since(&conv, first_new).await;
         Ok(conv)
+    }
+
+    /// Makes a conversation a ticket (a chat that needs follow-up).
+    pub async fn make_ticket(&self, conv_id: u64, priority: Option<Priority>) -> ChatResult<Conversation> {
+        let bus = self.inner.bus.clone();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut conv = load_conv(txn, conv_id)?;
+                if let Some(p) = priority {
+                    conv.priority = p;
+                }
+                if !conv.ticket {
+                    conv.ticket = true;
+                    bus.publish_durable(
+                        txn,
+                        "chat.ticket.created",
+                        BusPriority::Normal,
+                        &json!({"conversation_id": conv.id, "priority": conv.priority, "channel": conv.channel}),
+                    )?;
+                }
+                save_conv(txn, &conv)?;
+                Ok(conv)
+            })
+            .await
+    }
+
+    /// A ticket opened through the API on behalf of a customer (replies go by email).
+    pub async fn create_ticket(
+        &self,
+        site_id: Option<u64>,
+        name: String,
+        email: String,
+        subject: String,
+        message: String,
+        priority: Priority,
+    ) -> ChatResult<Conversation> {
+        let sites = self.sites().await?;
+        let site = match site_id {
+            Some(id) => sites.into_iter().find(|s| s.id == id),
+            None => sites.into_iter().next(),
+        }
+        .ok_or_else(|| ChatError::Invalid("create a chat site first (POST /api/chat/sites), or give an existing site_id".into()))?;
+        self.check_body(&message)?;
+        let now = self.now_ms();
+        let visitor = self
+            .inner
+            .db
+            .write(move |txn| {
+                let id = next_id(txn, "visitor")?;
+                let v = Visitor {
+                    id,
+                    site_id: site.id,
+                    name: clip(&name, 200),
+                    email: clip(&email, 320),
+                    user_id: None,
+                    created_ms: now,
+                    last_seen_ms: now,
+                    page_url: String::new(),
+                    user_agent: String::new(),
+                };
+                txn.open_table(VISITORS)?
+                    .insert(id, codec::encode(&v).as_slice())?;
+                Ok::<_, ChatError>(v)
+            })
+            .await?;
+        let who = Who::Visitor {
+            site_id: visitor.site_id,
+            visitor,
+        };
+        let body = if subject.trim().is_empty() {
+            message
+        } else {
+            format!("{}\n\n{message}", subject.trim())
+        };
+        let (conv, _) = self
+            .start_conversation(&who, Channel::Api, Some(body), None)
+            .await?;
+        if !subject.trim().is_empty() || priority != Priority::Normal {
+            let s = clip(&subject, 120);
+            return self
+                .inner
+                .db
+                .write(move |txn| {
+                    let mut c = load_conv(txn, conv.id)?;
+                    if !s.is_empty() {
+                        c.subject = s;
+                    }
+                    c.priority = priority;
+                    save_conv(txn, &c)?;
+                    Ok(c)
+                })
+                .await;
+        }
+        Ok(conv)
+    }
+
+    /// Conversations (or tickets) and CSAT rows for the analytics.
+    pub async fn stats(&self, tickets: bool, from_ms: i64, to_ms: i64) -> ChatResult<serde_json::Value> {
+        let (convs, csats) = self
+            .inner
+            .db
+            .read(move |txn| {
+                let t = txn.open_table(CONVERSATIONS)?;
+                let mut convs = Vec::new();
+                for row in t.iter()? {
+                    let c: Conversation = codec::decode(row?.1.value())?;
+                    let keep = if tickets { c.ticket } else { c.channel == Channel::Chat };
+                    if keep && c.created_ms >= from_ms && c.created_ms < to_ms {
+                        convs.push(c);
+                    }
+                }
+                let mut csats = Vec::new();
+                for row in txn.open_table(CSAT)?.iter()? {
+                    csats.push(codec::decode::<model::Csat>(row?.1.value())?);
+                }
+                Ok::<_, ChatError>((convs, csats))
+            })
+            .await?;
+        Ok(stats::report(&convs, &csats, from_ms, to_ms))
     }
 
     pub async fn set_priority(&self, conv_id: u64, priority: Priority) -> ChatResult<Conversation> {
@@ -1178,7 +1547,8 @@ impl Chat {
                         _ => true,
                     } && q.status.is_none_or(|s| s == c.status)
                         && q.priority.is_none_or(|p| p == c.priority)
-                        && q.assignee.is_none_or(|a| c.assignee == Some(a));
+                        && q.assignee.is_none_or(|a| c.assignee == Some(a))
+                        && (!q.tickets_only || c.ticket);
                     if keep {
                         out.push(c);
                         if out.len() >= limit {
@@ -1264,6 +1634,7 @@ impl Chat {
         if was_online != self.any_agent_online() {
             self.broadcast_availability();
         }
+        self.run_assignment().await?;
         Ok(p)
     }
 
@@ -1479,16 +1850,45 @@ fn append(
     client_msg_id: Option<String>,
     now: i64,
 ) -> ChatResult<Entry> {
+    append_with(
+        txn,
+        bus,
+        conv,
+        Entry {
+            seq: 0,
+            kind: kind.to_string(),
+            time_ms: now,
+            author,
+            body,
+            private,
+            client_msg_id,
+            attachment: None,
+        },
+    )
+}
+
+/// [`append`] for a prepared entry (its seq is assigned here).
+fn append_with(
+    txn: &WriteTransaction,
+    bus: &Bus,
+    conv: &mut Conversation,
+    mut entry: Entry,
+) -> ChatResult<Entry> {
     conv.last_seq += 1;
-    let entry = Entry {
-        seq: conv.last_seq,
-        kind: kind.to_string(),
-        time_ms: now,
-        author,
-        body,
-        private,
-        client_msg_id,
-    };
+    entry.seq = conv.last_seq;
+    let now = entry.time_ms;
+    let private = entry.private;
+    finish_append(txn, bus, conv, entry, now, private)
+}
+
+fn finish_append(
+    txn: &WriteTransaction,
+    bus: &Bus,
+    conv: &mut Conversation,
+    entry: Entry,
+    now: i64,
+    private: bool,
+) -> ChatResult<Entry> {
     txn.open_table(ENTRIES)?
         .insert((conv.id, entry.seq), codec::encode(&entry).as_slice())?;
     if let Some(c) = &entry.client_msg_id {
@@ -1512,6 +1912,7 @@ fn append(
                 "author": {"kind": entry.author.kind, "id": entry.author.id, "name": entry.author.name},
                 "body": entry.body,
                 "private": entry.private,
+                "attachment": entry.attachment,
             }),
         )?;
     }
@@ -1558,4 +1959,206 @@ fn set_status_in(
         &json!({"conversation_id": conv.id, "from": from, "to": status, "seq": conv.last_seq}),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        chat: Chat,
+        clock: Arc<ManualClock>,
+        site: Site,
+        agents: Vec<u64>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture(cap: u32) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        config.chat.agent_cap = cap;
+        config.chat.presence_timeout = crate::config::HumanDuration::secs(60);
+        let config = Arc::new(config);
+        let db = Db::open(&config.db_path(), 1 << 20).unwrap();
+        let bus = Bus::new(db.clone(), config.bus.clone());
+        let accounts = Accounts::new(db.clone(), config.clone());
+        let mail = Mail::new(db.clone(), bus.clone(), config.clone());
+        let clock = ManualClock::new(1_000_000);
+        let chat = Chat::with_clock(db, bus, config, accounts.clone(), mail, clock.clone());
+        let mut agents = Vec::new();
+        for name in ["ann", "bob"] {
+            let u = accounts
+                .create_user(
+                    &format!("{name}@example.com"),
+                    name,
+                    crate::accounts::Role::Agent,
+                    None,
+                )
+                .await
+                .unwrap();
+            agents.push(u.id);
+        }
+        let site = chat
+            .create_site(NewSite {
+                name: "s".into(),
+                require_identity: false,
+                hours: Vec::new(),
+                time_zone: "UTC".into(),
+            })
+            .await
+            .unwrap();
+        Fixture {
+            chat,
+            clock,
+            site,
+            agents,
+            _dir: dir,
+        }
+    }
+
+    async fn new_conversation(f: &Fixture) -> Conversation {
+        let (_, v, _) = f
+            .chat
+            .visitor_session(
+                VisitorHello {
+                    site_key: f.site.site_key.clone(),
+                    visitor_token: None,
+                    user_id: None,
+                    user_hash: None,
+                    name: None,
+                    email: None,
+                    page_url: None,
+                    user_agent: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let who = Who::Visitor {
+            site_id: f.site.id,
+            visitor: v,
+        };
+        let (c, _) = f
+            .chat
+            .start_conversation(&who, Channel::Chat, Some("help".into()), None)
+            .await
+            .unwrap();
+        f.chat.conversation_for(&who, c.id).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn presence_times_out_by_the_clock() {
+        let f = fixture(5).await;
+        f.chat.heartbeat(f.agents[0], "online").await.unwrap();
+        assert_eq!(f.chat.online_agents().len(), 1);
+        f.clock.advance(60_000);
+        assert_eq!(f.chat.online_agents().len(), 1, "at the timeout still online");
+        f.clock.advance(1);
+        assert!(f.chat.online_agents().is_empty(), "a silent agent goes offline");
+        f.chat.heartbeat(f.agents[0], "away").await.unwrap();
+        assert!(f.chat.online_agents().is_empty(), "away is not online");
+    }
+
+    #[tokio::test]
+    async fn auto_assignment_balances_respects_caps_and_queues() {
+        let f = fixture(2).await;
+        let (ann, bob) = (f.agents[0], f.agents[1]);
+        // Nobody online: the conversation waits.
+        let c1 = new_conversation(&f).await;
+        assert_eq!(c1.assignee, None);
+        // Ann comes online and takes the waiting one.
+        f.chat.heartbeat(ann, "online").await.unwrap();
+        let c1 = f.chat.conversation_for(&agent(ann), c1.id).await.unwrap();
+        assert_eq!(c1.assignee, Some(ann));
+        // Bob online: he has fewer open, so he gets the next.
+        f.chat.heartbeat(bob, "online").await.unwrap();
+        f.clock.advance(1000);
+        assert_eq!(new_conversation(&f).await.assignee, Some(bob));
+        // One each: the tie goes to the one assigned least recently (Ann).
+        f.clock.advance(1000);
+        assert_eq!(new_conversation(&f).await.assignee, Some(ann));
+        f.clock.advance(1000);
+        assert_eq!(new_conversation(&f).await.assignee, Some(bob));
+        // Both at their cap of 2: the next waits in the queue.
+        f.clock.advance(1000);
+        let queued = new_conversation(&f).await;
+        assert_eq!(queued.assignee, None);
+        // Ann resolves one: the queued conversation is hers.
+        f.chat
+            .set_status(&agent(ann), c1.id, Status::Resolved)
+            .await
+            .unwrap();
+        let q = f.chat.conversation_for(&agent(ann), queued.id).await.unwrap();
+        assert_eq!(q.assignee, Some(ann));
+        // Bob's heartbeat stops: offline agents are never assigned, even with free slots.
+        f.chat.heartbeat(ann, "online").await.unwrap();
+        f.clock.advance(61_000);
+        f.chat.heartbeat(ann, "online").await.unwrap();
+        f.chat
+            .set_status(&agent(ann), q.id, Status::Resolved)
+            .await
+            .unwrap();
+        let bobs: Vec<u64> = f
+            .chat
+            .inbox(bob, InboxQuery { view: "mine".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.status.is_active())
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(bobs.len(), 2);
+        f.chat
+            .set_status(&agent(bob), bobs[0], Status::Resolved)
+            .await
+            .unwrap();
+        f.clock.advance(1000);
+        assert_eq!(new_conversation(&f).await.assignee, Some(ann));
+    }
+
+    #[tokio::test]
+    async fn sla_breaches_are_published_once_by_the_clock() {
+        let f = fixture(5).await;
+        let c = new_conversation(&f).await; // normal: first response 4 h, resolution 3 d
+        assert_eq!(f.chat.check_sla().await.unwrap(), 0);
+        f.clock.advance(4 * 3600 * 1000);
+        assert_eq!(f.chat.check_sla().await.unwrap(), 0, "at the target, not past it");
+        f.clock.advance(1);
+        assert_eq!(f.chat.check_sla().await.unwrap(), 1);
+        assert_eq!(f.chat.check_sla().await.unwrap(), 0, "published once");
+        let c = f.chat.conversation_for(&agent(f.agents[0]), c.id).await.unwrap();
+        assert_eq!(c.sla_breached, 1);
+        let subjects: Vec<String> = f
+            .chat
+            .inner
+            .db
+            .read(|txn| {
+                let t = txn.open_table(crate::bus::store::LOG)?;
+                let mut v = Vec::new();
+                for row in t.iter()? {
+                    let e: crate::bus::Event = codec::decode(row?.1.value())?;
+                    v.push(e.subject);
+                }
+                Ok::<_, ChatError>(v)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            subjects.iter().filter(|s| *s == "chat.ticket.sla_breached").count(),
+            1
+        );
+        // Past the resolution target: that breach, once.
+        f.clock.advance(3 * 24 * 3600 * 1000);
+        assert_eq!(f.chat.check_sla().await.unwrap(), 1);
+        let c = f.chat.conversation_for(&agent(f.agents[0]), c.id).await.unwrap();
+        assert_eq!(c.sla_breached, 3);
+    }
+
+    fn agent(id: u64) -> Who {
+        Who::Agent {
+            user_id: id,
+            name: format!("agent {id}"),
+        }
+    }
 }

@@ -138,6 +138,10 @@ pub struct Conversation {
     pub reopened: u32,
     /// The newest visible message, for inbox lists.
     pub preview: String,
+    /// Tracked as a support ticket (email and API conversations are; a chat becomes one).
+    pub ticket: bool,
+    /// SLA targets already reported as breached: 1 first response, 2 resolution.
+    pub sla_breached: u8,
 }
 
 /// Who wrote an entry.
@@ -159,6 +163,16 @@ impl Author {
     }
 }
 
+/// A file shared in a conversation (stored under `<data_dir>/chat-uploads/<id>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attachment {
+    /// 32 hex characters.
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
 /// One durable, sequenced entry of a conversation: a message or an activity (status change,
 /// assignment). Private entries (notes) are never sent to the visitor.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -171,6 +185,7 @@ pub struct Entry {
     pub body: String,
     pub private: bool,
     pub client_msg_id: Option<String>,
+    pub attachment: Option<Attachment>,
 }
 
 impl Entry {
@@ -192,11 +207,13 @@ impl Entry {
     pub fn view(&self) -> serde_json::Value {
         serde_json::json!({
             "seq": self.seq,
+            "kind": self.kind,
             "time_ms": self.time_ms,
             "author": {"kind": self.author.kind, "id": self.author.id, "name": self.author.name},
             "body": self.body,
             "private": self.private,
             "client_msg_id": self.client_msg_id,
+            "attachment": self.attachment,
         })
     }
 }

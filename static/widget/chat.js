@@ -87,7 +87,18 @@ class Widget {
     this.input.maxLength = 8000;
     const send = el("button", "", "Send");
     send.type = "submit";
-    this.form.append(this.input, send);
+    const file = el("input");
+    file.type = "file";
+    file.hidden = true;
+    const clip = el("button", "", "\u{1F4CE}");
+    clip.type = "button";
+    clip.setAttribute("aria-label", "Attach a file");
+    clip.addEventListener("click", () => file.click());
+    file.addEventListener("change", () => {
+      if (file.files[0]) this.upload(file.files[0]);
+      file.value = "";
+    });
+    this.form.append(clip, file, this.input, send);
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.send();
@@ -273,8 +284,8 @@ class Widget {
       this.pending.delete(m.client_msg_id);
       return;
     }
-    if (m.author.kind === "system" || m.body === undefined) {
-      this.system(m.body);
+    if (m.kind && m.kind !== "message.created") {
+      this.system(m.kind === "conversation.status" ? "Status: " + m.body.replace("_", " ") : m.body);
       return;
     }
     const wrap = el("div", "g " + (mine ? "v" : "a"));
@@ -282,7 +293,14 @@ class Widget {
       wrap.append(el("div", "w", m.author.name));
       this.title.textContent = m.author.name;
     }
-    wrap.append(document.createTextNode(m.body));
+    if (m.attachment) {
+      const a = el("button", "", "\u{1F4CE} " + m.attachment.name);
+      a.type = "button";
+      a.addEventListener("click", () => this.download(m.attachment));
+      wrap.append(a);
+    } else {
+      wrap.append(document.createTextNode(m.body));
+    }
     this.list.append(wrap);
     this.list.scrollTop = this.list.scrollHeight;
     if (!mine) {
@@ -370,6 +388,29 @@ class Widget {
 
   markSeen() {
     if (this.conv && this.lastSeq) this.frame({ t: "seen", conv: this.conv, seq: this.lastSeq });
+  }
+
+  async upload(f) {
+    if (!this.conv) return this.system("Send a message first, then attach files.");
+    const headers = { "x-hearth-site-key": this.ctx.site, "x-hearth-visitor-token": this.token, "content-type": f.type || "application/octet-stream" };
+    const r = await fetch(`${this.api}/session/${this.conv}/upload?name=${encodeURIComponent(f.name)}`, { method: "POST", headers, body: f });
+    if (!r.ok) {
+      const b = await r.json().catch(() => ({}));
+      this.system((b.error && b.error.message) || "upload failed");
+    }
+  }
+
+  async download(a) {
+    const r = await fetch(`${this.api}/session/${this.conv}/files/${a.id}`, {
+      headers: { "x-hearth-site-key": this.ctx.site, "x-hearth-visitor-token": this.token },
+    });
+    if (!r.ok) return;
+    const url = URL.createObjectURL(await r.blob());
+    const link = el("a");
+    link.href = url;
+    link.download = a.name;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
   async send() {

@@ -776,3 +776,92 @@ async fn the_offline_form_is_answered_by_email_and_rated_after_resolve() {
     h.stop().await;
     smtp.stop().await;
 }
+
+/// Tickets over the API: one opened for a customer, a chat made into one, listed, assigned,
+/// resolved; the stats endpoints count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_are_opened_assigned_resolved_and_counted() {
+    let h = Hearth::start("").await;
+    let t = team(&h).await;
+    let r = h
+        .post(&t.agent_token, "/api/chat/tickets")
+        .json(&json!({"subject": "Invoice wrong", "customer_email": "cfo@client.test", "customer_name": "C. F. O.", "message": "The VAT is missing", "priority": "urgent"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ticket = r.json::<Value>().await.unwrap()["ticket"].clone();
+    assert_eq!(ticket["priority"], "urgent");
+    assert_eq!(ticket["subject"], "Invoice wrong");
+    let id = ticket["id"].as_u64().unwrap();
+    let v = visitor(&h, &t.site_key).await;
+    let chat_id = start(&h, &v, "quick question").await;
+    let r = h
+        .post(&t.agent_token, "/api/chat/tickets")
+        .json(&json!({"conversation_id": chat_id, "priority": "high"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Value = h
+        .get(&t.agent_token, "/api/chat/tickets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<u64> = list["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&id) && ids.contains(&chat_id));
+    let r = h
+        .post(&t.agent_token, &format!("/api/chat/tickets/{id}/assign"))
+        .json(&json!({"user_id": t.agent_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = h
+        .post(&t.agent_token, &format!("/api/chat/tickets/{id}/resolve"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got: Value = h
+        .get(&t.agent_token, &format!("/api/chat/tickets/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["conversation"]["status"], "resolved");
+    assert_eq!(got["conversation"]["assignee"], t.agent_id);
+    assert_eq!(got["visitor"]["email"], "cfo@client.test");
+    let s: Value = h
+        .get(&t.agent_token, "/api/chat/stats/tickets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["total"]["conversations"], 2, "{s}");
+    assert_eq!(s["total"]["resolution_rate"], 0.5);
+    assert_eq!(s["per_priority"]["urgent"]["resolution_ms"]["count"], 1);
+    let s: Value = h
+        .get(&t.agent_token, "/api/chat/stats/chats")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["total"]["conversations"], 1);
+    h.stop().await;
+}

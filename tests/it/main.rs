@@ -6,6 +6,8 @@ mod binary;
 mod browser;
 mod bus;
 mod chat;
+mod chat_browser;
+mod chat_upload;
 mod cli;
 mod common;
 mod ingest;
