@@ -144,7 +144,13 @@ fn main() {
     rt.block_on(run(sockets, visitors, messages, resume_msgs, reconnects));
 }
 
-async fn run(sockets: usize, visitors: usize, messages: usize, resume_msgs: usize, reconnects: usize) {
+async fn run(
+    sockets: usize,
+    visitors: usize,
+    messages: usize,
+    resume_msgs: usize,
+    reconnects: usize,
+) {
     let (server, setup) = start_server();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -180,11 +186,23 @@ async fn run(sockets: usize, visitors: usize, messages: usize, resume_msgs: usiz
         .to_string();
     let bearer = format!("Bearer {token}");
     let auth = [("authorization", bearer.as_str())];
-    let site = post(&http, format!("{b}/api/chat/sites"), &auth, json!({"name": "bench"})).await;
+    let site = post(
+        &http,
+        format!("{b}/api/chat/sites"),
+        &auth,
+        json!({"name": "bench"}),
+    )
+    .await;
     let key = site["site"]["site_key"].as_str().unwrap().to_string();
     let mut vs = Vec::new();
     for _ in 0..visitors {
-        let s = post(&http, format!("{b}/api/chat/widget/session"), &[], json!({"site_key": key})).await;
+        let s = post(
+            &http,
+            format!("{b}/api/chat/widget/session"),
+            &[],
+            json!({"site_key": key}),
+        )
+        .await;
         let t = s["visitor_token"].as_str().unwrap().to_string();
         let c = post(
             &http,
@@ -217,7 +235,9 @@ async fn run(sockets: usize, visitors: usize, messages: usize, resume_msgs: usiz
         let (samples, connected, gate) = (samples.clone(), connected.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.unwrap();
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
             drop(permit);
             let mut ready = false;
             while let Some(Ok(m)) = ws.next().await {
@@ -274,7 +294,12 @@ async fn run(sockets: usize, visitors: usize, messages: usize, resume_msgs: usiz
     }
     let mut s = samples.lock().unwrap().clone();
     s.sort_unstable();
-    let pct = |p: f64| s.get(((s.len() as f64 * p) as usize).min(s.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        s.get(((s.len() as f64 * p) as usize).min(s.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     println!(
         "chat fan-out: {messages} messages × {} sockets each = {} deliveries of {want} expected; latency send→receive p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         sockets / visitors,
@@ -289,7 +314,13 @@ async fn run(sockets: usize, visitors: usize, messages: usize, resume_msgs: usiz
     }
 
     // ---- exactly once, in order, across forced reconnects ----
-    let s = post(&http, format!("{b}/api/chat/widget/session"), &[], json!({"site_key": key})).await;
+    let s = post(
+        &http,
+        format!("{b}/api/chat/widget/session"),
+        &[],
+        json!({"site_key": key}),
+    )
+    .await;
     let vt = s["visitor_token"].as_str().unwrap().to_string();
     let c = post(
         &http,

@@ -123,7 +123,8 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let key = header_str(&parts.headers, SITE_KEY_HEADER).or_else(|| query_param(parts, "site_key"));
+        let key =
+            header_str(&parts.headers, SITE_KEY_HEADER).or_else(|| query_param(parts, "site_key"));
         let token = header_str(&parts.headers, VISITOR_TOKEN_HEADER)
             .or_else(|| query_param(parts, "visitor_token"));
         let has_user = parts.headers.contains_key(header::AUTHORIZATION)
@@ -206,7 +207,9 @@ fn site_view(s: &Site, base: &str) -> Value {
             span.close_min / 60,
             span.close_min % 60
         );
-        let e = hours.entry(day).or_insert_with(|| Value::String(String::new()));
+        let e = hours
+            .entry(day)
+            .or_insert_with(|| Value::String(String::new()));
         let joined = match e.as_str() {
             Some("") | None => text,
             Some(prev) => format!("{prev},{text}"),
@@ -561,11 +564,15 @@ async fn offline(
     ApiJson(b): ApiJson<OfflineBody>,
 ) -> ApiResult<ApiJson<Value>> {
     let Who::Visitor { site_id, visitor } = &who else {
-        return Err(ApiError::bad_request("the offline form is sent by a widget visitor"));
+        return Err(ApiError::bad_request(
+            "the offline form is sent by a widget visitor",
+        ));
     };
     let email = b.email.trim();
     if email.len() > 320 || !email.contains('@') || email.contains(char::is_whitespace) {
-        return Err(ApiError::bad_request("give an email address we can reply to"));
+        return Err(ApiError::bad_request(
+            "give an email address we can reply to",
+        ));
     }
     let v = s
         .chat
@@ -660,7 +667,9 @@ async fn inbox(
 ) -> ApiResult<ApiJson<Value>> {
     let view = q.view.unwrap_or_else(|| "all".into());
     if !["mine", "unassigned", "all"].contains(&view.as_str()) {
-        return Err(ApiError::bad_request("view must be mine, unassigned or all"));
+        return Err(ApiError::bad_request(
+            "view must be mine, unassigned or all",
+        ));
     }
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -709,7 +718,10 @@ async fn inbox(
         .map(|c| {
             let mut v = conversation_view(c);
             v["unread"] = json!(unread.get(&c.id).copied().unwrap_or(0));
-            v["visitor"] = visitors.get(&c.visitor_id).map(visitor_view).unwrap_or(Value::Null);
+            v["visitor"] = visitors
+                .get(&c.visitor_id)
+                .map(visitor_view)
+                .unwrap_or(Value::Null);
             v
         })
         .collect();
@@ -892,7 +904,9 @@ async fn list_tickets(
             },
         )
         .await?;
-    Ok(ApiJson(json!({ "tickets": list.iter().map(conversation_view).collect::<Vec<_>>() })))
+    Ok(ApiJson(
+        json!({ "tickets": list.iter().map(conversation_view).collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -976,7 +990,9 @@ async fn stats_for(s: &AppState, tickets: bool, q: StatsQuery) -> ApiResult<ApiJ
     let to = q.to.unwrap_or_else(|| s.chat.now_ms() + 1);
     let from = q.from.unwrap_or(to - 30 * 86_400_000);
     if from >= to {
-        return Err(ApiError::bad_request("from must be before to (milliseconds since the epoch)"));
+        return Err(ApiError::bad_request(
+            "from must be before to (milliseconds since the epoch)",
+        ));
     }
     Ok(ApiJson(s.chat.stats(tickets, from, to).await?))
 }
@@ -1001,7 +1017,13 @@ async fn stats_tickets(
 
 async fn list_sites(State(s): State<AppState>, _: Admin) -> ApiResult<ApiJson<Value>> {
     let base = s.config.server.base_url();
-    let list: Vec<Value> = s.chat.sites().await?.iter().map(|x| site_view(x, &base)).collect();
+    let list: Vec<Value> = s
+        .chat
+        .sites()
+        .await?
+        .iter()
+        .map(|x| site_view(x, &base))
+        .collect();
     Ok(ApiJson(json!({ "sites": list })))
 }
 
@@ -1036,7 +1058,9 @@ async fn create_site(
             time_zone: b.time_zone.unwrap_or_else(|| "UTC".into()),
         })
         .await?;
-    Ok(ApiJson(json!({ "site": site_view(&site, &s.config.server.base_url()) })))
+    Ok(ApiJson(
+        json!({ "site": site_view(&site, &s.config.server.base_url()) }),
+    ))
 }
 
 async fn update_site(
@@ -1074,7 +1098,9 @@ async fn update_site(
             Ok(())
         })
         .await?;
-    Ok(ApiJson(json!({ "site": site_view(&site, &s.config.server.base_url()) })))
+    Ok(ApiJson(
+        json!({ "site": site_view(&site, &s.config.server.base_url()) }),
+    ))
 }
 
 async fn rotate_secret(
@@ -1089,5 +1115,7 @@ async fn rotate_secret(
             Ok(())
         })
         .await?;
-    Ok(ApiJson(json!({ "site": site_view(&site, &s.config.server.base_url()) })))
+    Ok(ApiJson(
+        json!({ "site": site_view(&site, &s.config.server.base_url()) }),
+    ))
 }

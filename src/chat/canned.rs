@@ -136,7 +136,10 @@ mod tests {
     fn variables_take_values_or_fallbacks() {
         let v = vars(&[("visitor.name", "Ada"), ("agent.name", "  ")]);
         assert_eq!(
-            render(r#"Hi {{visitor.name | "there"}}, I'm {{ agent.name | 'the team' }}."#, &v),
+            render(
+                r#"Hi {{visitor.name | "there"}}, I'm {{ agent.name | 'the team' }}."#,
+                &v
+            ),
             "Hi Ada, I'm the team."
         );
         assert_eq!(render("{{missing}}!", &v), "!");
@@ -152,7 +155,10 @@ mod tests {
     #[test]
     fn several_shortcuts_expand_in_one_message() {
         let canned: HashMap<String, String> = [
-            ("greeting".to_string(), "Hi {{visitor.name | \"there\"}}!".to_string()),
+            (
+                "greeting".to_string(),
+                "Hi {{visitor.name | \"there\"}}!".to_string(),
+            ),
             ("closing".to_string(), "Bye.".to_string()),
         ]
         .into();
@@ -167,7 +173,9 @@ mod tests {
     fn six_defaults_with_unique_shortcuts() {
         let names: std::collections::HashSet<_> = DEFAULTS.iter().map(|d| d.0).collect();
         assert_eq!(names.len(), 6);
-        for n in ["greeting", "hours", "payment", "account", "closing", "resolved"] {
+        for n in [
+            "greeting", "hours", "payment", "account", "closing", "resolved",
+        ] {
             assert!(names.contains(n), "{n}");
         }
     }

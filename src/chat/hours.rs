@@ -29,8 +29,10 @@ pub fn is_open(site: &Site, now_ms: i64) -> bool {
     if site.hours.is_empty() {
         return true;
     }
-    let (Some(tz), Ok(ts)) = (time_zone(&site.time_zone), Timestamp::from_millisecond(now_ms))
-    else {
+    let (Some(tz), Ok(ts)) = (
+        time_zone(&site.time_zone),
+        Timestamp::from_millisecond(now_ms),
+    ) else {
         return true;
     };
     let z = ts.to_zoned(tz);
@@ -47,7 +49,9 @@ pub fn next_open(site: &Site, now_ms: i64) -> Option<i64> {
         return None;
     }
     let tz = time_zone(&site.time_zone)?;
-    let z = Timestamp::from_millisecond(now_ms).ok()?.to_zoned(tz.clone());
+    let z = Timestamp::from_millisecond(now_ms)
+        .ok()?
+        .to_zoned(tz.clone());
     let today = z.date();
     let mut best: Option<i64> = None;
     for offset in 0..15i64 {
@@ -90,11 +94,10 @@ pub fn parse_hours(v: &serde_json::Value) -> Result<Vec<OpenSpan>, String> {
     };
     let mut out = Vec::new();
     for (k, spans) in obj {
-        let day = DAYS
-            .iter()
-            .position(|d| d == k)
-            .ok_or_else(|| format!("unknown day {k:?}; use mon, tue, wed, thu, fri, sat, sun"))?
-            as u8;
+        let day =
+            DAYS.iter().position(|d| d == k).ok_or_else(|| {
+                format!("unknown day {k:?}; use mon, tue, wed, thu, fri, sat, sun")
+            })? as u8;
         let text = spans
             .as_str()
             .ok_or_else(|| format!("hours for {k} must be a string like \"09:00-17:00\""))?;

@@ -59,7 +59,6 @@ impl<R: Eq + Hash + Clone, M> Hub<R, M> {
             }
         }
     }
-
 }
 
 impl<R: Eq + Hash + Clone, M: Clone> Hub<R, M> {

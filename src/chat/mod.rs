@@ -541,7 +541,8 @@ impl Chat {
         self.inner
             .db
             .write(move |txn| {
-                let mut site = get_site(txn_read_sites(txn)?, id)?.ok_or(ChatError::NotFound("site"))?;
+                let mut site =
+                    get_site(txn_read_sites(txn)?, id)?.ok_or(ChatError::NotFound("site"))?;
                 patch(&mut site)?;
                 txn.open_table(SITES)?
                     .insert(id, codec::encode(&site).as_slice())?;
@@ -589,11 +590,12 @@ impl Chat {
         let verified = match (&hello.user_id, &hello.user_hash) {
             (Some(uid), Some(hash)) if !uid.is_empty() => {
                 if uid.len() > 256 {
-                    return Err(ChatError::Invalid("user_id is longer than 256 bytes".into()));
+                    return Err(ChatError::Invalid(
+                        "user_id is longer than 256 bytes".into(),
+                    ));
                 }
                 let want = identity_hash(&site.identity_secret, uid);
-                if !constant_time_eq(want.as_bytes(), hash.trim().to_ascii_lowercase().as_bytes())
-                {
+                if !constant_time_eq(want.as_bytes(), hash.trim().to_ascii_lowercase().as_bytes()) {
                     return Err(ChatError::Auth(
                         "user_hash does not match user_id: compute it on your server as hex(HMAC-SHA256(identity secret, user_id)) with the secret shown for this site".into(),
                     ));
@@ -642,9 +644,7 @@ impl Chat {
                 {
                     let v: Visitor = codec::decode(v.value())?;
                     // A token from another site, or of another verified user, is not this visitor.
-                    if v.site_id == site_id
-                        && (verified.is_none() || v.user_id == verified)
-                    {
+                    if v.site_id == site_id && (verified.is_none() || v.user_id == verified) {
                         found = Some(v);
                     }
                 }
@@ -1118,13 +1118,18 @@ impl Chat {
             subject,
             text: format!(
                 "{}\n\n-- \n{} ({})",
-                entry.body, entry.author.name, self.inner.config.server.base_url()
+                entry.body,
+                entry.author.name,
+                self.inner.config.server.base_url()
             ),
             dedup_key: Some(format!("chat-{}-{}", conv.id, entry.seq)),
             ..Default::default()
         };
         if let Err(e) = self.inner.mail.enqueue(msg).await {
-            tracing::warn!(conversation = conv.id, "chat: queueing the email reply failed: {e}");
+            tracing::warn!(
+                conversation = conv.id,
+                "chat: queueing the email reply failed: {e}"
+            );
         }
     }
 
@@ -1138,13 +1143,17 @@ impl Chat {
         comment: String,
     ) -> ChatResult<model::Csat> {
         let Who::Visitor { .. } = who else {
-            return Err(ChatError::Invalid("the visitor rates a conversation".into()));
+            return Err(ChatError::Invalid(
+                "the visitor rates a conversation".into(),
+            ));
         };
         if !(1..=5).contains(&rating) {
             return Err(ChatError::Invalid("rating must be 1 to 5".into()));
         }
         if comment.len() > 1000 {
-            return Err(ChatError::TooLarge("the comment is longer than 1000 bytes".into()));
+            return Err(ChatError::TooLarge(
+                "the comment is longer than 1000 bytes".into(),
+            ));
         }
         let conv = self.conversation_for(who, conv_id).await?;
         let Some(resolved) = conv.resolved_ms.filter(|_| conv.status == Status::Resolved) else {
@@ -1174,10 +1183,17 @@ impl Chat {
     }
 
     /// Changes a conversation's status (agents any; a visitor may only resolve their own).
-    pub async fn set_status(&self, who: &Who, conv_id: u64, status: Status) -> ChatResult<Conversation> {
+    pub async fn set_status(
+        &self,
+        who: &Who,
+        conv_id: u64,
+        status: Status,
+    ) -> ChatResult<Conversation> {
         self.conversation_for(who, conv_id).await?;
         if !who.is_agent() && status != Status::Resolved {
-            return Err(ChatError::Invalid("a visitor can only close their conversation".into()));
+            return Err(ChatError::Invalid(
+                "a visitor can only close their conversation".into(),
+            ));
         }
         let author = who.author();
         let now = self.now_ms();
@@ -1204,11 +1220,20 @@ impl Chat {
     }
 
     /// Assigns a conversation to an agent (or unassigns with `None`).
-    pub async fn assign(&self, who: &Who, conv_id: u64, assignee: Option<u64>) -> ChatResult<Conversation> {
+    pub async fn assign(
+        &self,
+        who: &Who,
+        conv_id: u64,
+        assignee: Option<u64>,
+    ) -> ChatResult<Conversation> {
         if !who.is_agent() {
-            return Err(ChatError::Invalid("only agents assign conversations".into()));
+            return Err(ChatError::Invalid(
+                "only agents assign conversations".into(),
+            ));
         }
-        let conv = self.assign_as(who.author(), conv_id, assignee, false).await?;
+        let conv = self
+            .assign_as(who.author(), conv_id, assignee, false)
+            .await?;
         if assignee.is_none() {
             // Unassigned: back in the queue for whoever is free.
             self.run_assignment().await?;
@@ -1258,7 +1283,17 @@ impl Chat {
                         Some(_) => format!("assigned to {name}"),
                         None => "unassigned".into(),
                     };
-                    append(txn, &bus, &mut conv, "conversation.assigned", author, body, false, None, now)?;
+                    append(
+                        txn,
+                        &bus,
+                        &mut conv,
+                        "conversation.assigned",
+                        author,
+                        body,
+                        false,
+                        None,
+                        now,
+                    )?;
                     bus.publish_durable(
                         txn,
                         "chat.conversation.assigned",
@@ -1275,7 +1310,11 @@ impl Chat {
     }
 
     /// Makes a conversation a ticket (a chat that needs follow-up).
-    pub async fn make_ticket(&self, conv_id: u64, priority: Option<Priority>) -> ChatResult<Conversation> {
+    pub async fn make_ticket(
+        &self,
+        conv_id: u64,
+        priority: Option<Priority>,
+    ) -> ChatResult<Conversation> {
         let bus = self.inner.bus.clone();
         self.inner
             .db
@@ -1314,7 +1353,12 @@ impl Chat {
             Some(id) => sites.into_iter().find(|s| s.id == id),
             None => sites.into_iter().next(),
         }
-        .ok_or_else(|| ChatError::Invalid("create a chat site first (POST /api/chat/sites), or give an existing site_id".into()))?;
+        .ok_or_else(|| {
+            ChatError::Invalid(
+                "create a chat site first (POST /api/chat/sites), or give an existing site_id"
+                    .into(),
+            )
+        })?;
         self.check_body(&message)?;
         let now = self.now_ms();
         let visitor = self
@@ -1370,7 +1414,12 @@ impl Chat {
     }
 
     /// Conversations (or tickets) and CSAT rows for the analytics.
-    pub async fn stats(&self, tickets: bool, from_ms: i64, to_ms: i64) -> ChatResult<serde_json::Value> {
+    pub async fn stats(
+        &self,
+        tickets: bool,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> ChatResult<serde_json::Value> {
         let (convs, csats) = self
             .inner
             .db
@@ -1379,7 +1428,11 @@ impl Chat {
                 let mut convs = Vec::new();
                 for row in t.iter()? {
                     let c: Conversation = codec::decode(row?.1.value())?;
-                    let keep = if tickets { c.ticket } else { c.channel == Channel::Chat };
+                    let keep = if tickets {
+                        c.ticket
+                    } else {
+                        c.channel == Channel::Chat
+                    };
                     if keep && c.created_ms >= from_ms && c.created_ms < to_ms {
                         convs.push(c);
                     }
@@ -1466,7 +1519,10 @@ impl Chat {
             .db
             .write_unsynced(move |txn| {
                 let mut t = txn.open_table(SEEN)?;
-                let cur = t.get((conv_id, key.as_str()))?.map(|v| v.value()).unwrap_or(0);
+                let cur = t
+                    .get((conv_id, key.as_str()))?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
                 if seq > cur {
                     t.insert((conv_id, key.as_str()), seq)?;
                 }
@@ -1524,7 +1580,7 @@ impl Chat {
                 Ok::<_, ChatError>(out)
             })
             .await?;
-        v.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+        v.sort_by_key(|c| std::cmp::Reverse(c.updated_ms));
         Ok(v)
     }
 
@@ -1559,7 +1615,7 @@ impl Chat {
                 Ok::<_, ChatError>(out)
             })
             .await?;
-        v.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+        v.sort_by_key(|c| std::cmp::Reverse(c.updated_ms));
         Ok(v)
     }
 
@@ -1587,7 +1643,12 @@ impl Chat {
             return;
         }
         match self
-            .entries_after(conv.id, from_seq - 1, (conv.last_seq - from_seq + 1) as usize, true)
+            .entries_after(
+                conv.id,
+                from_seq - 1,
+                (conv.last_seq - from_seq + 1) as usize,
+                true,
+            )
             .await
         {
             Ok(entries) => {
@@ -1640,7 +1701,11 @@ impl Chat {
 
     pub fn go_offline(&self, user_id: u64) {
         let was_online = self.any_agent_online();
-        self.inner.presence.lock().expect("presence").remove(&user_id);
+        self.inner
+            .presence
+            .lock()
+            .expect("presence")
+            .remove(&user_id);
         if was_online != self.any_agent_online() {
             self.broadcast_availability();
         }
@@ -1671,7 +1736,9 @@ impl Chat {
         let frame = json!({"t": "presence", "agents_online": self.any_agent_online()});
         // Every widget socket cares; visitor rooms are many, so this goes through the agent
         // room plus a scan of visitor rooms in the hub.
-        self.inner.hub.send_all(&Out::Frame(Arc::from(frame.to_string())));
+        self.inner
+            .hub
+            .send_all(&Out::Frame(Arc::from(frame.to_string())));
     }
 
     /// What the widget shows for `site` now.
@@ -1701,7 +1768,12 @@ impl Chat {
             .await
     }
 
-    pub async fn save_canned(&self, shortcut: String, title: String, body: String) -> ChatResult<Canned> {
+    pub async fn save_canned(
+        &self,
+        shortcut: String,
+        title: String,
+        body: String,
+    ) -> ChatResult<Canned> {
         let shortcut = shortcut.trim().trim_start_matches('/').to_string();
         if shortcut.is_empty()
             || shortcut.len() > 32
@@ -2053,9 +2125,16 @@ mod tests {
         f.chat.heartbeat(f.agents[0], "online").await.unwrap();
         assert_eq!(f.chat.online_agents().len(), 1);
         f.clock.advance(60_000);
-        assert_eq!(f.chat.online_agents().len(), 1, "at the timeout still online");
+        assert_eq!(
+            f.chat.online_agents().len(),
+            1,
+            "at the timeout still online"
+        );
         f.clock.advance(1);
-        assert!(f.chat.online_agents().is_empty(), "a silent agent goes offline");
+        assert!(
+            f.chat.online_agents().is_empty(),
+            "a silent agent goes offline"
+        );
         f.chat.heartbeat(f.agents[0], "away").await.unwrap();
         assert!(f.chat.online_agents().is_empty(), "away is not online");
     }
@@ -2089,7 +2168,11 @@ mod tests {
             .set_status(&agent(ann), c1.id, Status::Resolved)
             .await
             .unwrap();
-        let q = f.chat.conversation_for(&agent(ann), queued.id).await.unwrap();
+        let q = f
+            .chat
+            .conversation_for(&agent(ann), queued.id)
+            .await
+            .unwrap();
         assert_eq!(q.assignee, Some(ann));
         // Bob's heartbeat stops: offline agents are never assigned, even with free slots.
         f.chat.heartbeat(ann, "online").await.unwrap();
@@ -2101,7 +2184,13 @@ mod tests {
             .unwrap();
         let bobs: Vec<u64> = f
             .chat
-            .inbox(bob, InboxQuery { view: "mine".into(), ..Default::default() })
+            .inbox(
+                bob,
+                InboxQuery {
+                    view: "mine".into(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap()
             .iter()
@@ -2123,11 +2212,19 @@ mod tests {
         let c = new_conversation(&f).await; // normal: first response 4 h, resolution 3 d
         assert_eq!(f.chat.check_sla().await.unwrap(), 0);
         f.clock.advance(4 * 3600 * 1000);
-        assert_eq!(f.chat.check_sla().await.unwrap(), 0, "at the target, not past it");
+        assert_eq!(
+            f.chat.check_sla().await.unwrap(),
+            0,
+            "at the target, not past it"
+        );
         f.clock.advance(1);
         assert_eq!(f.chat.check_sla().await.unwrap(), 1);
         assert_eq!(f.chat.check_sla().await.unwrap(), 0, "published once");
-        let c = f.chat.conversation_for(&agent(f.agents[0]), c.id).await.unwrap();
+        let c = f
+            .chat
+            .conversation_for(&agent(f.agents[0]), c.id)
+            .await
+            .unwrap();
         assert_eq!(c.sla_breached, 1);
         let subjects: Vec<String> = f
             .chat
@@ -2145,13 +2242,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            subjects.iter().filter(|s| *s == "chat.ticket.sla_breached").count(),
+            subjects
+                .iter()
+                .filter(|s| *s == "chat.ticket.sla_breached")
+                .count(),
             1
         );
         // Past the resolution target: that breach, once.
         f.clock.advance(3 * 24 * 3600 * 1000);
         assert_eq!(f.chat.check_sla().await.unwrap(), 1);
-        let c = f.chat.conversation_for(&agent(f.agents[0]), c.id).await.unwrap();
+        let c = f
+            .chat
+            .conversation_for(&agent(f.agents[0]), c.id)
+            .await
+            .unwrap();
         assert_eq!(c.sla_breached, 3);
     }
 

@@ -105,10 +105,16 @@ pub fn report(convs: &[Conversation], csats: &[Csat], from_ms: i64, to_ms: i64) 
             .or_default()
             .add(c, r);
         by_agent
-            .entry(c.assignee.map_or_else(|| "unassigned".into(), |a| a.to_string()))
+            .entry(
+                c.assignee
+                    .map_or_else(|| "unassigned".into(), |a| a.to_string()),
+            )
             .or_default()
             .add(c, r);
-        by_priority.entry(c.priority.as_str()).or_default().add(c, r);
+        by_priority
+            .entry(c.priority.as_str())
+            .or_default()
+            .add(c, r);
         by_status.entry(c.status.as_str()).or_default().add(c, r);
     }
     let day = |d: i64| {
@@ -171,31 +177,94 @@ mod tests {
     fn exact_figures_on_a_fixed_clock() {
         let convs = vec![
             // Day 1: answered after 60 s, resolved after 10 min, rated 5.
-            conv(1, T0 + 1000, Some(T0 + 61_000), Some(T0 + 601_000), Status::Resolved, 0, Some(7), Priority::High),
+            conv(
+                1,
+                T0 + 1000,
+                Some(T0 + 61_000),
+                Some(T0 + 601_000),
+                Status::Resolved,
+                0,
+                Some(7),
+                Priority::High,
+            ),
             // Day 1: answered after 120 s, resolved after 20 min, reopened and open again.
-            conv(2, T0 + 2000, Some(T0 + 122_000), Some(T0 + 1_202_000), Status::Open, 1, Some(7), Priority::Normal),
+            conv(
+                2,
+                T0 + 2000,
+                Some(T0 + 122_000),
+                Some(T0 + 1_202_000),
+                Status::Open,
+                1,
+                Some(7),
+                Priority::Normal,
+            ),
             // Day 2: unanswered, unassigned.
-            conv(3, T0 + DAY, None, None, Status::Open, 0, None, Priority::Normal),
+            conv(
+                3,
+                T0 + DAY,
+                None,
+                None,
+                Status::Open,
+                0,
+                None,
+                Priority::Normal,
+            ),
             // Outside the period.
-            conv(4, T0 + 5 * DAY, Some(T0 + 5 * DAY + 1), None, Status::Open, 0, None, Priority::Low),
+            conv(
+                4,
+                T0 + 5 * DAY,
+                Some(T0 + 5 * DAY + 1),
+                None,
+                Status::Open,
+                0,
+                None,
+                Priority::Low,
+            ),
         ];
         let csats = vec![
-            Csat { conversation_id: 1, rating: 5, comment: String::new(), agent: Some(7), time_ms: 0 },
-            Csat { conversation_id: 2, rating: 2, comment: String::new(), agent: Some(7), time_ms: 0 },
-            Csat { conversation_id: 4, rating: 1, comment: String::new(), agent: None, time_ms: 0 },
+            Csat {
+                conversation_id: 1,
+                rating: 5,
+                comment: String::new(),
+                agent: Some(7),
+                time_ms: 0,
+            },
+            Csat {
+                conversation_id: 2,
+                rating: 2,
+                comment: String::new(),
+                agent: Some(7),
+                time_ms: 0,
+            },
+            Csat {
+                conversation_id: 4,
+                rating: 1,
+                comment: String::new(),
+                agent: None,
+                time_ms: 0,
+            },
         ];
         let r = report(&convs, &csats, T0, T0 + 2 * DAY);
         let t = &r["total"];
         assert_eq!(t["conversations"], 3);
-        assert_eq!(t["first_response_ms"], json!({"count": 2, "average": 90_000.0, "median": 60_000}));
-        assert_eq!(t["resolution_ms"], json!({"count": 2, "average": 900_000.0, "median": 600_000}));
+        assert_eq!(
+            t["first_response_ms"],
+            json!({"count": 2, "average": 90_000.0, "median": 60_000})
+        );
+        assert_eq!(
+            t["resolution_ms"],
+            json!({"count": 2, "average": 900_000.0, "median": 600_000})
+        );
         assert_eq!(t["resolution_rate"], json!(1.0 / 3.0));
         assert_eq!(t["reopen_rate"], json!(0.5));
         assert_eq!(t["csat"], json!({"average": 3.5, "responses": 2}));
         assert_eq!(r["per_day"]["2024-10-04"]["conversations"], 2);
         assert_eq!(r["per_day"]["2024-10-05"]["conversations"], 1);
         assert_eq!(r["per_agent"]["7"]["conversations"], 2);
-        assert_eq!(r["per_agent"]["unassigned"]["first_response_ms"]["count"], 0);
+        assert_eq!(
+            r["per_agent"]["unassigned"]["first_response_ms"]["count"],
+            0
+        );
         assert_eq!(r["per_priority"]["high"]["resolution_rate"], json!(1.0));
         assert_eq!(r["per_status"]["open"]["conversations"], 2);
     }

@@ -70,7 +70,9 @@ pub async fn upload(
         .unwrap_or("application/octet-stream")
         .to_string();
     let dir = dir(&s);
-    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
     let id = crate::accounts::random_hex(16);
     let tmp = dir.join(format!("{id}.part"));
     let mut file = tokio::fs::File::create(&tmp)
@@ -80,7 +82,8 @@ pub async fn upload(
     let mut stream = body.into_data_stream();
     let outcome: ApiResult<()> = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
             size += chunk.len();
             if size > cap {
                 return Err(too_large(cap));
@@ -120,7 +123,9 @@ pub async fn upload(
         // A retried upload: the first one stands; this copy is not referenced.
         let _ = tokio::fs::remove_file(dir.join(&id)).await;
     }
-    Ok(ApiJson(json!({ "seq": entry.seq, "message": entry.view(), "duplicate": !created })))
+    Ok(ApiJson(
+        json!({ "seq": entry.seq, "message": entry.view(), "duplicate": !created }),
+    ))
 }
 
 fn too_large(cap: usize) -> ApiError {
@@ -158,8 +163,11 @@ pub async fn download(
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.size));
     h.insert(
         header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", a.name.replace(|c: char| !c.is_ascii(), "_")))
-            .unwrap_or(HeaderValue::from_static("attachment")),
+        HeaderValue::from_str(&format!(
+            "attachment; filename=\"{}\"",
+            a.name.replace(|c: char| !c.is_ascii(), "_")
+        ))
+        .unwrap_or(HeaderValue::from_static("attachment")),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -149,7 +149,11 @@ impl Conn {
         let mut from = after;
         let upto = self.sent.get(&conv).map(|s| s.lo);
         loop {
-            let batch = match self.chat.entries_after(conv, from, RESUME_BATCH, agent).await {
+            let batch = match self
+                .chat
+                .entries_after(conv, from, RESUME_BATCH, agent)
+                .await
+            {
                 Ok(b) => b,
                 Err(e) => return self.text(&e.frame(None)).await,
             };
@@ -224,10 +228,12 @@ impl Conn {
                     Err(e) => self.text(&e.frame(None)).await,
                 }
             }
-            ClientFrame::Seen { conv, seq } => match self.chat.mark_seen(&self.who, conv, seq).await {
-                Ok(_) => Ok(()),
-                Err(e) => self.text(&e.frame(None)).await,
-            },
+            ClientFrame::Seen { conv, seq } => {
+                match self.chat.mark_seen(&self.who, conv, seq).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => self.text(&e.frame(None)).await,
+                }
+            }
             ClientFrame::Ping => self.text(&json!({"t": "pong"})).await,
             ClientFrame::Pong => Ok(()),
         }
@@ -250,7 +256,11 @@ pub async fn run(
     };
     // Registered before anything is read, so nothing committed from here on is missed.
     let (reg, mut rx) = chat.hub().register(&[room]);
-    let ping_every = chat.config().ping_interval.get().max(Duration::from_millis(100));
+    let ping_every = chat
+        .config()
+        .ping_interval
+        .get()
+        .max(Duration::from_millis(100));
     let mut conn = Conn {
         id: reg.id,
         chat: chat.clone(),

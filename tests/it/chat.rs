@@ -214,16 +214,22 @@ async fn messages_cross_between_a_widget_visitor_and_an_agent() {
     assert_eq!(first["seq"], 1, "{first}");
     assert_eq!(first["data"]["body"], "Hello, is anyone there?");
     assert_eq!(first["data"]["author"]["name"], "Vera Visitor");
-    assert_eq!(vis.next().await, json!({"t": "resumed", "conv": conv, "last_seq": 1}));
+    assert_eq!(
+        vis.next().await,
+        json!({"t": "resumed", "conv": conv, "last_seq": 1})
+    );
 
-    vis.send(json!({"t": "typing", "conv": conv, "on": true})).await;
+    vis.send(json!({"t": "typing", "conv": conv, "on": true}))
+        .await;
     let (typing, _) = agent.until(|f| f["t"] == "typing").await;
     assert_eq!(typing["conv"], conv);
     assert_eq!(typing["on"], true);
     assert!(typing.get("seq").is_none(), "typing is ephemeral: {typing}");
 
-    vis.send(json!({"t": "send", "conv": conv, "client_msg_id": "v-1", "body": "My order is late"}))
-        .await;
+    vis.send(
+        json!({"t": "send", "conv": conv, "client_msg_id": "v-1", "body": "My order is late"}),
+    )
+    .await;
     let ack = vis.next().await;
     assert_eq!(
         ack,
@@ -259,10 +265,15 @@ async fn messages_cross_between_a_widget_visitor_and_an_agent() {
     );
 
     // History over HTTP: the visitor's view has no note; the agent's has it.
-    let r = widget(&h, &v, reqwest::Method::GET, &format!("/api/chat/session/{conv}"))
-        .send()
-        .await
-        .unwrap();
+    let r = widget(
+        &h,
+        &v,
+        reqwest::Method::GET,
+        &format!("/api/chat/session/{conv}"),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     let b: Value = r.json().await.unwrap();
     let seqs: Vec<u64> = b["messages"]
@@ -284,7 +295,10 @@ async fn messages_cross_between_a_widget_visitor_and_an_agent() {
     assert_eq!(b["visitor"]["name"], "Vera Visitor");
     // Assignment puts it in the agent's "mine" view.
     let r = h
-        .post(&t.agent_token, &format!("/api/chat/conversations/{conv}/assign"))
+        .post(
+            &t.agent_token,
+            &format!("/api/chat/conversations/{conv}/assign"),
+        )
         .json(&json!({"user_id": t.agent_id}))
         .send()
         .await
@@ -299,7 +313,10 @@ async fn messages_cross_between_a_widget_visitor_and_an_agent() {
         .await
         .unwrap();
     assert_eq!(b["conversations"][0]["id"], conv);
-    assert_eq!(b["conversations"][0]["unread"], 3, "visitor messages, no agent mark yet");
+    assert_eq!(
+        b["conversations"][0]["unread"], 3,
+        "visitor messages, no agent mark yet"
+    );
 
     // Every message was published on the bus.
     let mut seen = String::new();
@@ -371,7 +388,8 @@ async fn a_reconnecting_visitor_gets_exactly_what_it_missed() {
         }
     };
     assert_eq!(unread(&h).await, 26);
-    vis.send(json!({"t": "seen", "conv": conv, "seq": 20})).await;
+    vis.send(json!({"t": "seen", "conv": conv, "seq": 20}))
+        .await;
     crate::common::wait_for("unread after seen", Duration::from_secs(10), || async {
         (unread(&h).await == 7).then_some(())
     })
@@ -406,23 +424,35 @@ async fn a_resent_message_is_stored_once_and_order_holds() {
     assert!(acks.iter().all(|a| a["seq"] == 2), "{acks:?}");
     assert_eq!(acks[0]["duplicate"], false);
     assert!(acks[1..].iter().all(|a| a["duplicate"] == true));
-    let r: Value = widget(&h, &v, reqwest::Method::POST, &format!("/api/chat/session/{conv}/message"))
-        .json(&json!({"client_msg_id": "same", "body": "once"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = widget(
+        &h,
+        &v,
+        reqwest::Method::POST,
+        &format!("/api/chat/session/{conv}/message"),
+    )
+    .json(&json!({"client_msg_id": "same", "body": "once"}))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(r["seq"], 2);
     assert_eq!(r["duplicate"], true);
     // Twenty sends over HTTP from the visitor, concurrently: the agent sees every one once,
     // with strictly increasing seqs.
     let mut tasks = Vec::new();
     for i in 0..20 {
-        let req = widget(&h, &v, reqwest::Method::POST, &format!("/api/chat/session/{conv}/message"))
-            .json(&json!({"client_msg_id": format!("c-{i}"), "body": format!("m{i}")}));
-        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status() }));
+        let req = widget(
+            &h,
+            &v,
+            reqwest::Method::POST,
+            &format!("/api/chat/session/{conv}/message"),
+        )
+        .json(&json!({"client_msg_id": format!("c-{i}"), "body": format!("m{i}")}));
+        tasks.push(tokio::spawn(
+            async move { req.send().await.unwrap().status() },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
@@ -433,12 +463,17 @@ async fn a_resent_message_is_stored_once_and_order_holds() {
         let f = agent.next().await;
         if f["t"] == "ev" && f["type"] == "message.created" {
             seqs.push(f["seq"].as_u64().unwrap());
-            assert!(bodies.insert(f["data"]["body"].as_str().unwrap().to_string()) || f["seq"] == 2);
+            assert!(
+                bodies.insert(f["data"]["body"].as_str().unwrap().to_string()) || f["seq"] == 2
+            );
         }
     }
     assert_eq!(seqs, (2..=22).collect::<Vec<u64>>(), "in order, each once");
     let b: Value = h
-        .get(&t.agent_token, &format!("/api/chat/session/{conv}/messages?after=0"))
+        .get(
+            &t.agent_token,
+            &format!("/api/chat/session/{conv}/messages?after=0"),
+        )
         .send()
         .await
         .unwrap()
@@ -448,7 +483,10 @@ async fn a_resent_message_is_stored_once_and_order_holds() {
     assert_eq!(b["messages"].as_array().unwrap().len(), 22);
     // Pages: 20 older before an id.
     let b: Value = h
-        .get(&t.agent_token, &format!("/api/chat/session/{conv}/messages?before=22"))
+        .get(
+            &t.agent_token,
+            &format!("/api/chat/session/{conv}/messages?before=22"),
+        )
         .send()
         .await
         .unwrap()
@@ -479,19 +517,30 @@ async fn a_visitor_cannot_reach_another_visitors_conversation() {
     let conv = start(&h, &alice, "my secret order 1234").await;
     for (m, path) in [
         (reqwest::Method::GET, format!("/api/chat/session/{conv}")),
-        (reqwest::Method::GET, format!("/api/chat/session/{conv}/messages?after=0")),
-        (reqwest::Method::POST, format!("/api/chat/session/{conv}/close")),
+        (
+            reqwest::Method::GET,
+            format!("/api/chat/session/{conv}/messages?after=0"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/chat/session/{conv}/close"),
+        ),
     ] {
         let r = widget(&h, &mallory, m.clone(), &path).send().await.unwrap();
         assert_eq!(r.status(), 404, "{m} {path}");
         let b: Value = r.json().await.unwrap();
         assert_eq!(b["error"]["code"], "not_found");
     }
-    let r = widget(&h, &mallory, reqwest::Method::POST, &format!("/api/chat/session/{conv}/message"))
-        .json(&json!({"client_msg_id": "x", "body": "hi"}))
-        .send()
-        .await
-        .unwrap();
+    let r = widget(
+        &h,
+        &mallory,
+        reqwest::Method::POST,
+        &format!("/api/chat/session/{conv}/message"),
+    )
+    .json(&json!({"client_msg_id": "x", "body": "hi"}))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 404);
     let b: Value = widget(&h, &mallory, reqwest::Method::GET, "/api/chat/my-chats")
         .send()
@@ -505,8 +554,10 @@ async fn a_visitor_cannot_reach_another_visitors_conversation() {
     let mut ws = Ws::visitor(&h, &format!("/api/chat/ws/{conv}?after_seq=0"), &mallory).await;
     let (err, before) = ws.until(|f| f["t"] == "error").await;
     assert_eq!(err["code"], "not_found");
-    ws.send(json!({"t": "resume", "conv": conv, "after_seq": 0})).await;
-    ws.send(json!({"t": "typing", "conv": conv, "on": true})).await;
+    ws.send(json!({"t": "resume", "conv": conv, "after_seq": 0}))
+        .await;
+    ws.send(json!({"t": "typing", "conv": conv, "on": true}))
+        .await;
     ws.send(json!({"t": "send", "conv": conv, "client_msg_id": "y", "body": "x"}))
         .await;
     let mut frames = before;
@@ -515,7 +566,11 @@ async fn a_visitor_cannot_reach_another_visitors_conversation() {
     }
     let text = serde_json::to_string(&frames).unwrap();
     assert!(!text.contains("secret order"), "{text}");
-    assert_eq!(frames.iter().filter(|f| f["t"] == "error").count(), 3, "{text}");
+    assert_eq!(
+        frames.iter().filter(|f| f["t"] == "error").count(),
+        3,
+        "{text}"
+    );
     // A bad token or a token from another site is refused.
     let r = h
         .http
@@ -545,8 +600,8 @@ async fn identity_verification_refuses_a_wrong_hmac() {
     let h = Hearth::start("").await;
     let t = team(&h).await;
     let sign = |uid: &str| {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(t.identity_secret.as_bytes())
-            .unwrap();
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(t.identity_secret.as_bytes()).unwrap();
         mac.update(uid.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     };
@@ -562,7 +617,12 @@ async fn identity_verification_refuses_a_wrong_hmac() {
     assert_eq!(r.status(), 401);
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "invalid_auth");
-    assert!(b["error"]["message"].as_str().unwrap().contains("HMAC-SHA256"));
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HMAC-SHA256")
+    );
     let r = session(json!({"site_key": t.site_key, "user_id": "u-42"}))
         .await
         .unwrap();
@@ -577,7 +637,10 @@ async fn identity_verification_refuses_a_wrong_hmac() {
         .await
         .unwrap();
     let b: Value = r.json().await.unwrap();
-    assert_eq!(a["visitor"]["id"], b["visitor"]["id"], "one visitor per verified user");
+    assert_eq!(
+        a["visitor"]["id"], b["visitor"]["id"],
+        "one visitor per verified user"
+    );
     // Verified-only: an anonymous session is refused.
     let sites: Value = h
         .get(&t.owner_token, "/api/chat/sites")
@@ -600,7 +663,11 @@ async fn identity_verification_refuses_a_wrong_hmac() {
     let r = session(json!({"site_key": "hcs_unknown"})).await.unwrap();
     assert_eq!(r.status(), 401);
     // An agent (not an admin) cannot read sites and their secrets.
-    let r = h.get(&t.agent_token, "/api/chat/sites").send().await.unwrap();
+    let r = h
+        .get(&t.agent_token, "/api/chat/sites")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     h.stop().await;
 }
@@ -668,7 +735,15 @@ async fn the_widget_is_small_cross_origin_and_never_evaluates_or_writes_html() {
     for f in std::fs::read_dir(&dir).unwrap() {
         let p = f.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
-        for bad in ["eval(", "new Function", "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "setAttribute(\"style\""] {
+        for bad in [
+            "eval(",
+            "new Function",
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "setAttribute(\"style\"",
+        ] {
             assert!(!text.contains(bad), "{} uses {bad}", p.display());
         }
     }
@@ -719,9 +794,16 @@ async fn the_offline_form_is_answered_by_email_and_rated_after_resolve() {
         .unwrap();
     assert_eq!(b["conversations"][0]["id"], conv);
     assert_eq!(b["conversations"][0]["channel"], "email");
-    assert_eq!(b["conversations"][0]["visitor"]["email"], "otto@visitor.test");
+    assert_eq!(
+        b["conversations"][0]["visitor"]["email"],
+        "otto@visitor.test"
+    );
     // Online after a heartbeat.
-    let r = h.post(&t.agent_token, "/api/chat/agent/online").send().await.unwrap();
+    let r = h
+        .post(&t.agent_token, "/api/chat/agent/online")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let cfg: Value = h
         .http
@@ -740,24 +822,45 @@ async fn the_offline_form_is_answered_by_email_and_rated_after_resolve() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mail = crate::common::wait_for("the reply at the SMTP server", Duration::from_secs(30), || async {
-        smtp.messages()
-            .into_iter()
-            .find(|m| m["rcpt_tos"] == json!(["otto@visitor.test"]))
-    })
+    let mail = crate::common::wait_for(
+        "the reply at the SMTP server",
+        Duration::from_secs(30),
+        || async {
+            smtp.messages()
+                .into_iter()
+                .find(|m| m["rcpt_tos"] == json!(["otto@visitor.test"]))
+        },
+    )
     .await;
     let subject = crate::mail_support::header(&mail, "subject").unwrap();
-    assert!(subject.contains(&format!("[#{conv}]")) && subject.contains("Where is my refund?"), "{subject}");
-    assert!(mail["text"].as_str().unwrap().contains("Your refund left today."), "{mail}");
+    assert!(
+        subject.contains(&format!("[#{conv}]")) && subject.contains("Where is my refund?"),
+        "{subject}"
+    );
+    assert!(
+        mail["text"]
+            .as_str()
+            .unwrap()
+            .contains("Your refund left today."),
+        "{mail}"
+    );
     // Rated only after resolve.
     let rate = |rating: u8| {
-        widget(&h, &v, reqwest::Method::POST, &format!("/api/chat/session/{conv}/csat"))
-            .json(&json!({"rating": rating, "comment": "quick"}))
-            .send()
+        widget(
+            &h,
+            &v,
+            reqwest::Method::POST,
+            &format!("/api/chat/session/{conv}/csat"),
+        )
+        .json(&json!({"rating": rating, "comment": "quick"}))
+        .send()
     };
     assert_eq!(rate(5).await.unwrap().status(), 400);
     let r = h
-        .post(&t.agent_token, &format!("/api/chat/conversations/{conv}/status"))
+        .post(
+            &t.agent_token,
+            &format!("/api/chat/conversations/{conv}/status"),
+        )
         .json(&json!({"status": "resolved"}))
         .send()
         .await
@@ -768,10 +871,27 @@ async fn the_offline_form_is_answered_by_email_and_rated_after_resolve() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["csat"]["rating"], 4);
     // The agent's online list and offline.
-    let b: Value = h.get(&t.agent_token, "/api/chat/agents/online").send().await.unwrap().json().await.unwrap();
+    let b: Value = h
+        .get(&t.agent_token, "/api/chat/agents/online")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(b["agents"][0]["name"], "Ada Agent");
-    h.post(&t.agent_token, "/api/chat/agent/offline").send().await.unwrap();
-    let b: Value = h.get(&t.agent_token, "/api/chat/agents/online").send().await.unwrap().json().await.unwrap();
+    h.post(&t.agent_token, "/api/chat/agent/offline")
+        .send()
+        .await
+        .unwrap();
+    let b: Value = h
+        .get(&t.agent_token, "/api/chat/agents/online")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(b["agents"], json!([]));
     h.stop().await;
     smtp.stop().await;

@@ -59,7 +59,8 @@ async fn host_page(hearth: &str, snippet: String) -> (String, tokio::task::JoinH
     (format!("http://localhost:{port}/"), task)
 }
 
-const SHADOW: &str = "const r = document.querySelector('[data-hearth-widget]'); const s = r && r.shadowRoot;";
+const SHADOW: &str =
+    "const r = document.querySelector('[data-hearth-widget]'); const s = r && r.shadowRoot;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_on_another_origin_and_an_agent_in_the_dashboard_talk_both_ways() {
@@ -83,7 +84,12 @@ async fn the_widget_on_another_origin_and_an_agent_in_the_dashboard_talk_both_wa
 
     // The agent signs in and opens the inbox (which marks them online).
     b.c.goto(&h.url("/#/login")).await.unwrap();
-    wait_js(&b, "the login form", "return !!document.querySelector('#login-email')").await;
+    wait_js(
+        &b,
+        "the login form",
+        "return !!document.querySelector('#login-email')",
+    )
+    .await;
     b.c.find(Locator::Css("#login-email"))
         .await
         .unwrap()
@@ -102,9 +108,19 @@ async fn the_widget_on_another_origin_and_an_agent_in_the_dashboard_talk_both_wa
         .click()
         .await
         .unwrap();
-    wait_js(&b, "signed in", "return !document.getElementById('topbar').hidden").await;
+    wait_js(
+        &b,
+        "signed in",
+        "return !document.getElementById('topbar').hidden",
+    )
+    .await;
     b.c.goto(&h.url("/#/chat")).await.unwrap();
-    wait_js(&b, "the chat inbox", "return !!document.querySelector('#chat-list')").await;
+    wait_js(
+        &b,
+        "the chat inbox",
+        "return !!document.querySelector('#chat-list')",
+    )
+    .await;
     let agent_win = b.c.window().await.unwrap();
     wait_for("the agent online", WAIT, || async {
         let v: Value = h
@@ -123,8 +139,17 @@ async fn the_widget_on_another_origin_and_an_agent_in_the_dashboard_talk_both_wa
     let visitor_win = b.c.new_window(true).await.unwrap().handle;
     b.c.switch_to_window(visitor_win.clone()).await.unwrap();
     b.c.goto(&page).await.unwrap();
-    wait_js(&b, "the widget bubble", &format!("{SHADOW} return !!(s && s.querySelector('button.b'))")).await;
-    js(&b, &format!("{SHADOW} s.querySelector('button.b').click(); return 1")).await;
+    wait_js(
+        &b,
+        "the widget bubble",
+        &format!("{SHADOW} return !!(s && s.querySelector('button.b'))"),
+    )
+    .await;
+    js(
+        &b,
+        &format!("{SHADOW} s.querySelector('button.b').click(); return 1"),
+    )
+    .await;
     let status = wait_js(
         &b,
         "the chat panel, online",
@@ -146,20 +171,43 @@ async fn the_widget_on_another_origin_and_an_agent_in_the_dashboard_talk_both_wa
 
     // The agent sees it arrive live, opens it, and answers with a canned response.
     b.c.switch_to_window(agent_win.clone()).await.unwrap();
-    wait_js(&b, "the conversation in the inbox", "return !!document.querySelector('#chat-list [data-conv]')").await;
-    js(&b, "document.querySelector('#chat-list [data-conv]').click(); return 1").await;
+    wait_js(
+        &b,
+        "the conversation in the inbox",
+        "return !!document.querySelector('#chat-list [data-conv]')",
+    )
+    .await;
+    js(
+        &b,
+        "document.querySelector('#chat-list [data-conv]').click(); return 1",
+    )
+    .await;
     let text = wait_js(
         &b,
         "the visitor's message in the timeline",
         "const t = document.querySelector('#chat-timeline'); return t && /Hello from the shop/.test(t.textContent) && t.textContent",
     )
     .await;
-    assert!(text.as_str().unwrap().contains("<img src=x onerror=alert(1)>"), "shown as text: {text}");
-    let imgs = js(&b, "return document.querySelectorAll('#chat-timeline img').length").await;
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("<img src=x onerror=alert(1)>"),
+        "shown as text: {text}"
+    );
+    let imgs = js(
+        &b,
+        "return document.querySelectorAll('#chat-timeline img').length",
+    )
+    .await;
     assert_eq!(imgs, 0, "visitor text became markup");
     let input = b.c.find(Locator::Css("#chat-input")).await.unwrap();
     input.send_keys("/greeting").await.unwrap();
-    wait_js(&b, "the canned suggestion", "return !!document.querySelector('#chat-suggest [data-shortcut=greeting]')").await;
+    wait_js(
+        &b,
+        "the canned suggestion",
+        "return !!document.querySelector('#chat-suggest [data-shortcut=greeting]')",
+    )
+    .await;
     input.send_keys("\u{E007}").await.unwrap(); // Enter
     wait_js(
         &b,

@@ -21,7 +21,9 @@ async fn uploads_are_capped_shared_and_served_as_attachments() {
         .send()
         .await
         .unwrap();
-    let conv = r.json::<Value>().await.unwrap()["chat_id"].as_u64().unwrap();
+    let conv = r.json::<Value>().await.unwrap()["chat_id"]
+        .as_u64()
+        .unwrap();
     let upload = |name: &str, body: Vec<u8>| {
         h.http
             .post(h.url(&format!("/api/chat/session/{conv}/upload?name={name}")))
@@ -47,7 +49,10 @@ async fn uploads_are_capped_shared_and_served_as_attachments() {
     // Over the cap: refused, nothing kept.
     let r = upload("big.bin", vec![7u8; 100 * 1024]).await.unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
     let files: Vec<_> = std::fs::read_dir(h.dir.join("data/chat-uploads"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -55,15 +60,28 @@ async fn uploads_are_capped_shared_and_served_as_attachments() {
     assert_eq!(files, vec![id.clone()], "only the accepted file is on disk");
     // The agent downloads it: same bytes, as an attachment, never sniffed or rendered.
     let r = h
-        .get(&t.agent_token, &format!("/api/chat/session/{conv}/files/{id}"))
+        .get(
+            &t.agent_token,
+            &format!("/api/chat/session/{conv}/files/{id}"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let hd = r.headers().clone();
     assert_eq!(hd["x-content-type-options"], "nosniff");
-    assert!(hd["content-disposition"].to_str().unwrap().starts_with("attachment"));
-    assert!(hd["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    assert!(
+        hd["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(
+        hd["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
     assert_eq!(r.bytes().await.unwrap().as_ref(), payload.as_slice());
     // Another visitor cannot.
     let other = visitor(&h, &t.site_key).await;
