@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::alerts::Alerts;
 use crate::bus::Bus;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::http::metrics::HttpMetrics;
 use crate::http::routes::RouteInfo;
@@ -32,6 +33,7 @@ pub struct AppInner {
     pub ingest: Ingest,
     pub mail: Mail,
     pub alerts: Alerts,
+    pub chat: Chat,
     pub http_metrics: HttpMetrics,
     /// The route table, for the OpenAPI listing and the router-walk test.
     pub routes: Arc<Vec<RouteInfo>>,
@@ -60,5 +62,6 @@ impl AppState {
         self.search.render_metrics(out);
         self.mail.render_metrics(out);
         self.alerts.render_metrics(out);
+        self.chat.render_metrics(out);
     }
 }

@@ -29,6 +29,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub mail: MailConfig,
     pub alerts: AlertsConfig,
+    pub chat: crate::chat::ChatConfig,
     pub log: LogConfig,
 }
 

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod app;
 pub mod bus;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod container;
@@ -91,6 +92,13 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         part: "alerts",
         message: e.to_string(),
     })?;
+    let chat = chat::Chat::new(
+        db.clone(),
+        bus.clone(),
+        config.clone(),
+        accounts.clone(),
+        mail.clone(),
+    );
     let (_, table) = http::all_routes().into_parts();
     let state = AppState::new(app::AppInner {
         config,
@@ -102,6 +110,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         ingest,
         mail,
         alerts,
+        chat,
         http_metrics: Default::default(),
         routes: Arc::new(table),
         shutdown: CancellationToken::new(),
@@ -112,6 +121,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     state.ingest.register(&state);
     state.mail.register(&state);
     state.alerts.register(&state);
+    state.chat.register(&state);
     // Batches acknowledged through the ingest log but lost from the database in a crash are
     // committed again before anything reads or serves.
     state.ingest.recover().map_err(|e| BuildError::Part {
@@ -162,6 +172,7 @@ impl App {
         tasks.extend(state.mail.start(&state, token.clone()));
         tasks.extend(state.alerts.start(&state, token.clone()));
         tasks.push(tokio::spawn(state.db.clone().watch_space(token.clone())));
+        tasks.extend(state.chat.start(&state, token.clone()));
         let socket = http::socket::bind(&state.config.socket_path()).await?;
         tasks.push(tokio::spawn(http::socket::serve(
             socket,

@@ -9,6 +9,7 @@ import * as issue from './js/views/issue.js';
 import * as stats from './js/views/stats.js';
 import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
+import * as chat from './js/views/chat.js';
 
 const app = document.getElementById('app');
 
@@ -26,6 +27,8 @@ const ROUTES = [
   [/^\/issues\/(\d+)\/events\/([\w-]+)$/, issue.view, 'issues'],
   [/^\/alerts$/, extra.alerts, 'alerts'],
   [/^\/mail$/, extra.mail, 'mail'],
+  [/^\/chat$/, chat.inbox, 'chat'],
+  [/^\/chat\/(\d+)$/, chat.inbox, 'chat'],
   [/^\/system$/, system.view, 'system'],
   [/^\/?$/, (ctx) => projectRedirect(ctx, 'issues'), 'issues'],
 ];

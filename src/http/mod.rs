@@ -40,6 +40,7 @@ pub fn all_routes() -> Routes {
         .merge(crate::issues::api::routes())
         .merge(crate::mail::api::routes())
         .merge(crate::alerts::api::routes())
+        .merge(crate::chat::api::routes())
         .merge(admin::routes())
 }
 

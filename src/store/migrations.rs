@@ -26,6 +26,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::ingest::store::ensure_tables,
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
+    crate::chat::store::ensure_tables,
 ];
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -62,9 +63,17 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "issues: grouping version 2 and per-project grouping rules",
         run: |_| Ok(()),
     },
+    // Chat's tables are new (created above); this step adds the six default canned responses.
+    // The bump keeps an older release from opening a database whose conversations it would
+    // not know about.
+    Migration {
+        version: 6,
+        name: "chat: conversations, sites and default canned responses",
+        run: crate::chat::store::migrate_default_canned,
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 5;
+pub const CURRENT_VERSION: u64 = 6;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {
