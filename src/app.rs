@@ -16,6 +16,7 @@ use crate::issues::Issues;
 use crate::mail::Mail;
 use crate::search::Search;
 use crate::store::Db;
+use crate::uptime::Uptime;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,6 +33,7 @@ pub struct AppInner {
     pub ingest: Ingest,
     pub mail: Mail,
     pub alerts: Alerts,
+    pub uptime: Uptime,
     pub http_metrics: HttpMetrics,
     /// The route table, for the OpenAPI listing and the router-walk test.
     pub routes: Arc<Vec<RouteInfo>>,
@@ -60,5 +62,6 @@ impl AppState {
         self.search.render_metrics(out);
         self.mail.render_metrics(out);
         self.alerts.render_metrics(out);
+        self.uptime.render_metrics(out);
     }
 }

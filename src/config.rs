@@ -29,6 +29,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub mail: MailConfig,
     pub alerts: AlertsConfig,
+    pub uptime: crate::uptime::UptimeConfig,
     pub log: LogConfig,
 }
 

@@ -73,6 +73,11 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         part: "alerts",
         message: e.to_string(),
     })?;
+    let uptime =
+        uptime::Uptime::new(db.clone(), config.clone()).map_err(|message| BuildError::Part {
+            part: "uptime",
+            message,
+        })?;
     let (_, table) = http::all_routes().into_parts();
     let state = AppState::new(app::AppInner {
         config,
@@ -84,6 +89,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         ingest,
         mail,
         alerts,
+        uptime,
         http_metrics: Default::default(),
         routes: Arc::new(table),
         shutdown: CancellationToken::new(),
@@ -94,6 +100,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     state.ingest.register(&state);
     state.mail.register(&state);
     state.alerts.register(&state);
+    state.uptime.register(&state);
     // Batches acknowledged through the ingest log but lost from the database in a crash are
     // committed again before anything reads or serves.
     state.ingest.recover().map_err(|e| BuildError::Part {
@@ -137,6 +144,7 @@ impl App {
         tasks.extend(state.ingest.start(&state, token.clone()));
         tasks.extend(state.mail.start(&state, token.clone()));
         tasks.extend(state.alerts.start(&state, token.clone()));
+        tasks.extend(state.uptime.start(&state, token.clone()));
         let socket = http::socket::bind(&state.config.socket_path()).await?;
         tasks.push(tokio::spawn(http::socket::serve(
             socket,

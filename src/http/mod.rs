@@ -37,6 +37,7 @@ pub fn all_routes() -> Routes {
         .merge(crate::issues::api::routes())
         .merge(crate::mail::api::routes())
         .merge(crate::alerts::api::routes())
+        .merge(crate::uptime::api::routes())
         .merge(admin::routes())
 }
 

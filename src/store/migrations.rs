@@ -25,6 +25,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::ingest::store::ensure_tables,
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
+    crate::uptime::store::ensure_tables,
 ];
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -53,9 +54,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ingest: batches between synced commits live in the ingest log",
         run: |_| Ok(()),
     },
+    // Uptime monitoring: new tables only (created by `ensure_tables`), nothing to convert. The
+    // bump makes older releases refuse a database whose monitors they would silently ignore.
+    Migration {
+        version: 5,
+        name: "uptime: monitors, results, rollups and the due-time queue",
+        run: |_| Ok(()),
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 4;
+pub const CURRENT_VERSION: u64 = 5;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {

@@ -18,3 +18,5 @@ mod router_walk;
 mod system;
 mod upgrade;
 mod uptime;
+mod uptime_heartbeats;
+mod uptime_monitors;
