@@ -31,6 +31,10 @@ use crate::http::error::{ApiError, ApiJson, Code};
 use crate::http::routes::{Access, Routes};
 
 pub fn routes() -> Routes {
+    super::pages::routes().merge(monitor_routes())
+}
+
+fn monitor_routes() -> Routes {
     Routes::new()
         .add(
             Method::GET,

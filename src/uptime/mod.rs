@@ -39,6 +39,7 @@ pub mod conditions;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod monitor;
+pub mod pages;
 pub mod queue;
 pub mod rollup;
 pub mod schedule;

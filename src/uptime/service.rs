@@ -102,6 +102,7 @@ pub(crate) struct Inner {
     cache: RwLock<HashMap<u64, Arc<Compiled>>>,
     /// ping id → (minute window start, pings in it)
     ping_windows: Mutex<HashMap<String, (i64, u32)>>,
+    pages: super::pages::PageCache,
     checks_total: AtomicU64,
     checks_failed_total: AtomicU64,
     notifications_total: AtomicU64,
@@ -164,6 +165,7 @@ impl Uptime {
                 inflight: Mutex::new(HashSet::new()),
                 cache: RwLock::new(HashMap::new()),
                 ping_windows: Mutex::new(HashMap::new()),
+                pages: Default::default(),
                 checks_total: AtomicU64::new(0),
                 checks_failed_total: AtomicU64::new(0),
                 notifications_total: AtomicU64::new(0),
@@ -207,6 +209,10 @@ impl Uptime {
             tasks.push(tokio::spawn(scheduler(self.inner.clone(), tx, shutdown)));
         }
         tasks
+    }
+
+    pub fn pages(&self) -> &super::pages::PageCache {
+        &self.inner.pages
     }
 
     pub fn client(&self) -> &reqwest::Client {

@@ -54,6 +54,7 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(PINGS)?;
     txn.open_table(SENTRY)?;
     txn.open_table(META)?;
+    txn.open_table(super::pages::PAGES)?;
     DUE.ensure(txn)?;
     Ok(())
 }

@@ -20,3 +20,4 @@ mod upgrade;
 mod uptime;
 mod uptime_heartbeats;
 mod uptime_monitors;
+mod uptime_pages;
