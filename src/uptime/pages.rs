@@ -2,7 +2,8 @@
 //! publishes it (`PUT /api/status-pages/{group}`). Served from rollups and status changes (no
 //! scan of raw results), kept rendered for [`CACHE_FOR`] and sent with `Cache-Control`, so a
 //! reverse proxy or CDN in front (a custom domain) can cache it too. Plain HTML and CSS, no
-//! script; JSON for other tools and an SVG badge per monitor. Rate-limited per client address.
+//! script; JSON for other tools and an SVG badge per monitor. Rate-limited per client address
+//! (`[uptime] status_page_rate_limit`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -35,8 +36,6 @@ pub const PAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("uptime_pag
 
 /// How long a rendered page is served before it is built again.
 pub const CACHE_FOR: Duration = Duration::from_secs(30);
-/// Requests per client address and minute to the public pages.
-pub const REQUESTS_PER_MINUTE: u32 = 300;
 /// Resolved incidents are shown this long.
 const RESOLVED_SHOWN: SignedDuration = SignedDuration::from_hours(7 * 24);
 
@@ -88,6 +87,9 @@ impl Page {
 #[derive(Default)]
 pub struct PageCache {
     pages: Mutex<HashMap<String, (Instant, Arc<Rendered>)>>,
+    /// One build at a time: readers arriving while a page is being built wait for it instead
+    /// of building it again each (a burst on an expired page is one build, not hundreds).
+    building: Arc<tokio::sync::Mutex<()>>,
     windows: Mutex<HashMap<IpAddr, (i64, u32)>>,
 }
 
@@ -215,7 +217,8 @@ fn not_found() -> Response {
 /// The rendered page, from the cache or built now; `None` when the group has no page.
 async fn rendered(s: &AppState, ext: &Extensions, group: &str) -> Result<Arc<Rendered>, Response> {
     let cache = s.uptime.pages();
-    if let Some(ip) = client_ip(ext) {
+    let limit = s.config.uptime.status_page_rate_limit;
+    if let Some(ip) = client_ip(ext).filter(|_| limit > 0) {
         let now = crate::store::now_ms();
         let window = now - now.rem_euclid(60_000);
         let mut w = cache.windows.lock().expect("windows");
@@ -227,7 +230,7 @@ async fn rendered(s: &AppState, ext: &Extensions, group: &str) -> Result<Arc<Ren
             *e = (window, 0);
         }
         e.1 += 1;
-        if e.1 > REQUESTS_PER_MINUTE {
+        if e.1 > limit {
             return Err(ApiError::new(
                 crate::http::error::Code::RateLimited,
                 "too many requests; try again in a minute",
@@ -239,26 +242,54 @@ async fn rendered(s: &AppState, ext: &Extensions, group: &str) -> Result<Arc<Ren
     if group.len() > 64 {
         return Err(not_found());
     }
-    if let Some((at, r)) = cache.pages.lock().expect("pages").get(group)
-        && at.elapsed() < CACHE_FOR
-    {
-        return Ok(r.clone());
+    let cached = || cache.pages.lock().expect("pages").get(group).cloned();
+    match cached() {
+        Some((at, r)) if at.elapsed() < CACHE_FOR => return Ok(r),
+        // Stale: served as it is while one rebuild runs in the background, so no reader
+        // waits for a build once the page has been built.
+        Some((_, r)) => {
+            if let Ok(guard) = cache.building.clone().try_lock_owned() {
+                let (s, g) = (s.clone(), group.to_string());
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    if let Err(e) = rebuild(&s, &g).await {
+                        tracing::warn!(group = %g, "rebuilding a status page: {e}");
+                    }
+                });
+            }
+            return Ok(r);
+        }
+        None => {}
     }
+    let _building = cache.building.lock().await;
+    if let Some((_, r)) = cached() {
+        return Ok(r);
+    }
+    match rebuild(s, group).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(not_found()),
+        Err(e) => Err(ApiError::internal(e).into_response()),
+    }
+}
+
+/// Builds a page and puts it in the cache (an unpublished page leaves it).
+async fn rebuild(s: &AppState, group: &str) -> Result<Option<Arc<Rendered>>, StoreError> {
     let g = group.to_string();
     let built =
         s.db.read(move |txn| build(txn, &g, Timestamp::now()))
-            .await
-            .map_err(|e| ApiError::internal(e).into_response())?;
-    let Some(r) = built else {
-        return Err(not_found());
-    };
-    let r = Arc::new(r);
-    cache
-        .pages
-        .lock()
-        .expect("pages")
-        .insert(group.to_string(), (Instant::now(), r.clone()));
-    Ok(r)
+            .await?;
+    let mut pages = s.uptime.pages().pages.lock().expect("pages");
+    match built {
+        Some(r) => {
+            let r = Arc::new(r);
+            pages.insert(group.to_string(), (Instant::now(), r.clone()));
+            Ok(Some(r))
+        }
+        None => {
+            pages.remove(group);
+            Ok(None)
+        }
+    }
 }
 
 fn cacheable(mut resp: Response, content_type: &'static str) -> Response {

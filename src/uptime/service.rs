@@ -50,6 +50,9 @@ pub struct UptimeConfig {
     /// How long raw check results are kept; rollups (uptime figures, daily bars) are kept
     /// 90 days regardless.
     pub raw_retention: HumanDuration,
+    /// Requests per client address and minute to the public status pages (0: no limit, for
+    /// a page behind a caching proxy that limits on its own).
+    pub status_page_rate_limit: u32,
 }
 
 impl Default for UptimeConfig {
@@ -59,6 +62,7 @@ impl Default for UptimeConfig {
             max_monitors: 10_000,
             max_concurrent_checks: 64,
             raw_retention: HumanDuration::secs(7 * 86_400),
+            status_page_rate_limit: 300,
         }
     }
 }
@@ -88,6 +92,8 @@ impl From<Invalid> for UptimeError {
 /// A finished check on its way to the writer.
 struct Completed {
     id: u64,
+    /// The monitor as it was checked (from the cache: no decoding per result).
+    monitor: Arc<Compiled>,
     due_ms: i64,
     result: CheckResult,
     verdict: Verdict,
@@ -356,9 +362,9 @@ impl Uptime {
                 };
                 drop((monitors, slugs, states));
                 if !state.monitor.paused {
-                    // A new or edited monitor is checked soon; new ones are spread over up
-                    // to one interval (at most 10 s) so a bulk import does not fire at once.
-                    let spread = (m.interval.as_millis() as i64).clamp(1, 10_000);
+                    // A new or edited monitor is checked within one interval (at most a
+                    // minute), spread by its id so a bulk import does not fire in bursts.
+                    let spread = (m.interval.as_millis() as i64).clamp(1, 60_000);
                     let offset = (m.id.wrapping_mul(2_654_435_761) % spread as u64) as i64;
                     DUE.set(txn, m.id, now + offset)?;
                 }
@@ -755,6 +761,7 @@ async fn scheduler(inner: Arc<Inner>, tx: mpsc::Sender<Completed>, shutdown: Can
                 drop(permit);
                 let done = Completed {
                     id,
+                    monitor: c.clone(),
                     due_ms,
                     result,
                     verdict,
@@ -924,18 +931,18 @@ pub(crate) fn monitor_event(
 
 /// Records one finished check in `txn`; returns how many bus events it published.
 fn record(txn: &WriteTransaction, c: &Completed) -> Result<u64, UptimeError> {
-    let m: Monitor = match txn.open_table(MONITORS)?.get(c.id)? {
-        Some(v) => decode_json(v.value())?,
+    if txn.open_table(MONITORS)?.get(c.id)?.is_none() {
         // Deleted while it ran.
-        None => return Ok(0),
-    };
+        return Ok(0);
+    }
+    let m = &c.monitor.monitor;
     let mut state: HeartbeatState = match txn.open_table(STATE)?.get(c.id)? {
         Some(v) => decode_json(v.value())?,
         None => HeartbeatState::default(),
     };
     let at = c.result.checked_at;
     let now = Timestamp::now();
-    let mut ctx = context(txn, &m, at)?;
+    let mut ctx = context(txn, m, at)?;
     ctx.now = now;
     let obs = if c.verdict.up {
         Observation::up(at)
@@ -964,7 +971,7 @@ fn record(txn: &WriteTransaction, c: &Completed) -> Result<u64, UptimeError> {
             let sample = SampleState::from_beat(*beat, ctx.in_maintenance);
             add_result(txn, c.id, at, &row, Some(sample), c.result.response_time)?;
         } else {
-            published += monitor_event(txn, &m, e)?;
+            published += monitor_event(txn, m, e)?;
         }
     }
     if !was_paused {
