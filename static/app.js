@@ -9,6 +9,7 @@ import * as issue from './js/views/issue.js';
 import * as stats from './js/views/stats.js';
 import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
+import * as monitors from './js/views/monitors.js';
 
 const app = document.getElementById('app');
 
@@ -24,6 +25,9 @@ const ROUTES = [
   [/^\/stats$/, (ctx) => projectRedirect(ctx, 'stats'), 'stats'],
   [/^\/issues\/(\d+)$/, issue.view, 'issues'],
   [/^\/issues\/(\d+)\/events\/([\w-]+)$/, issue.view, 'issues'],
+  [/^\/monitors$/, monitors.list, 'monitors'],
+  [/^\/monitors\/new$/, monitors.create, 'monitors'],
+  [/^\/monitors\/([\w-]+)$/, monitors.detail, 'monitors'],
   [/^\/alerts$/, extra.alerts, 'alerts'],
   [/^\/mail$/, extra.mail, 'mail'],
   [/^\/system$/, system.view, 'system'],

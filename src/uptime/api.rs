@@ -138,6 +138,13 @@ fn monitor_routes() -> Routes {
         )
         .add(
             Method::POST,
+            "/api/monitors/{id}/incidents/{start_ms}/updates",
+            Access::Admin,
+            "Add a human update to an incident: {\"state\": investigating|identified|monitoring|resolved, \"message\"}",
+            post(incident_update),
+        )
+        .add(
+            Method::POST,
             "/api/monitors/{id}/snooze",
             Access::Admin,
             "Hold a monitor's notifications for {\"minutes\": N} (0 ends a snooze)",
@@ -555,4 +562,37 @@ async fn sentry_cron(
         .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateReq {
+    state: super::status_page::UpdateState,
+    message: String,
+}
+
+/// Longest incident update.
+const MAX_UPDATE_MESSAGE: usize = 5000;
+
+async fn incident_update(
+    _: Admin,
+    State(s): State<AppState>,
+    Path((id, start_ms)): Path<(u64, i64)>,
+    ApiJson(req): ApiJson<UpdateReq>,
+) -> UResult<StatusCode> {
+    let message = req.message.trim().to_string();
+    if message.is_empty() || message.len() > MAX_UPDATE_MESSAGE {
+        return Err(Invalid::field(
+            "message",
+            format!("message must be 1 to {MAX_UPDATE_MESSAGE} bytes"),
+        )
+        .into());
+    }
+    let update = super::status_page::IncidentUpdate {
+        at: Timestamp::now(),
+        state: req.state,
+        message,
+    };
+    s.uptime.add_incident_update(id, start_ms, update).await?;
+    Ok(StatusCode::CREATED)
 }

@@ -206,6 +206,13 @@ async fn delete_page(
     }
 }
 
+impl PageCache {
+    /// Drops every rendered page (an incident update should show at once).
+    pub fn invalidate(&self) {
+        self.pages.lock().expect("pages").clear();
+    }
+}
+
 fn client_ip(ext: &Extensions) -> Option<IpAddr> {
     ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
@@ -368,6 +375,7 @@ pub fn build(
     let states = txn.open_table(STATE)?;
     let rollups = txn.open_table(ROLLUPS)?;
     let changes_t = txn.open_table(CHANGES)?;
+    let updates_t = txn.open_table(super::store::INCIDENT_UPDATES)?;
     let mut monitors = Vec::new();
     let mut incidents = Vec::new();
     let mut maintenance = Vec::new();
@@ -410,7 +418,11 @@ pub fn build(
                     started: i.start,
                     resolved: i.end,
                     monitors: vec![m.name.clone()],
-                    updates: Vec::new(),
+                    updates: super::service::incident_updates(
+                        &updates_t,
+                        id,
+                        i.start.as_millisecond(),
+                    )?,
                 });
             }
         }
@@ -425,8 +437,8 @@ pub fn build(
             });
         }
     }
-    incidents.sort_by(|a, b| b.started.cmp(&a.started));
-    maintenance.sort_by(|a, b| a.start.cmp(&b.start));
+    incidents.sort_by_key(|i| std::cmp::Reverse(i.started));
+    maintenance.sort_by_key(|m| m.start);
     let view = StatusPageView {
         title: page.title.clone(),
         description: page.description.clone(),

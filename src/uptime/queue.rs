@@ -9,6 +9,9 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::store::StoreResult;
 
+/// Entries due now, `(due ms, key)`, and the due time of the next later entry.
+pub type Due = (Vec<(i64, u64)>, Option<i64>);
+
 /// One queue: `(due ms, key) → ()` plus `key → due ms`.
 #[derive(Clone, Copy)]
 pub struct DueQueue {
@@ -70,7 +73,7 @@ impl DueQueue {
         now_ms: i64,
         limit: usize,
         skip: impl Fn(u64) -> bool,
-    ) -> StoreResult<(Vec<(i64, u64)>, Option<i64>)> {
+    ) -> StoreResult<Due> {
         let table = txn.open_table(self.by_due)?;
         let mut out = Vec::new();
         for entry in table.iter()? {

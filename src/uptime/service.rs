@@ -53,6 +53,9 @@ pub struct UptimeConfig {
     /// Requests per client address and minute to the public status pages (0: no limit, for
     /// a page behind a caching proxy that limits on its own).
     pub status_page_rate_limit: u32,
+    /// A certificate (tls and https monitors) expiring within this publishes
+    /// `monitor.<slug>.tls_expiring` once per certificate.
+    pub tls_warning: HumanDuration,
 }
 
 impl Default for UptimeConfig {
@@ -63,6 +66,7 @@ impl Default for UptimeConfig {
             max_concurrent_checks: 64,
             raw_retention: HumanDuration::secs(7 * 86_400),
             status_page_rate_limit: 300,
+            tls_warning: HumanDuration::secs(14 * 86_400),
         }
     }
 }
@@ -397,6 +401,10 @@ impl Uptime {
                     .retain_in((id, i64::MIN)..=(id, i64::MAX), |_, _| false)?;
                 txn.open_table(CHANGES)?
                     .retain_in((id, i64::MIN)..=(id, i64::MAX), |_, _| false)?;
+                txn.open_table(store::INCIDENT_UPDATES)?.retain_in(
+                    (id, i64::MIN, i64::MIN)..=(id, i64::MAX, i64::MAX),
+                    |_, _| false,
+                )?;
                 txn.open_table(ROLLUPS)?
                     .retain_in((id, 0u8, i64::MIN)..=(id, u8::MAX, i64::MAX), |_, _| false)?;
                 Ok(())
@@ -498,8 +506,17 @@ impl Uptime {
                     let c: Change = decode_json(v.value())?;
                     changes.push(c);
                 }
-                let mut incidents = rollup::incidents(&changes, now);
-                incidents.reverse();
+                let mut found = rollup::incidents(&changes, now);
+                found.reverse();
+                let updates_t = txn.open_table(store::INCIDENT_UPDATES)?;
+                let mut incidents = Vec::new();
+                for i in found {
+                    let updates = incident_updates(&updates_t, id, ms(i.start))?;
+                    let mut v = serde_json::to_value(&i).unwrap_or(Value::Null);
+                    v["id"] = json!(ms(i.start));
+                    v["updates"] = serde_json::to_value(updates).unwrap_or(Value::Null);
+                    incidents.push(v);
+                }
                 let rollups = txn.open_table(ROLLUPS)?;
                 let (minutes, hours, days) = figures_buckets(&rollups, id, now)?;
                 let figures = rollup::figures(&minutes, &hours, &days, now);
@@ -609,6 +626,74 @@ pub enum SignalError {
     Failed(UptimeError),
 }
 
+/// Human updates of one incident, newest first.
+pub fn incident_updates(
+    table: &impl ReadableTable<(u64, i64, i64), &'static [u8]>,
+    id: u64,
+    start_ms: i64,
+) -> Result<Vec<super::status_page::IncidentUpdate>, StoreError> {
+    let mut out = Vec::new();
+    for e in table
+        .range((id, start_ms, i64::MIN)..=(id, start_ms, i64::MAX))?
+        .rev()
+    {
+        let (_, v) = e?;
+        out.push(decode_json(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Most updates per incident.
+pub const MAX_INCIDENT_UPDATES: usize = 100;
+
+impl Uptime {
+    /// Adds a human update (investigating / identified / monitoring / resolved) to the incident
+    /// of monitor `id` that started at `start_ms`.
+    pub async fn add_incident_update(
+        &self,
+        id: u64,
+        start_ms: i64,
+        update: super::status_page::IncidentUpdate,
+    ) -> Result<(), UptimeError> {
+        let now = Timestamp::now();
+        self.inner
+            .db
+            .write(move |txn| {
+                if txn.open_table(MONITORS)?.get(id)?.is_none() {
+                    return Err(UptimeError::NotFound);
+                }
+                let mut changes = Vec::new();
+                for e in txn
+                    .open_table(CHANGES)?
+                    .range((id, i64::MIN)..=(id, i64::MAX))?
+                {
+                    let (_, v) = e?;
+                    changes.push(decode_json::<Change>(v.value())?);
+                }
+                if !rollup::incidents(&changes, now)
+                    .iter()
+                    .any(|i| ms(i.start) == start_ms)
+                {
+                    return Err(UptimeError::NotFound);
+                }
+                let mut t = txn.open_table(store::INCIDENT_UPDATES)?;
+                if incident_updates(&t, id, start_ms)?.len() >= MAX_INCIDENT_UPDATES {
+                    return Err(UptimeError::Limit(format!(
+                        "an incident takes at most {MAX_INCIDENT_UPDATES} updates"
+                    )));
+                }
+                t.insert(
+                    (id, start_ms, ms(update.at)),
+                    encode_json(&update).as_slice(),
+                )?;
+                Ok(())
+            })
+            .await?;
+        self.inner.pages.invalidate();
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum PauseAction {
     Pause,
@@ -643,12 +728,15 @@ fn view(
     })
 }
 
+/// Minute, hour and day buckets.
+pub type FigureBuckets = (Vec<Bucket>, Vec<Bucket>, Vec<Bucket>);
+
 /// Minute buckets of the last 24 h, hour buckets of the last 30 d, day buckets of the last 90 d.
 pub fn figures_buckets(
     rollups: &impl ReadableTable<(u64, u8, i64), &'static [u8]>,
     id: u64,
     now: Timestamp,
-) -> Result<(Vec<Bucket>, Vec<Bucket>, Vec<Bucket>), StoreError> {
+) -> Result<FigureBuckets, StoreError> {
     let back = |h: i64| ms(now) - h * 3_600_000;
     Ok((
         store::read_buckets(rollups, id, Resolution::Minute, back(25))?,
@@ -804,12 +892,14 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Completed>, shutdown: 
         let ids: Vec<u64> = batch.iter().map(|c| c.id).collect();
         let n = batch.len() as u64;
         let failed = batch.iter().filter(|c| !c.verdict.up).count() as u64;
+        let tls_warning = inner.config.uptime.tls_warning.get().as_millis() as i64;
         let write = inner
             .db
             .write(move |txn| {
                 let mut notified = 0u64;
                 for c in &batch {
                     notified += record(txn, c)?;
+                    notified += tls_expiry(txn, c, tls_warning)?;
                 }
                 Ok::<_, UptimeError>(notified)
             })
@@ -986,6 +1076,43 @@ fn record(txn: &WriteTransaction, c: &Completed) -> Result<u64, UptimeError> {
         DUE.set(txn, c.id, next_due)?;
     }
     Ok(published)
+}
+
+/// Publishes `monitor.<slug>.tls_expiring` the first time a check sees a certificate that
+/// expires within `warning_ms` (once per certificate: a renewed one is warned about again).
+fn tls_expiry(txn: &WriteTransaction, c: &Completed, warning_ms: i64) -> Result<u64, UptimeError> {
+    let Some(expires) = c.result.cert_expires_at else {
+        return Ok(0);
+    };
+    let left = ms(expires) - ms(c.result.checked_at);
+    if left > warning_ms {
+        return Ok(0);
+    }
+    let mut warned = txn.open_table(store::TLS_WARNED)?;
+    if warned.get(c.id)?.map(|v| v.value()) == Some(ms(expires)) {
+        return Ok(0);
+    }
+    warned.insert(c.id, ms(expires))?;
+    drop(warned);
+    let m = &c.monitor.monitor;
+    let days = left.max(0) / 86_400_000;
+    let bus_err = |e: crate::bus::BusError| StoreError::Codec(e.to_string());
+    crate::bus::Publisher::new(txn)
+        .map_err(bus_err)?
+        .publish(
+            &format!("monitor.{}.tls_expiring", m.slug),
+            Priority::Normal,
+            &json!({
+                "name": m.slug,
+                "monitor_id": m.id,
+                "monitor_name": m.name,
+                "title": format!("The certificate of {} expires in {days} day(s), at {expires}", m.name),
+                "expires_at": expires,
+                "days_left": days,
+            }),
+        )
+        .map_err(bus_err)?;
+    Ok(1)
 }
 
 /// `monitor.<slug>.down` (also for reminders) or `monitor.<slug>.up`, with what the alert

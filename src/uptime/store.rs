@@ -38,6 +38,11 @@ pub const PINGS: TableDefinition<&str, u64> = TableDefinition::new("uptime_pings
 pub const SENTRY: TableDefinition<(u64, &str), u64> = TableDefinition::new("uptime_sentry");
 /// name → ms: `alive`, the last time the process is known to have run.
 pub const META: TableDefinition<&str, i64> = TableDefinition::new("uptime_meta");
+/// monitor id → notAfter (ms) of the certificate already warned about
+pub const TLS_WARNED: TableDefinition<u64, i64> = TableDefinition::new("uptime_tls_warned");
+/// (monitor id, incident start ms, update at ms) → json(IncidentUpdate): human updates
+pub const INCIDENT_UPDATES: TableDefinition<(u64, i64, i64), &[u8]> =
+    TableDefinition::new("uptime_incident_updates");
 /// counter name → last issued id
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("uptime_counters");
 /// When each monitor is next due (checked, or its heartbeat judged).
@@ -55,6 +60,8 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(SENTRY)?;
     txn.open_table(META)?;
     txn.open_table(super::pages::PAGES)?;
+    txn.open_table(TLS_WARNED)?;
+    txn.open_table(INCIDENT_UPDATES)?;
     DUE.ensure(txn)?;
     Ok(())
 }

@@ -225,6 +225,34 @@ async fn http_monitor_goes_down_and_up_and_the_alerts_reach_the_webhook() {
             .contains("503"),
         "{summary}"
     );
+    // A human update on the incident, by its id (its start in ms); unknown incidents are 404.
+    let inc = incidents[0]["id"].as_i64().unwrap();
+    let (st, _) = send_json(
+        h.post(tok, &format!("/api/monitors/{id}/incidents/{inc}/updates")),
+        json!({"state": "resolved", "message": "Restarted the <b>pool</b>"}),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let (st, _) = send_json(
+        h.post(
+            tok,
+            &format!("/api/monitors/{id}/incidents/{}/updates", inc + 1),
+        ),
+        json!({"state": "identified", "message": "x"}),
+    )
+    .await;
+    assert_eq!(st, 404);
+    let again: Value = h
+        .get(tok, &format!("/api/monitors/{id}/summary"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let updates = &again["incidents"][0]["updates"];
+    assert_eq!(updates[0]["state"], "resolved", "{again}");
+    assert_eq!(updates[0]["message"], "Restarted the <b>pool</b>");
     let h24 = summary["figures"]["h24"].as_f64().unwrap();
     assert!(h24 > 0.0 && h24 < 1.0, "{summary}");
     assert_eq!(summary["daily"].as_array().unwrap().len(), 90);
@@ -320,5 +348,121 @@ async fn a_recovery_during_a_restart_still_sends_its_up() {
     assert_eq!(up.body["data"]["monitor"], "web");
     let m = monitor(&h, &tok, id).await;
     assert_eq!(m["state"]["status"], "up", "{m}");
+    assert!(h.stop().await);
+}
+
+/// A TLS server whose certificate (from a CA of the test's own) expires in 5 days.
+async fn tls_server_expiring_in_5_days() -> (std::net::SocketAddr, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::AsyncReadExt;
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Uptime test CA");
+    ca.not_before = now - time::Duration::days(30);
+    ca.not_after = now + time::Duration::days(365);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.not_before = now - time::Duration::days(85);
+    leaf.not_after = now + time::Duration::days(5);
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(stream).await {
+                    let mut buf = [0u8; 256];
+                    while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+                }
+            });
+        }
+    });
+    (addr, ca_cert.pem())
+}
+
+/// A TLS monitor on a certificate expiring in 5 days is up (the chain is trusted through the
+/// monitor's CA), `[CERTIFICATE_EXPIRATION] > 240h` fails it, and the expiry is published once
+/// as `monitor.<slug>.tls_expiring` (seen here on the live stream).
+#[tokio::test]
+async fn tls_monitor_warns_before_the_certificate_expires() {
+    let (addr, ca_pem) = tls_server_expiring_in_5_days().await;
+    let h = Hearth::start("").await;
+    let tok = h.owner().await.token;
+    let mut live = h
+        .get(&tok, "/api/live?subjects=monitor.*.tls_expiring")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let (st, m) = send_json(
+        h.post(&tok, "/api/monitors"),
+        json!({"name": "Edge TLS", "interval": "1s", "failure_threshold": 1,
+               "check": {"kind": "tls", "host": "127.0.0.1", "port": addr.port(),
+                         "server_name": "localhost", "ca_pem": ca_pem}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{m}");
+    let mut seen = String::new();
+    tokio::time::timeout(T, async {
+        while !seen.contains("monitor.edge-tls.tls_expiring") {
+            let chunk = live
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the live stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no tls_expiring event; stream so far: {seen}"));
+    assert!(
+        seen.contains("expires in 4 day(s)") || seen.contains("expires in 5 day(s)"),
+        "{seen}"
+    );
+    let id = m["id"].as_u64().unwrap();
+    wait_for("the TLS monitor up", T, || async {
+        (monitor(&h, &tok, id).await["state"]["status"] == "up").then_some(())
+    })
+    .await;
+
+    // "Test now" with a 10-day condition names it as the failure.
+    let (st, tested) = send_json(
+        h.post(&tok, "/api/monitors/test"),
+        json!({"name": "x", "check": {"kind": "tls", "host": "127.0.0.1", "port": addr.port(),
+                                      "server_name": "localhost", "ca_pem": ca_pem},
+               "conditions": [{"condition": "[CERTIFICATE_EXPIRATION] > 240h"}]}),
+    )
+    .await;
+    assert_eq!(st, 200, "{tested}");
+    assert_eq!(tested["up"], false);
+    assert!(
+        tested["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[CERTIFICATE_EXPIRATION]"),
+        "{tested}"
+    );
+    drop(live);
     assert!(h.stop().await);
 }
