@@ -298,3 +298,79 @@ async fn sentry_check_ins_create_a_cron_monitor_whose_failures_alert() {
     alert(&rx, "monitor_up", "nightly-report", 1).await;
     assert!(h.stop().await);
 }
+
+/// A heartbeat expected while Hearth itself was stopped is recorded unknown, not missed, and
+/// raises no DOWN when Hearth comes back.
+#[tokio::test]
+async fn an_expected_ping_during_a_restart_is_unknown_not_missed() {
+    let rx = Receiver::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[alerts]\nallow_private_targets = true\n";
+    let (h, tok) = {
+        let h = Hearth::start_in(dir.path(), config, &[]).await;
+        let tok = h.owner().await.token;
+        let (_, hook) = send_json(
+            h.post(&tok, "/api/alerts/channels"),
+            json!({"name": "hook", "type": "webhook", "url": rx.url("/hook")}),
+        )
+        .await;
+        let (st, _) = send_json(
+            h.post(&tok, "/api/alerts/rules"),
+            json!({"name": "down", "when": {"type": "monitor_down"}, "channels": [hook["id"]], "throttle_minutes": 0}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        (h, tok)
+    };
+    let (st, m) = send_json(
+        h.post(&tok, "/api/monitors"),
+        json!({"name": "Deploy job",
+               "heartbeat": {"schedule": {"kind": "interval", "value": "3s"}, "grace": "2s", "max_runtime": "30s"}}),
+    )
+    .await;
+    assert_eq!(st, 201, "{m}");
+    let id = m["id"].as_u64().unwrap();
+    let ping_url = m["ping_url"].as_str().unwrap().replace(&h.base, "");
+    let r = reqwest::get(h.url(&ping_url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = h
+        .get(&tok, &format!("/api/monitors/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected: jiff::Timestamp = v["expected"].as_str().unwrap().parse().unwrap();
+    assert!(h.stop().await);
+
+    // Stay down past the expected time and its grace (a restart that takes a while).
+    let deadline = expected + jiff::SignedDuration::from_secs(2);
+    wait_for("the expected time and grace to pass", T, || async {
+        (jiff::Timestamp::now() > deadline).then_some(())
+    })
+    .await;
+    let h = Hearth::start_in(dir.path(), config, &[]).await;
+    let rows = wait_for("the unknown record", T, || async {
+        let rows = results(&h, &tok, id).await;
+        rows.iter()
+            .any(|r| r["record"] == "unknown")
+            .then_some(rows)
+    })
+    .await;
+    assert!(
+        !rows.iter().any(|r| r["record"] == "missed"),
+        "nothing missed while Hearth was down: {rows:?}"
+    );
+    let v: Value = h
+        .get(&tok, &format!("/api/monitors/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["state"]["status"], "up", "{v}");
+    assert!(rx.at("/hook").is_empty(), "no alert for the restart");
+    assert!(h.stop().await);
+}
