@@ -466,3 +466,124 @@ async fn tls_monitor_warns_before_the_certificate_expires() {
     drop(live);
     assert!(h.stop().await);
 }
+
+/// While a parent is down its child's DOWN is held, and sent once the parent is back (if the
+/// child is still down); a monitor in a maintenance window records DOWN but alerts nobody.
+#[tokio::test]
+async fn parents_hold_childrens_alerts_and_maintenance_holds_all() {
+    let rx = Receiver::start(&[]).await;
+    let (parent, child, maint) = (
+        Target::start().await,
+        Target::start().await,
+        Target::start().await,
+    );
+    let h = Hearth::start("[alerts]\nallow_private_targets = true\n").await;
+    let tok = h.owner().await.token;
+    let (_, hook) = send_json(
+        h.post(&tok, "/api/alerts/channels"),
+        json!({"name": "hook", "type": "webhook", "url": rx.url("/hook")}),
+    )
+    .await;
+    for kind in ["monitor_down", "monitor_up"] {
+        send_json(
+            h.post(&tok, "/api/alerts/rules"),
+            json!({"name": kind, "when": {"type": kind}, "channels": [hook["id"]], "throttle_minutes": 0}),
+        )
+        .await;
+    }
+    let now = jiff::Timestamp::now();
+    let mut ids = Vec::new();
+    for (slug, url, extra) in [
+        ("core", &parent.url, json!({})),
+        ("app", &child.url, json!({"parent": "core"})),
+        (
+            "maint",
+            &maint.url,
+            json!({"maintenance": [{"kind": "one_off",
+            "start": now - jiff::SignedDuration::from_mins(1), "end": now + jiff::SignedDuration::from_hours(1)}]}),
+        ),
+    ] {
+        let mut body = json!({"name": slug, "slug": slug, "interval": "1s", "failure_threshold": 1,
+                              "success_threshold": 1, "check": {"kind": "http", "url": url}});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, m) = send_json(h.post(&tok, "/api/monitors"), body).await;
+        assert_eq!(st, 201, "{m}");
+        ids.push(m["id"].as_u64().unwrap());
+    }
+    let status = |id: u64| {
+        let h = &h;
+        let tok = tok.clone();
+        async move {
+            monitor(h, &tok, id).await["state"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    for &id in &ids {
+        wait_for("up", T, || async {
+            (status(id).await == "up").then_some(())
+        })
+        .await;
+    }
+    let kinds = || -> Vec<String> {
+        rx.at("/hook")
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {}",
+                    h.body["data"]["monitor"].as_str().unwrap_or(""),
+                    h.body["data"]["kind"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+
+    parent.answer(500);
+    wait_for("core's DOWN", T, || async {
+        kinds()
+            .contains(&"core monitor_down".to_string())
+            .then_some(())
+    })
+    .await;
+    child.answer(500);
+    maint.answer(500);
+    wait_for("app and maint down", T, || async {
+        (status(ids[1]).await == "down" && status(ids[2]).await == "down").then_some(())
+    })
+    .await;
+
+    // The parent recovers: its UP, then the child's held DOWN (it is still down).
+    parent.answer(200);
+    wait_for("app's DOWN after core's UP", T, || async {
+        kinds()
+            .contains(&"app monitor_down".to_string())
+            .then_some(())
+    })
+    .await;
+    // Fired alerts are numbered in the order their bus events were published (webhook
+    // deliveries may arrive in any order).
+    let fired = |what: &str| {
+        rx.at("/hook")
+            .iter()
+            .find(|h| {
+                format!(
+                    "{} {}",
+                    h.body["data"]["monitor"].as_str().unwrap_or(""),
+                    h.body["data"]["kind"].as_str().unwrap_or("")
+                ) == what
+            })
+            .map(|h| h.body["data"]["fired_id"].as_u64().unwrap())
+    };
+    let up = wait_for("core's UP", T, || async { fired("core monitor_up") }).await;
+    let child_down = fired("app monitor_down").unwrap();
+    let k = kinds();
+    assert!(up < child_down, "held until the parent was back: {k:?}");
+    assert!(
+        !k.iter().any(|s| s.starts_with("maint ")),
+        "maintenance alerts nobody: {k:?}"
+    );
+    assert!(h.stop().await);
+}
