@@ -17,6 +17,7 @@ use crate::issues::Issues;
 use crate::mail::Mail;
 use crate::search::Search;
 use crate::store::Db;
+use crate::uptime::Uptime;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,6 +35,7 @@ pub struct AppInner {
     pub mail: Mail,
     pub alerts: Alerts,
     pub chat: Chat,
+    pub uptime: Uptime,
     pub http_metrics: HttpMetrics,
     /// The route table, for the OpenAPI listing and the router-walk test.
     pub routes: Arc<Vec<RouteInfo>>,
@@ -63,5 +65,6 @@ impl AppState {
         self.mail.render_metrics(out);
         self.alerts.render_metrics(out);
         self.chat.render_metrics(out);
+        self.uptime.render_metrics(out);
     }
 }

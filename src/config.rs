@@ -30,6 +30,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub alerts: AlertsConfig,
     pub chat: crate::chat::ChatConfig,
+    pub uptime: crate::uptime::UptimeConfig,
     pub log: LogConfig,
 }
 

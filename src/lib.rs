@@ -99,6 +99,11 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         accounts.clone(),
         mail.clone(),
     );
+    let uptime =
+        uptime::Uptime::new(db.clone(), config.clone()).map_err(|message| BuildError::Part {
+            part: "uptime",
+            message,
+        })?;
     let (_, table) = http::all_routes().into_parts();
     let state = AppState::new(app::AppInner {
         config,
@@ -111,6 +116,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         mail,
         alerts,
         chat,
+        uptime,
         http_metrics: Default::default(),
         routes: Arc::new(table),
         shutdown: CancellationToken::new(),
@@ -122,6 +128,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     state.mail.register(&state);
     state.alerts.register(&state);
     state.chat.register(&state);
+    state.uptime.register(&state);
     // Batches acknowledged through the ingest log but lost from the database in a crash are
     // committed again before anything reads or serves.
     state.ingest.recover().map_err(|e| BuildError::Part {
@@ -173,6 +180,7 @@ impl App {
         tasks.extend(state.alerts.start(&state, token.clone()));
         tasks.push(tokio::spawn(state.db.clone().watch_space(token.clone())));
         tasks.extend(state.chat.start(&state, token.clone()));
+        tasks.extend(state.uptime.start(&state, token.clone()));
         let socket = http::socket::bind(&state.config.socket_path()).await?;
         tasks.push(tokio::spawn(http::socket::serve(
             socket,

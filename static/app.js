@@ -10,6 +10,7 @@ import * as stats from './js/views/stats.js';
 import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
 import * as chat from './js/views/chat.js';
+import * as monitors from './js/views/monitors.js';
 
 const app = document.getElementById('app');
 
@@ -25,6 +26,9 @@ const ROUTES = [
   [/^\/stats$/, (ctx) => projectRedirect(ctx, 'stats'), 'stats'],
   [/^\/issues\/(\d+)$/, issue.view, 'issues'],
   [/^\/issues\/(\d+)\/events\/([\w-]+)$/, issue.view, 'issues'],
+  [/^\/monitors$/, monitors.list, 'monitors'],
+  [/^\/monitors\/new$/, monitors.create, 'monitors'],
+  [/^\/monitors\/([\w-]+)$/, monitors.detail, 'monitors'],
   [/^\/alerts$/, extra.alerts, 'alerts'],
   [/^\/mail$/, extra.mail, 'mail'],
   [/^\/chat$/, chat.inbox, 'chat'],

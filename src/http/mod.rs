@@ -41,6 +41,7 @@ pub fn all_routes() -> Routes {
         .merge(crate::mail::api::routes())
         .merge(crate::alerts::api::routes())
         .merge(crate::chat::api::routes())
+        .merge(crate::uptime::api::routes())
         .merge(admin::routes())
 }
 

@@ -1437,6 +1437,18 @@ fn commit_other(txn: &WriteTransaction, w: &Work) -> Result<(), IngestError> {
                 None => check_in.clone(),
             };
             cis.insert(ckey, codec::encode(&merged).as_slice())?;
+            drop((monitors, cis));
+            // Uptime evaluates it in this transaction (cron monitors: late, missed, timed out).
+            crate::uptime::signals::sentry_check_in(
+                txn,
+                *project_id,
+                slug,
+                &check_in.check_in_id,
+                &check_in.status,
+                check_in.duration_s,
+                config.as_deref(),
+                check_in.updated_ms,
+            )?;
         }
         Work::Feedback {
             project_id,

@@ -27,6 +27,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
     crate::chat::store::ensure_tables,
+    crate::uptime::store::ensure_tables,
 ];
 
 pub const MIGRATIONS: &[Migration] = &[
@@ -71,9 +72,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "chat: conversations, sites and default canned responses",
         run: crate::chat::store::migrate_default_canned,
     },
+    // Uptime monitoring: new tables only (created by `ensure_tables`), nothing to convert. The
+    // bump makes older releases refuse a database whose monitors they would silently ignore.
+    Migration {
+        version: 7,
+        name: "uptime: monitors, results, rollups and the due-time queue",
+        run: |_| Ok(()),
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 6;
+pub const CURRENT_VERSION: u64 = 7;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {

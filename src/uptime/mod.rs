@@ -33,14 +33,22 @@
 //!   badge from [`status_page::render`] and [`status_page::badge`] over a view built from
 //!   rollups (no scan of raw results per request).
 
+pub mod api;
 pub mod checks;
 pub mod conditions;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod monitor;
+pub mod pages;
+pub mod queue;
 pub mod rollup;
 pub mod schedule;
+pub mod service;
+pub mod signals;
 pub mod status_page;
+pub mod store;
+
+pub use service::{Uptime, UptimeConfig};
 
 use jiff::SignedDuration;
 

@@ -23,3 +23,7 @@ mod router_walk;
 mod system;
 mod upgrade;
 mod uptime;
+mod uptime_dashboard;
+mod uptime_heartbeats;
+mod uptime_monitors;
+mod uptime_pages;
