@@ -324,6 +324,12 @@ pub fn slack_payload(a: &Alert) -> Value {
     if let Some(c) = a.count {
         facts.push(format!("*Events:* {c}"));
     }
+    if let Some(t) = a.ticket_id {
+        facts.push(format!("*Ticket:* #{t}"));
+    }
+    if let Some(p) = &a.priority {
+        facts.push(format!("*Priority:* {}", slack_escape(p)));
+    }
     json!({
         "text": format!("{}: {}", slack_escape(&a.reason), title),
         "attachments": [{
@@ -374,6 +380,8 @@ pub async fn test_channel(state: &AppState, channel: &Channel) -> Result<String,
         issue_id: None,
         monitor: None,
         count: None,
+        ticket_id: None,
+        priority: None,
         url: format!("{base}/#/alerts"),
         at_ms: now_ms(),
         subject: "alert.test".into(),

@@ -1,7 +1,8 @@
 //! Alert rules over bus events, delivered to Slack, email and signed webhooks.
 //!
 //! Two durable bus consumers:
-//! - `alerts` reads `issue.>`, `event.stored`, `$sys.dlq.*` and `monitor.>`, matches rules
+//! - `alerts` reads `issue.>`, `event.stored`, `$sys.dlq.*`, `monitor.>` and `chat.ticket.>`,
+//!   matches rules
 //!   (WHEN + IF filters + per-rule, per-issue throttle) and, in one write transaction, records
 //!   the fired alert in the history and publishes one `alert.deliver` event per channel.
 //! - `alerts-delivery` performs each delivery (HTTP for Slack and webhooks, the mail outbox for
@@ -176,7 +177,25 @@ enum Seen {
         name: String,
         down: bool,
     },
+    /// `chat.ticket.created` (`breach: None`) or `chat.ticket.sla_breached` (`breach`: the
+    /// target passed, `first_response` or `resolution`).
+    Ticket {
+        id: u64,
+        priority: String,
+        breach: Option<String>,
+    },
     Nothing,
+}
+
+/// Whether a ticket of `priority` is at or above a rule's `min_priority`.
+fn priority_at_least(priority: &str, min: &Option<String>) -> bool {
+    match min {
+        None => true,
+        Some(m) => match (model::priority_rank(priority), model::priority_rank(m)) {
+            (Some(p), Some(m)) => p <= m,
+            _ => false,
+        },
+    }
 }
 
 impl Alerts {
@@ -205,7 +224,13 @@ impl Alerts {
         state.bus.register(
             ConsumerSpec::new(
                 "alerts",
-                &["issue.>", "event.stored", "$sys.dlq.*", "monitor.>"],
+                &[
+                    "issue.>",
+                    "event.stored",
+                    "$sys.dlq.*",
+                    "monitor.>",
+                    "chat.ticket.>",
+                ],
             ),
             move |d: Delivery| {
                 let st = st.clone();
@@ -350,6 +375,17 @@ impl Alerts {
                     .to_string();
                 Seen::Monitor { name, down }
             }
+            "chat.ticket.created" | "chat.ticket.sla_breached" => {
+                match u64_field(&p, "conversation_id") {
+                    Some(id) => Seen::Ticket {
+                        id,
+                        priority: str_field(&p, "priority").unwrap_or_else(|| "normal".into()),
+                        breach: (subject == "chat.ticket.sla_breached")
+                            .then(|| str_field(&p, "target").unwrap_or_else(|| "sla".into())),
+                    },
+                    None => Seen::Nothing,
+                }
+            }
             _ => Seen::Nothing,
         };
         let rules = self.rules().await?;
@@ -404,6 +440,41 @@ impl Alerts {
                         Some(format!("monitor:{name}")),
                     )
                 }
+                (
+                    Trigger::TicketCreated { min_priority },
+                    Seen::Ticket {
+                        id,
+                        priority,
+                        breach: None,
+                    },
+                ) => {
+                    if !priority_at_least(priority, min_priority) {
+                        continue;
+                    }
+                    (
+                        format!("New {priority} ticket #{id}"),
+                        None,
+                        Some(format!("ticket:{id}")),
+                    )
+                }
+                (
+                    Trigger::TicketSlaBreached { min_priority },
+                    Seen::Ticket {
+                        id,
+                        priority,
+                        breach: Some(target),
+                    },
+                ) => {
+                    if !priority_at_least(priority, min_priority) {
+                        continue;
+                    }
+                    let what = target.replace('_', " ");
+                    (
+                        format!("SLA breached ({what}) on {priority} ticket #{id}"),
+                        None,
+                        Some(format!("ticket:{id}:{target}")),
+                    )
+                }
                 _ => continue,
             };
             if !filters_match(&rule.filters, &p) {
@@ -428,13 +499,21 @@ impl Alerts {
                     str_field(&p, "error").unwrap_or_default()
                 ),
                 Seen::Monitor { .. } => reason.clone(),
+                Seen::Ticket { id, .. } => str_field(&p, "subject")
+                    .map(|s| s.chars().take(200).collect())
+                    .unwrap_or_else(|| format!("Ticket #{id}")),
                 _ => subject.to_string(),
             });
+            let (ticket_id, priority) = match &seen {
+                Seen::Ticket { id, priority, .. } => (Some(*id), Some(priority.clone())),
+                _ => (None, None),
+            };
             let url = match issue_id {
                 Some(i) => format!("{base}/#/issues/{i}"),
                 None => match &seen {
                     Seen::Dlq { consumer } => format!("{base}/#/bus/dlq/{consumer}"),
                     Seen::Monitor { name, .. } => format!("{base}/#/monitors/{name}"),
+                    Seen::Ticket { id, .. } => format!("{base}/#/chat/{id}"),
                     _ => format!("{base}/#/alerts"),
                 },
             };
@@ -452,6 +531,8 @@ impl Alerts {
                 issue_id,
                 monitor,
                 count,
+                ticket_id,
+                priority,
                 url,
                 at_ms: now,
                 subject: subject.to_string(),
@@ -575,6 +656,15 @@ impl Alerts {
         {
             return Err(AlertsError::Invalid(format!(
                 "window {window:?} is not one of 1m, 5m, 15m, 1h, 1d"
+            )));
+        }
+        if let Trigger::TicketCreated { min_priority } | Trigger::TicketSlaBreached { min_priority } =
+            &r.when
+            && let Some(m) = min_priority
+            && model::priority_rank(m).is_none()
+        {
+            return Err(AlertsError::Invalid(format!(
+                "min_priority {m:?} is not one of urgent, high, normal, low (or leave it out for any)"
             )));
         }
         if r.channels.is_empty() {

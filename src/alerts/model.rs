@@ -29,6 +29,26 @@ pub enum Trigger {
         #[serde(default)]
         monitor: Option<String>,
     },
+    /// A support ticket is opened (`chat.ticket.created`), optionally only at or above
+    /// `min_priority` (urgent, high, normal, low): "urgent ticket" is `min_priority: "urgent"`.
+    TicketCreated {
+        #[serde(default)]
+        min_priority: Option<String>,
+    },
+    /// A ticket passes its first-response or resolution target (`chat.ticket.sla_breached`),
+    /// optionally only at or above `min_priority`.
+    TicketSlaBreached {
+        #[serde(default)]
+        min_priority: Option<String>,
+    },
+}
+
+/// Ticket priorities, most urgent first (as chat orders them).
+pub const PRIORITIES: &[&str] = &["urgent", "high", "normal", "low"];
+
+/// A priority's rank: 0 is urgent; `None` for an unknown name.
+pub fn priority_rank(p: &str) -> Option<usize> {
+    PRIORITIES.iter().position(|x| *x == p)
 }
 
 pub const WINDOWS: &[(&str, i64)] = &[
@@ -113,6 +133,12 @@ pub struct Alert {
     pub issue_id: Option<u64>,
     pub monitor: Option<String>,
     pub count: Option<u64>,
+    /// The ticket (chat conversation) id, for ticket triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<u64>,
+    /// The ticket's priority, for ticket triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
     /// Link back to the dashboard.
     pub url: String,
     pub at_ms: i64,

@@ -393,7 +393,7 @@ impl Chat {
                                 BusPriority::High,
                                 &json!({"conversation_id": c.id, "target": kind, "priority": c.priority,
                                         "target_ms": ms, "overdue_ms": now - c.created_ms - ms,
-                                        "assignee": c.assignee, "ticket": c.ticket}),
+                                        "assignee": c.assignee, "ticket": c.ticket, "subject": c.subject}),
                             )?;
                         }
                     }
@@ -856,6 +856,20 @@ impl Chat {
         first_message: Option<String>,
         client_id: Option<String>,
     ) -> ChatResult<(Conversation, Option<Entry>)> {
+        self.start_conversation_as(who, channel, first_message, client_id, None)
+            .await
+    }
+
+    /// [`Chat::start_conversation`] with the ticket's priority and subject set from the start,
+    /// so `chat.ticket.created` carries them.
+    async fn start_conversation_as(
+        &self,
+        who: &Who,
+        channel: Channel,
+        first_message: Option<String>,
+        client_id: Option<String>,
+        ticket: Option<(Priority, String)>,
+    ) -> ChatResult<(Conversation, Option<Entry>)> {
         let Who::Visitor { site_id, visitor } = who else {
             return Err(ChatError::Invalid(
                 "only a widget visitor starts a conversation this way".into(),
@@ -909,12 +923,19 @@ impl Chat {
                     ticket: channel != Channel::Chat,
                     sla_breached: 0,
                 };
+                if let Some((p, subject)) = &ticket {
+                    conv.priority = *p;
+                    if !subject.is_empty() {
+                        conv.subject = subject.clone();
+                    }
+                }
                 if conv.ticket {
                     bus.publish_durable(
                         txn,
                         "chat.ticket.created",
                         BusPriority::Normal,
-                        &json!({"conversation_id": id, "priority": conv.priority, "channel": channel}),
+                        &json!({"conversation_id": id, "priority": conv.priority, "channel": channel,
+                                "subject": conv.subject}),
                     )?;
                 }
                 txn.open_table(VISITOR_CONVS)?.insert((visitor_id, id), ())?;
@@ -1329,7 +1350,8 @@ impl Chat {
                         txn,
                         "chat.ticket.created",
                         BusPriority::Normal,
-                        &json!({"conversation_id": conv.id, "priority": conv.priority, "channel": conv.channel}),
+                        &json!({"conversation_id": conv.id, "priority": conv.priority, "channel": conv.channel,
+                                "subject": conv.subject}),
                     )?;
                 }
                 save_conv(txn, &conv)?;
@@ -1391,25 +1413,10 @@ impl Chat {
         } else {
             format!("{}\n\n{message}", subject.trim())
         };
+        let s = clip(subject.trim(), 120);
         let (conv, _) = self
-            .start_conversation(&who, Channel::Api, Some(body), None)
+            .start_conversation_as(&who, Channel::Api, Some(body), None, Some((priority, s)))
             .await?;
-        if !subject.trim().is_empty() || priority != Priority::Normal {
-            let s = clip(&subject, 120);
-            return self
-                .inner
-                .db
-                .write(move |txn| {
-                    let mut c = load_conv(txn, conv.id)?;
-                    if !s.is_empty() {
-                        c.subject = s;
-                    }
-                    c.priority = priority;
-                    save_conv(txn, &c)?;
-                    Ok(c)
-                })
-                .await;
-        }
         Ok(conv)
     }
 

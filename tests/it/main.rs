@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod bus;
 mod chat;
+mod chat_alerts;
 mod chat_browser;
 mod chat_upload;
 mod cli;
