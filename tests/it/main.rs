@@ -9,6 +9,8 @@ mod cli;
 mod common;
 mod ingest;
 mod ingest_kill;
+// issue 12: hostile input, attachment caps, retention, session counts (harden-ingest)
+mod ingest_limits;
 mod issues;
 mod mail;
 mod mail_support;
