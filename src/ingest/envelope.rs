@@ -312,13 +312,16 @@ pub struct Stream<R> {
     items: usize,
 }
 
+/// A line read: its kept bytes and full length, or `Err(())` when it ran past the limit.
+type Line = Result<(Vec<u8>, u64), ()>;
+
 /// Reads up to and without the next newline; at most `keep` bytes are kept, and past `fail`
 /// bytes it stops with `Err(())`. `None` at the end of input.
 fn read_line<R: std::io::BufRead>(
     r: &mut R,
     keep: usize,
     fail: Option<usize>,
-) -> Result<Option<Result<(Vec<u8>, u64), ()>>, StreamError> {
+) -> Result<Option<Line>, StreamError> {
     let mut out = Vec::new();
     let mut total = 0u64;
     let mut any = false;

@@ -328,7 +328,7 @@ pub fn prune(txn: &WriteTransaction, cutoff_ms: i64, now_ms: i64) -> StoreResult
         .retain(|k, _| k.1 >= day - DAY_MS)?;
     let stale = now_ms - SESSION_STATE_TTL_MS;
     txn.open_table(SESSION_STATES)?
-        .retain(|_, v| codec::decode::<SessionState>(v).map_or(false, |s| s.updated_ms >= stale))?;
+        .retain(|_, v| codec::decode::<SessionState>(v).is_ok_and(|s| s.updated_ms >= stale))?;
     // Attachments: kept while their event is stored; one whose event never arrived is kept a
     // day (the event may come in a later envelope), then removed.
     let events = txn.open_table(crate::issues::store::EVENT_IDS)?;
