@@ -476,11 +476,11 @@ async fn run(exe: String, skip_memory: bool) {
         .get("x-sentry-rate-limits")
         .map(|v| v.to_str().unwrap_or("").to_string());
     println!(
-        "one request ({} KB): {} in {:.2} s, rate limits {limits:?}; data directory +{} MB",
+        "one request ({} KB): {} in {:.2} s, rate limits {limits:?}; data directory +{} KB",
         one.len() / 1024,
         r.status(),
         took.as_secs_f64(),
-        dir_bytes(&s.data).saturating_sub(before) / MB
+        dir_bytes(&s.data).saturating_sub(before) / 1024
     );
     let before = dir_bytes(&s.data);
     let bodies: Vec<Vec<u8>> = (0..4)
@@ -499,9 +499,9 @@ async fn run(exe: String, skip_memory: bool) {
     let t = Instant::now();
     let (statuses, worst, n) = slowest_while(four, Duration::from_millis(50), || small(0)).await;
     println!(
-        "four at once: {statuses:?} in {:.2} s; data directory +{} MB; a small event every 50 ms ({n}): slowest {:.0} ms",
+        "four at once: {statuses:?} in {:.2} s; data directory +{} KB; a small event every 50 ms ({n}): slowest {:.0} ms",
         t.elapsed().as_secs_f64(),
-        dir_bytes(&s.data).saturating_sub(before) / MB,
+        dir_bytes(&s.data).saturating_sub(before) / 1024,
         worst.as_secs_f64() * 1000.0
     );
 }
