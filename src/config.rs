@@ -182,12 +182,19 @@ impl Default for BusConfig {
 pub struct IngestConfig {
     /// Largest request body accepted before decompression (Sentry relay: 20 MB).
     pub max_compressed_size: ByteSize,
-    /// Largest body after decompression (Sentry relay: 100 MB).
+    /// Largest body after decompression (Sentry relay: 100 MB). Envelopes are decompressed
+    /// as they are read, one item at a time, so this bounds work, not memory.
     pub max_decompressed_size: ByteSize,
     /// Largest single event item (Sentry relay: 1 MB).
     pub max_event_size: ByteSize,
-    /// Largest single attachment stored.
+    /// Largest single attachment stored (larger ones are stored truncated).
     pub max_attachment_size: ByteSize,
+    /// Most attachments stored per event; more get the attachment rate-limit reply.
+    pub max_attachments_per_event: u32,
+    /// Most attachment bytes (as sent) stored per event.
+    pub max_attachment_bytes_per_event: ByteSize,
+    /// Most attachment bytes (as sent) stored per project per UTC day; 0 disables the cap.
+    pub max_attachment_bytes_per_project_per_day: ByteSize,
     /// Events per minute accepted per DSN key; 0 disables the limit.
     pub rate_limit_per_minute: u32,
     /// Events waiting for the writer before ingest answers 429.
@@ -207,6 +214,9 @@ impl Default for IngestConfig {
             max_decompressed_size: ByteSize::mb(100),
             max_event_size: ByteSize::mb(1),
             max_attachment_size: ByteSize::mb(10),
+            max_attachments_per_event: 20,
+            max_attachment_bytes_per_event: ByteSize::mb(20),
+            max_attachment_bytes_per_project_per_day: ByteSize::mb(200),
             rate_limit_per_minute: 0,
             queue_capacity: 4096,
             max_batch: 256,

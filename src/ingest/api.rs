@@ -165,41 +165,32 @@ fn project_id(raw: &str) -> Result<u64, IngestError> {
         .map_err(|_| IngestError::Malformed(format!("{raw:?} is not a project id; check the DSN")))
 }
 
-/// Reads the body (capped), undoes Content-Encoding (capped while decompressing).
-async fn read_body(
+/// A request body as sent (capped at `[ingest] max_compressed_size`), with its encoding.
+struct RawBody {
+    bytes: Vec<u8>,
+    encoding: String,
+}
+
+/// Reads the body, capped, into one buffer (sized from Content-Length: no copies).
+async fn read_raw(
     ingest: &Ingest,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Vec<u8>, IngestError> {
+) -> Result<RawBody, IngestError> {
     let cfg = &ingest.config().ingest;
     let max_c = cfg.max_compressed_size.as_usize();
-    let max_d = cfg.max_decompressed_size.as_usize();
     let too_large = || {
         IngestError::TooLarge(format!(
             "the request body is larger than {max_c} bytes ([ingest] max_compressed_size)"
         ))
     };
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max_c as u64
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_c as u64) {
         return Err(too_large());
     }
-    let collected = http_body_util::Limited::new(body, max_c)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large()
-            } else {
-                IngestError::Malformed(format!("cannot read the request body: {e}"))
-            }
-        })?;
-    let raw = collected.to_bytes().to_vec();
     let encoding = match headers.get(header::CONTENT_ENCODING) {
         Some(v) => v
             .to_str()
@@ -207,26 +198,78 @@ async fn read_body(
             .to_string(),
         None => String::new(),
     };
-    let decode = move || {
-        decode::decode(raw, &encoding, max_d).map_err(|e| match e {
-            decode::DecodeError::TooLarge(_) => {
-                IngestError::TooLarge(format!("{e} ([ingest] max_decompressed_size)"))
+    let mut bytes = Vec::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| IngestError::Malformed(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > max_c {
+                return Err(too_large());
             }
-            decode::DecodeError::Unsupported(_) => IngestError::UnsupportedEncoding(e.to_string()),
-            decode::DecodeError::Corrupt(..) => IngestError::Malformed(e.to_string()),
-        })
-    };
-    // Large bodies are decompressed off the async workers.
-    let big = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_none_or(|l| l > 256 * 1024);
-    if big {
-        crate::store::run_blocking(decode).await
-    } else {
-        decode()
+            bytes.extend_from_slice(&data);
+        }
     }
+    Ok(RawBody { bytes, encoding })
+}
+
+fn decode_error(e: decode::DecodeError, setting: &str) -> IngestError {
+    match e {
+        decode::DecodeError::TooLarge(_) => IngestError::TooLarge(format!("{e} ({setting})")),
+        decode::DecodeError::Unsupported(_) => IngestError::UnsupportedEncoding(e.to_string()),
+        decode::DecodeError::Corrupt(..) => IngestError::Malformed(e.to_string()),
+    }
+}
+
+/// Large bodies are decompressed off the async workers.
+async fn off_workers<T: Send + 'static>(
+    big: bool,
+    f: impl FnOnce() -> Result<T, IngestError> + Send + 'static,
+) -> Result<T, IngestError> {
+    if big {
+        crate::store::run_blocking(f).await
+    } else {
+        f()
+    }
+}
+
+fn is_big(raw: &RawBody) -> bool {
+    raw.bytes.len() > 64 * 1024 || !raw.encoding.is_empty()
+}
+
+/// Decompressions running at once: each fills a buffer of up to `max_decompressed_size` and
+/// takes a core, so many hostile requests at once wait here holding only their raw bodies.
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Undoes Content-Encoding, producing at most `cap` bytes (`setting` names the cap).
+async fn decode_body(
+    raw: RawBody,
+    cap: usize,
+    setting: &'static str,
+) -> Result<Vec<u8>, IngestError> {
+    if raw.encoding.is_empty() || raw.encoding.eq_ignore_ascii_case("identity") {
+        return decode::decode(raw.bytes, "", cap).map_err(|e| decode_error(e, setting));
+    }
+    let _slot = DECODES
+        .acquire()
+        .await
+        .map_err(|_| IngestError::Unavailable)?;
+    off_workers(is_big(&raw), move || {
+        decode::decode(raw.bytes, &raw.encoding, cap).map_err(|e| decode_error(e, setting))
+    })
+    .await
+}
+
+/// Reads and decodes a body of at most `cap` bytes.
+async fn read_body(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+    cap: usize,
+    setting: &'static str,
+) -> Result<Vec<u8>, IngestError> {
+    let raw = read_raw(ingest, headers, body).await?;
+    decode_body(raw, cap, setting).await
 }
 
 fn reply(result: Result<Value, IngestError>, ingest: &Ingest) -> Response {
@@ -239,6 +282,11 @@ fn reply(result: Result<Value, IngestError>, ingest: &Ingest) -> Response {
     }
 }
 
+/// The Sentry rate-limit header for the attachment category.
+fn attachment_limit_header(retry_after: u64) -> String {
+    format!("{retry_after}:attachment:project:attachment_limit")
+}
+
 async fn envelope(
     State(s): State<AppState>,
     Path(pid): Path<String>,
@@ -248,30 +296,93 @@ async fn envelope(
 ) -> Response {
     let r = async {
         let pid = project_id(&pid)?;
-        let mut key = key_from_request(&headers, &uri);
+        let cfg = &s.ingest.config().ingest;
         // Check the header/query key before reading the body, so unauthenticated bodies
         // cost nothing.
-        let mut version = None;
-        if let Some(k) = &key {
-            version = Some(s.ingest.authorize(k, pid).await?);
-        }
-        let body = read_body(&s.ingest, &headers, body).await?;
-        if key.is_none() {
-            key = Ingest::key_from_envelope(&body);
-            match &key {
-                Some(k) => version = Some(s.ingest.authorize(k, pid).await?),
-                None => return Err(IngestError::MissingKey),
-            }
-        }
-        let version = version.unwrap_or(crate::issues::GROUPING_VERSION);
-        let accepted = s.ingest.ingest_envelope(pid, version, &body).await?;
-        Ok(match accepted.id {
-            Some(id) => json!({ "id": id }),
-            None => json!({}),
+        let version = match key_from_request(&headers, &uri) {
+            Some(k) => Some(s.ingest.authorize(&k, pid).await?),
+            None => None,
+        };
+        let raw = read_raw(&s.ingest, &headers, body).await?;
+        // The body is decompressed as it is read, item by item: never held whole.
+        let big = is_big(&raw);
+        let cap = cfg.max_decompressed_size.as_usize();
+        let _slot = if raw.encoding.is_empty() {
+            None
+        } else {
+            Some(
+                DECODES
+                    .acquire()
+                    .await
+                    .map_err(|_| IngestError::Unavailable)?,
+            )
+        };
+        let authenticated = version.is_some();
+        let (stream, header) = off_workers(big, move || {
+            let reader = decode::reader(raw.bytes, &raw.encoding, cap)
+                .map_err(|e| decode_error(e, "[ingest] max_decompressed_size"))?;
+            let mut stream = super::envelope::Stream::new(reader);
+            let header = stream.header(authenticated).map_err(|e| match e {
+                super::envelope::StreamError::Envelope(e) => IngestError::Malformed(e.to_string()),
+                super::envelope::StreamError::TooLarge(m) => {
+                    IngestError::TooLarge(format!("{m} ([ingest] max_decompressed_size)"))
+                }
+                e => IngestError::Malformed(e.to_string()),
+            })?;
+            Ok((stream, header))
         })
+        .await?;
+        let version = match version {
+            Some(v) => v,
+            // The key is in the envelope header: only that line (at most `MAX_HEADER_LINE`
+            // bytes) was decompressed and read before the request is authenticated.
+            None => {
+                let key =
+                    Ingest::key_from_envelope_header(&header).ok_or(IngestError::MissingKey)?;
+                s.ingest.authorize(&key, pid).await?
+            }
+        };
+        let prepared = s
+            .ingest
+            .prepare_envelope(pid, version, header, stream, big)
+            .await?;
+        drop(_slot);
+        s.ingest.submit_envelope(prepared).await
     }
     .await;
-    reply(r, &s.ingest)
+    match r {
+        Ok(accepted) => {
+            let limited = accepted.attachments_limited;
+            if accepted.nothing_stored
+                && let Some(retry_after) = limited
+            {
+                s.ingest.count_rejected();
+                let err = ApiError::new(
+                    crate::http::error::Code::RateLimited,
+                    format!(
+                        "attachment limits reached ([ingest] max_attachments_per_event, \
+                         max_attachment_bytes_per_event, max_attachment_bytes_per_project_per_day); \
+                         retry after {retry_after} s"
+                    ),
+                )
+                .with_header("retry-after", retry_after.to_string())
+                .with_header("x-sentry-rate-limits", attachment_limit_header(retry_after));
+                return cors(err.into_response());
+            }
+            let v = match accepted.id {
+                Some(id) => json!({ "id": id }),
+                None => json!({}),
+            };
+            let mut resp = cors(ApiJson(v).into_response());
+            if let Some(retry_after) = limited
+                && let Ok(h) = HeaderValue::from_str(&attachment_limit_header(retry_after))
+            {
+                resp.headers_mut().insert("x-sentry-rate-limits", h);
+            }
+            resp
+        }
+        Err(e) => reply(Err(e), &s.ingest),
+    }
 }
 
 async fn store_event(
@@ -285,8 +396,11 @@ async fn store_event(
         let pid = project_id(&pid)?;
         let key = key_from_request(&headers, &uri).ok_or(IngestError::MissingKey)?;
         let version = s.ingest.authorize(&key, pid).await?;
-        let body = read_body(&s.ingest, &headers, body).await?;
+        // One event: never more than `max_event_size` is decompressed.
+        let cap = s.ingest.config().ingest.max_event_size.as_usize();
+        let body = read_body(&s.ingest, &headers, body, cap, "[ingest] max_event_size").await?;
         let ev = s.ingest.prepare_event(pid, version, &body, None)?;
+        drop(body);
         let id = ev.event_id.clone();
         s.ingest
             .submit(vec![super::Work::Event(Box::new(ev))])
@@ -308,16 +422,21 @@ async fn capture_common(
     let pid = project_id(pid)?;
     let key = key_from_request(headers, uri).ok_or(IngestError::MissingKey)?;
     let version = s.ingest.authorize(&key, pid).await?;
-    let body = read_body(&s.ingest, headers, body).await?;
+    // One event: never more than `max_event_size` is decompressed, so the JSON tree below is
+    // a bounded multiple of that.
+    let cap = s.ingest.config().ingest.max_event_size.as_usize();
+    let body = read_body(&s.ingest, headers, body, cap, "[ingest] max_event_size").await?;
     let input: Value = serde_json::from_slice(&body)
         .map_err(|e| IngestError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
+    drop(body);
     let event = if exception {
-        capture::exception_event(&input)
+        capture::exception_event(input)
     } else {
-        capture::message_event(&input)
+        capture::message_event(input)
     }
     .map_err(IngestError::InvalidJson)?;
     let raw = serde_json::to_vec(&event).map_err(|e| IngestError::InvalidJson(e.to_string()))?;
+    drop(event);
     let ev = s.ingest.prepare_event(pid, version, &raw, None)?;
     let id = ev.event_id.clone();
     s.ingest
@@ -476,13 +595,27 @@ async fn client_reports(
 ) -> Result<ApiJson<Value>, ApiError> {
     let rows =
         s.db.read(move |txn| {
+            // 0.1.0 kept one total per (reason, category); since, they are kept by day.
+            let mut totals: std::collections::BTreeMap<(String, String), u64> =
+                std::collections::BTreeMap::new();
             let t = txn.open_table(CLIENT_REPORTS)?;
-            let mut out = Vec::new();
             for row in t.range((pid, "", "")..(pid + 1, "", ""))? {
                 let (k, v) = row?;
                 let (_, reason, category) = k.value();
-                out.push(json!({"reason": reason, "category": category, "quantity": v.value()}));
+                *totals.entry((reason.into(), category.into())).or_default() += v.value();
             }
+            let t = txn.open_table(CLIENT_REPORTS_DAILY)?;
+            for row in t.range((pid, i64::MIN, "", "")..(pid + 1, i64::MIN, "", ""))? {
+                let (k, v) = row?;
+                let (_, _, reason, category) = k.value();
+                *totals.entry((reason.into(), category.into())).or_default() += v.value();
+            }
+            let out: Vec<Value> = totals
+                .into_iter()
+                .map(|((reason, category), quantity)| {
+                    json!({"reason": reason, "category": category, "quantity": quantity})
+                })
+                .collect();
             Ok::<_, IngestError>(out)
         })
         .await?;
@@ -501,10 +634,11 @@ async fn attachments(
             let mut out = Vec::new();
             for row in t.range((eid.as_str(), 0)..=(eid.as_str(), u64::MAX))? {
                 let (k, v) = row?;
-                let a: Attachment = codec::decode(v.value())?;
+                let a = decode_attachment(v.value())?;
+                let (filename, content_type, attachment_type, size, truncated) = a.meta();
                 out.push(json!({
-                    "n": k.value().1, "filename": a.filename, "content_type": a.content_type,
-                    "attachment_type": a.attachment_type, "size": a.size, "truncated": a.truncated,
+                    "n": k.value().1, "filename": filename, "content_type": content_type,
+                    "attachment_type": attachment_type, "size": size, "truncated": truncated,
                 }));
             }
             Ok::<_, IngestError>(out)
@@ -522,17 +656,18 @@ async fn attachment_download(
     let a =
         s.db.read(move |txn| {
             let t = txn.open_table(ATTACHMENTS)?;
-            let a: Option<Attachment> = t
-                .get((eid.as_str(), n))?
-                .map(|v| codec::decode(v.value()))
-                .transpose()?;
-            Ok::<_, IngestError>(a)
+            let Some(row) = t.get((eid.as_str(), n))? else {
+                return Ok::<_, IngestError>(None);
+            };
+            let a = decode_attachment(row.value())?;
+            let name = a.filename().to_string();
+            Ok(Some((name, a.into_data()?)))
         })
         .await?
         .ok_or_else(|| ApiError::not_found("attachment"))?;
+    let (filename, data) = a;
     // Always octet-stream with attachment disposition: user data is never rendered inline.
-    let name: String = a
-        .filename
+    let name: String = filename
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         .collect();
@@ -544,7 +679,7 @@ async fn attachment_download(
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        a.data,
+        data,
     )
         .into_response())
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 const MAX_FRAMES: usize = 200;
 
-fn copy_common(input: &Value, out: &mut Map<String, Value>) {
+fn copy_common(input: &mut Value, out: &mut Map<String, Value>) {
     for key in [
         "environment",
         "release",
@@ -21,8 +21,13 @@ fn copy_common(input: &Value, out: &mut Map<String, Value>) {
         "extra",
         "contexts",
     ] {
-        if let Some(v) = input.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.into(), v.clone());
+        // Moved, not cloned: the body's tree is never held twice.
+        if let Some(v) = input
+            .as_object_mut()
+            .and_then(|o| o.remove(key))
+            .filter(|v| !v.is_null())
+        {
+            out.insert(key.into(), v);
         }
     }
     let level = input
@@ -35,7 +40,8 @@ fn copy_common(input: &Value, out: &mut Map<String, Value>) {
             "info"
         });
     out.insert("level".into(), json!(level));
-    match input.get("user") {
+    let mut take = |key: &str| input.as_object_mut().and_then(|o| o.remove(key));
+    match take("user") {
         Some(Value::String(s)) if s.contains('@') => {
             out.insert("user".into(), json!({"email": s}));
         }
@@ -43,12 +49,12 @@ fn copy_common(input: &Value, out: &mut Map<String, Value>) {
             out.insert("user".into(), json!({"id": s}));
         }
         Some(u @ Value::Object(_)) => {
-            out.insert("user".into(), u.clone());
+            out.insert("user".into(), u);
         }
         _ => {}
     }
-    if let Some(tags) = input.get("tags").filter(|t| t.is_object()) {
-        out.insert("tags".into(), tags.clone());
+    if let Some(tags) = take("tags").filter(|t| t.is_object()) {
+        out.insert("tags".into(), tags);
     }
     if let Some(url) = input.get("url").and_then(Value::as_str) {
         out.insert("request".into(), json!({"url": url}));
@@ -120,22 +126,32 @@ fn frame_from_loc(func: Option<&str>, loc: &str) -> Value {
     json!({"filename": file, "function": func, "lineno": lineno, "colno": colno, "in_app": in_app})
 }
 
-pub fn exception_event(input: &Value) -> Result<Value, String> {
+pub fn exception_event(mut input: Value) -> Result<Value, String> {
     if !input.is_object() {
         return Err("send a JSON object like {\"type\": \"Error\", \"message\": \"...\"}".into());
     }
-    let ty = input.get("type").and_then(Value::as_str).unwrap_or("Error");
+    let ty = input
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Error")
+        .to_string();
     let value = input
         .get("message")
         .or_else(|| input.get("value"))
         .and_then(Value::as_str)
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_string();
     if ty.is_empty() && value.is_empty() {
         return Err("an exception needs a type or a message".into());
     }
-    let frames = match input.get("stacktrace").or_else(|| input.get("stack")) {
-        Some(Value::String(text)) => parse_stack_text(text),
-        Some(Value::Array(a)) => a.iter().take(MAX_FRAMES).cloned().collect(),
+    let stack = input.as_object_mut().and_then(|o| {
+        o.remove("stacktrace")
+            .filter(|v| !v.is_null())
+            .or_else(|| o.remove("stack"))
+    });
+    let frames = match stack {
+        Some(Value::String(text)) => parse_stack_text(&text),
+        Some(Value::Array(a)) => a.into_iter().take(MAX_FRAMES).collect(),
         _ => Vec::new(),
     };
     let mut exc = json!({"type": ty, "value": value, "mechanism": {"type": "hearth.capture", "handled": input.get("handled").and_then(Value::as_bool).unwrap_or(true)}});
@@ -144,19 +160,20 @@ pub fn exception_event(input: &Value) -> Result<Value, String> {
     }
     let mut out = Map::new();
     out.insert("exception".into(), json!({ "values": [exc] }));
-    copy_common(input, &mut out);
+    copy_common(&mut input, &mut out);
     Ok(Value::Object(out))
 }
 
-pub fn message_event(input: &Value) -> Result<Value, String> {
+pub fn message_event(mut input: Value) -> Result<Value, String> {
     let msg = input
         .get("message")
         .and_then(Value::as_str)
         .filter(|m| !m.trim().is_empty())
-        .ok_or("send {\"message\": \"...\"}")?;
+        .ok_or("send {\"message\": \"...\"}")?
+        .to_string();
     let mut out = Map::new();
     out.insert("message".into(), json!({ "formatted": msg }));
-    copy_common(input, &mut out);
+    copy_common(&mut input, &mut out);
     Ok(Value::Object(out))
 }
 
@@ -187,15 +204,15 @@ mod tests {
     #[test]
     fn events_from_capture_bodies() {
         let e = exception_event(
-            &json!({"type": "E", "message": "m", "user": "a@b.c", "tags": {"k": "v"}}),
+            json!({"type": "E", "message": "m", "user": "a@b.c", "tags": {"k": "v"}}),
         )
         .unwrap();
         assert_eq!(e["exception"]["values"][0]["type"], "E");
         assert_eq!(e["user"]["email"], "a@b.c");
         assert_eq!(e["level"], "error");
-        assert!(message_event(&json!({"nope": 1})).is_err());
+        assert!(message_event(json!({"nope": 1})).is_err());
         assert_eq!(
-            message_event(&json!({"message": "hi"})).unwrap()["level"],
+            message_event(json!({"message": "hi"})).unwrap()["level"],
             "info"
         );
     }

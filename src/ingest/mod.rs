@@ -13,6 +13,7 @@ pub mod api;
 pub mod capture;
 pub mod decode;
 pub mod envelope;
+pub mod items;
 pub mod store;
 pub mod wal;
 
@@ -140,9 +141,26 @@ pub enum Work {
         project_id: u64,
         feedback: Feedback,
     },
+    /// Written by 0.1 (data uncompressed); still replayed from an older ingest log.
     Attachment {
         event_id: String,
         attachment: Attachment,
+    },
+    /// One session's update, counted once per session in its worst state.
+    SessionUpdate {
+        project_id: u64,
+        /// Empty when the SDK sent none: then the update counts on its own.
+        sid: String,
+        release: String,
+        environment: Option<String>,
+        init: bool,
+        /// 0 healthy, 1 errored, 2 abnormal, 3 crashed.
+        state: u8,
+        exited: bool,
+    },
+    CompressedAttachment {
+        event_id: String,
+        attachment: CompressedAttachment,
     },
     /// Last: a skipped variant anywhere else shifts the variant numbers postcard writes
     /// against those it reads.
@@ -152,8 +170,56 @@ pub enum Work {
 
 struct Job {
     works: Vec<Work>,
-    reply: oneshot::Sender<Result<Vec<EventOutcome>, String>>,
+    reply: oneshot::Sender<Result<Committed, String>>,
 }
+
+/// What the writer did with one request's work.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    pub events: Vec<EventOutcome>,
+    /// Attachments were dropped over a cap: the Sentry rate-limit reply for the attachment
+    /// category, with this many seconds to wait.
+    pub attachments_limited: Option<u64>,
+    /// Work items stored (events included).
+    pub stored: usize,
+}
+
+/// An envelope turned into writer work.
+pub struct Prepared {
+    pub event_id: Option<String>,
+    pub works: Vec<Work>,
+    /// Attachments over a per-event cap were left out already.
+    pub attachments_over: bool,
+}
+
+/// Client-report reason under which Hearth counts items it accepts but does not store.
+pub const NOT_STORED: &str = "not_stored_by_hearth";
+
+/// A client report's reason or category as a short name (they are stored as keys).
+fn report_name(s: &str) -> String {
+    let name: String = s
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
+}
+
+/// Distinct (reason, category) client-report rows kept per project and day.
+const MAX_REPORT_ROWS_PER_DAY: usize = 200;
+
+/// Seconds an SDK is told to hold attachments back after a per-event cap.
+const ATTACHMENT_RETRY_AFTER: u64 = 60;
 
 /// What the writer thread receives: work, or the word to commit what is queued and stop.
 enum Msg {
@@ -221,30 +287,10 @@ pub struct Accepted {
     /// The envelope's event id, when it has one.
     pub id: Option<String>,
     pub outcomes: Vec<EventOutcome>,
-}
-
-fn str_of(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
-fn u64_of(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-/// Timestamps arrive as RFC 3339 strings or Unix seconds.
-fn ts_ms(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_f64().map(|f| (f * 1000.0) as i64),
-        Value::String(s) => s
-            .parse::<jiff::Timestamp>()
-            .ok()
-            .map(|t| t.as_millisecond())
-            .or_else(|| s.parse::<f64>().ok().map(|f| (f * 1000.0) as i64)),
-        _ => None,
-    }
+    /// Attachments were dropped over a cap; seconds to hold attachments back.
+    pub attachments_limited: Option<u64>,
+    /// Nothing but over-cap attachments was sent.
+    pub nothing_stored: bool,
 }
 
 impl Ingest {
@@ -536,8 +582,11 @@ impl Ingest {
                 .issues
                 .group(project_id, grouping_version, &event);
         let fixed_id = payload_id.as_deref() != Some(event_id.as_str());
+        let has_timestamp = obj.contains_key("timestamp");
+        // Freed before a full parse below: never two trees of one event at once.
+        drop(event);
         let rewritten;
-        let json: &[u8] = if fixed_id || !obj.contains_key("timestamp") {
+        let json: &[u8] = if fixed_id || !has_timestamp {
             // Rare (SDKs send both): rewrite the whole document with the id and time filled in.
             let mut full: Value = serde_json::from_slice(raw).map_err(invalid)?;
             let obj = full.as_object_mut().expect("checked above");
@@ -565,260 +614,70 @@ impl Ingest {
         })
     }
 
-    /// Turns a parsed envelope into writer work. Returns the envelope's event id too.
-    pub fn prepare_envelope(
+    /// Reads an envelope's items from `stream` one at a time and turns them into writer work:
+    /// only one item's payload is held at once (attachments over a cap are read past, not
+    /// kept). Every JSON item is capped at `[ingest] max_event_size` and read into the few
+    /// fields Hearth keeps (see [`items`]).
+    pub fn prepare_stream<R: std::io::BufRead>(
         &self,
         project_id: u64,
         grouping_version: u32,
-        env: &envelope::Envelope<'_>,
-    ) -> Result<(Option<String>, Vec<Work>), IngestError> {
-        let inner = self.inner();
-        let header_id = env
-            .header
-            .get("event_id")
-            .and_then(Value::as_str)
-            .and_then(envelope::normalize_event_id);
-        let mut event_id = header_id.clone();
-        let mut works = Vec::new();
-        let now = now_ms();
-        let parse = |item: &envelope::Item<'_>| -> Result<Value, IngestError> {
-            serde_json::from_slice(item.payload).map_err(|e| {
-                IngestError::InvalidJson(format!("the {} item is not valid JSON: {e}", item.ty()))
-            })
+        header: &envelope::EnvelopeHeader,
+        stream: &mut envelope::Stream<R>,
+    ) -> Result<Prepared, IngestError> {
+        let mut prep = Prep {
+            ingest: self,
+            project_id,
+            grouping_version,
+            header_id: header
+                .event_id
+                .get()
+                .and_then(|s| envelope::normalize_event_id(s)),
+            event_id: None,
+            works: Vec::new(),
+            attachments_over: false,
+            att_count: 0,
+            att_bytes: 0,
+            not_stored: Vec::new(),
+            now: now_ms(),
+            held: 0,
         };
-        let max_item = inner.config.ingest.max_event_size.as_usize();
-        for item in &env.items {
-            match item.ty() {
-                "event" | "error" | "security" => {
-                    let ev = self.prepare_event(
-                        project_id,
-                        grouping_version,
-                        item.payload,
-                        header_id.as_deref(),
-                    )?;
-                    event_id.get_or_insert_with(|| ev.event_id.clone());
-                    works.push(Work::Event(Box::new(ev)));
-                }
-                "transaction" => {
-                    if item.payload.len() > max_item {
-                        return Err(IngestError::TooLarge(format!(
-                            "the transaction is {} bytes; the limit is {max_item}",
-                            item.payload.len()
-                        )));
-                    }
-                    let v = parse(item)?;
-                    let eid = header_id
-                        .clone()
-                        .or_else(|| str_of(&v, "event_id"))
-                        .unwrap_or_default();
-                    event_id.get_or_insert_with(|| eid.clone());
-                    let start = ts_ms(v.get("start_timestamp"));
-                    let end = ts_ms(v.get("timestamp"));
-                    works.push(Work::Transaction {
-                        project_id,
-                        row: TransactionRow {
-                            event_id: eid,
-                            name: str_of(&v, "transaction").unwrap_or_default(),
-                            op: v
-                                .get("contexts")
-                                .and_then(|c| c.get("trace"))
-                                .and_then(|t| str_of(t, "op")),
-                            duration_ms: match (start, end) {
-                                (Some(s), Some(e)) => Some((e - s) as f64),
-                                _ => None,
-                            },
-                            span_count: v
-                                .get("spans")
-                                .and_then(Value::as_array)
-                                .map_or(0, |a| a.len() as u64),
-                            received_ms: now,
-                            payload: codec::compress_json(item.payload),
-                        },
-                    });
-                }
-                "session" => {
-                    let v = parse(item)?;
-                    let attrs = v.get("attrs").cloned().unwrap_or(Value::Null);
-                    let Some(release) = str_of(&attrs, "release") else {
-                        continue;
-                    };
-                    let status = str_of(&v, "status").unwrap_or_else(|| "ok".into());
-                    let init = v.get("init").and_then(Value::as_bool).unwrap_or(false);
-                    let errors = u64_of(&v, "errors");
-                    let ended = status != "ok";
-                    works.push(Work::Session {
-                        project_id,
-                        release,
-                        environment: str_of(&attrs, "environment"),
-                        started: u64::from(init),
-                        exited: u64::from(status == "exited" && errors == 0),
-                        errored: u64::from(ended && errors > 0 && status == "exited"),
-                        crashed: u64::from(status == "crashed"),
-                        abnormal: u64::from(status == "abnormal"),
-                    });
-                }
-                "sessions" => {
-                    let v = parse(item)?;
-                    let attrs = v.get("attrs").cloned().unwrap_or(Value::Null);
-                    let Some(release) = str_of(&attrs, "release") else {
-                        continue;
-                    };
-                    for agg in v
-                        .get("aggregates")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .take(100)
-                    {
-                        let (ex, er, ab, cr) = (
-                            u64_of(agg, "exited"),
-                            u64_of(agg, "errored"),
-                            u64_of(agg, "abnormal"),
-                            u64_of(agg, "crashed"),
-                        );
-                        works.push(Work::Session {
-                            project_id,
-                            release: release.clone(),
-                            environment: str_of(&attrs, "environment"),
-                            started: ex + er + ab + cr,
-                            exited: ex,
-                            errored: er,
-                            crashed: cr,
-                            abnormal: ab,
-                        });
-                    }
-                }
-                "client_report" => {
-                    let v = parse(item)?;
-                    let mut outcomes = Vec::new();
-                    for key in ["discarded_events", "rate_limited_events", "filtered_events"] {
-                        for d in v.get(key).and_then(Value::as_array).into_iter().flatten() {
-                            outcomes.push((
-                                str_of(d, "reason").unwrap_or_else(|| key.to_string()),
-                                str_of(d, "category").unwrap_or_default(),
-                                u64_of(d, "quantity"),
-                            ));
-                        }
-                    }
-                    works.push(Work::ClientReport {
-                        project_id,
-                        outcomes,
-                    });
-                }
-                "check_in" => {
-                    let v = parse(item)?;
-                    let Some(slug) = str_of(&v, "monitor_slug") else {
-                        continue;
-                    };
-                    let id = str_of(&v, "check_in_id")
-                        .and_then(|s| envelope::normalize_event_id(&s))
-                        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-                    works.push(Work::CheckIn {
-                        project_id,
-                        slug: slug.chars().take(128).collect(),
-                        check_in: CheckIn {
-                            check_in_id: id,
-                            status: str_of(&v, "status").unwrap_or_else(|| "ok".into()),
-                            duration_s: v.get("duration").and_then(Value::as_f64),
-                            started_ms: now,
-                            updated_ms: now,
-                            environment: str_of(&v, "environment"),
-                            release: str_of(&v, "release"),
-                        },
-                        config: v.get("monitor_config").map(|c| c.to_string()),
-                    });
-                }
-                "user_report" => {
-                    let v = parse(item)?;
-                    works.push(Work::Feedback {
-                        project_id,
-                        feedback: Feedback {
-                            id: 0,
-                            kind: "user_report".into(),
-                            event_id: str_of(&v, "event_id")
-                                .and_then(|s| envelope::normalize_event_id(&s)),
-                            issue_id: None,
-                            name: str_of(&v, "name"),
-                            email: str_of(&v, "email"),
-                            message: str_of(&v, "comments").unwrap_or_default(),
-                            url: None,
-                            received_ms: now,
-                        },
-                    });
-                }
-                "feedback" => {
-                    let v = parse(item)?;
-                    let fb = v
-                        .get("contexts")
-                        .and_then(|c| c.get("feedback"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    works.push(Work::Feedback {
-                        project_id,
-                        feedback: Feedback {
-                            id: 0,
-                            kind: "feedback".into(),
-                            event_id: str_of(&fb, "associated_event_id")
-                                .and_then(|s| envelope::normalize_event_id(&s)),
-                            issue_id: None,
-                            name: str_of(&fb, "name"),
-                            email: str_of(&fb, "contact_email"),
-                            message: str_of(&fb, "message")
-                                .unwrap_or_default()
-                                .chars()
-                                .take(4096)
-                                .collect(),
-                            url: str_of(&fb, "url"),
-                            received_ms: now,
-                        },
-                    });
-                }
-                "attachment" => {
-                    let Some(eid) = event_id.clone().or(header_id.clone()) else {
-                        continue;
-                    };
-                    let cap = inner.config.ingest.max_attachment_size.as_usize();
-                    let size = item.payload.len();
-                    works.push(Work::Attachment {
-                        event_id: eid,
-                        attachment: Attachment {
-                            project_id,
-                            filename: item
-                                .header
-                                .get("filename")
-                                .and_then(Value::as_str)
-                                .unwrap_or("attachment")
-                                .chars()
-                                .take(255)
-                                .collect(),
-                            content_type: item
-                                .header
-                                .get("content_type")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                            attachment_type: item
-                                .header
-                                .get("attachment_type")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                            size: size as u64,
-                            truncated: size > cap,
-                            data: item.payload[..size.min(cap)].to_vec(),
-                        },
-                    });
-                }
-                // span, profile, replay, log, statsd and unknown types: accepted, not stored.
-                _ => {}
+        prep.event_id = prep.header_id.clone();
+        while let Some(item) = stream.next_item(|h| prep.keep(h)).map_err(stream_error)? {
+            let before = prep.works.len();
+            prep.item(&item)?;
+            if prep.works.len() > before {
+                prep.hold()?;
             }
         }
-        Ok((event_id, works))
+        let Prep {
+            event_id,
+            mut works,
+            attachments_over,
+            not_stored,
+            ..
+        } = prep;
+        if !not_stored.is_empty() {
+            works.push(Work::ClientReport {
+                project_id,
+                outcomes: not_stored
+                    .into_iter()
+                    .map(|(c, q)| (NOT_STORED.to_string(), c, q))
+                    .collect(),
+            });
+        }
+        Ok(Prepared {
+            event_id,
+            works,
+            attachments_over,
+        })
     }
 
     /// Hands `works` to the writer and waits until they are committed.
-    pub async fn submit(&self, works: Vec<Work>) -> Result<Vec<EventOutcome>, IngestError> {
+    pub async fn submit(&self, works: Vec<Work>) -> Result<Committed, IngestError> {
         let inner = self.inner();
         if works.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Committed::default());
         }
         if let Some(full) = storage_full(&inner.db, false) {
             return Err(full);
@@ -835,34 +694,63 @@ impl Ingest {
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(IngestError::Unavailable),
         }
         match rx.await {
-            Ok(Ok(outcomes)) => {
+            Ok(Ok(committed)) => {
                 inner.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                Ok(outcomes)
+                Ok(committed)
             }
             Ok(Err(e)) => Err(storage_full(&inner.db, true).unwrap_or(IngestError::Commit(e))),
             Err(_) => Err(IngestError::Unavailable),
         }
     }
 
-    /// Parses, prepares and commits an envelope body (already decoded).
-    pub async fn ingest_envelope(
+    /// Reads, prepares and commits an envelope whose header was read already. A large body
+    /// is read (decompressed, parsed, events grouped, attachments compressed) on the blocking
+    /// pool, so it never holds up the async workers that answer other requests.
+    pub async fn prepare_envelope(
         &self,
         project_id: u64,
         grouping_version: u32,
-        body: &[u8],
-    ) -> Result<Accepted, IngestError> {
-        let env = envelope::parse(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
-        let (id, works) = self.prepare_envelope(project_id, grouping_version, &env)?;
-        let outcomes = self.submit(works).await?;
-        Ok(Accepted { id, outcomes })
+        header: envelope::EnvelopeHeader,
+        stream: envelope::Stream<Box<dyn std::io::BufRead + Send>>,
+        large: bool,
+    ) -> Result<Prepared, IngestError> {
+        let this = self.clone();
+        let prepare = move || {
+            let mut stream = stream;
+            this.prepare_stream(project_id, grouping_version, &header, &mut stream)
+        };
+        if large {
+            crate::store::run_blocking(prepare).await
+        } else {
+            prepare()
+        }
     }
 
-    /// The DSN key named in an envelope's `dsn` header, if any.
-    pub fn key_from_envelope(body: &[u8]) -> Option<String> {
-        let line = body.split(|b| *b == b'\n').next()?;
-        let v: Value = serde_json::from_slice(line).ok()?;
-        let dsn = v.get("dsn")?.as_str()?;
-        let url = url::Url::parse(dsn).ok()?;
+    /// Commits a prepared envelope; the reply says what was stored.
+    pub async fn submit_envelope(&self, prepared: Prepared) -> Result<Accepted, IngestError> {
+        let only_attachments = !prepared.works.is_empty()
+            && prepared
+                .works
+                .iter()
+                .all(|w| matches!(w, Work::CompressedAttachment { .. }));
+        let sent_any = !prepared.works.is_empty();
+        let committed = self.submit(prepared.works).await?;
+        let limited = committed
+            .attachments_limited
+            .or(prepared.attachments_over.then_some(ATTACHMENT_RETRY_AFTER));
+        Ok(Accepted {
+            id: prepared.event_id,
+            outcomes: committed.events,
+            attachments_limited: limited,
+            nothing_stored: limited.is_some()
+                && committed.stored == 0
+                && (only_attachments || !sent_any),
+        })
+    }
+
+    /// The DSN key named in an envelope header's `dsn`, if any.
+    pub fn key_from_envelope_header(header: &envelope::EnvelopeHeader) -> Option<String> {
+        let url = url::Url::parse(header.dsn.get()?).ok()?;
         (!url.username().is_empty()).then(|| url.username().to_string())
     }
 }
@@ -877,6 +765,386 @@ fn storage_full(db: &Db, failed: bool) -> Option<IngestError> {
         db.space().refuse_write(true)
     };
     full.then_some(IngestError::Store(StoreError::DiskFull))
+}
+
+/// Turns envelope items into writer work, one at a time (see [`Ingest::prepare_stream`]).
+struct Prep<'i> {
+    ingest: &'i Ingest,
+    project_id: u64,
+    grouping_version: u32,
+    header_id: Option<String>,
+    event_id: Option<String>,
+    works: Vec<Work>,
+    attachments_over: bool,
+    att_count: u64,
+    att_bytes: u64,
+    /// Items accepted but not stored, by client-report category.
+    not_stored: Vec<(String, u64)>,
+    now: i64,
+    /// Bytes the prepared work holds (compressed payloads).
+    held: usize,
+}
+
+impl Prep<'_> {
+    /// What one envelope's prepared work may hold: a full event's worth of attachments and a
+    /// few events or transactions (all compressed, so usually far less).
+    fn held_limit(&self) -> usize {
+        let cfg = &self.ingest.inner().config.ingest;
+        cfg.max_attachment_bytes_per_event.as_usize() + 4 * cfg.max_event_size.as_usize()
+    }
+
+    /// Counts what the last prepared work holds; past [`Prep::held_limit`] the envelope is
+    /// refused rather than held.
+    fn hold(&mut self) -> Result<(), IngestError> {
+        let held = match self.works.last() {
+            Some(Work::Event(e)) => e.payload.len(),
+            Some(Work::Transaction { row, .. }) => row.payload.len(),
+            Some(Work::CompressedAttachment { attachment, .. }) => attachment.zstd.len(),
+            _ => 0,
+        };
+        self.held += held;
+        let limit = self.held_limit();
+        if self.held > limit {
+            return Err(IngestError::TooLarge(format!(
+                "the envelope's items take more than {limit} bytes even compressed; send events \
+                 in envelopes of their own"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn stream_error(e: envelope::StreamError) -> IngestError {
+    match e {
+        envelope::StreamError::Envelope(e) => IngestError::Malformed(e.to_string()),
+        envelope::StreamError::TooLarge(m) => {
+            IngestError::TooLarge(format!("{m} ([ingest] max_decompressed_size)"))
+        }
+        envelope::StreamError::ItemTooLarge { ty, limit } => IngestError::TooLarge(format!(
+            "the {ty} item is larger than {limit} bytes ([ingest] max_event_size)"
+        )),
+        envelope::StreamError::Io(m) => IngestError::Malformed(m),
+    }
+}
+
+/// Item types whose payload is JSON that Hearth reads (each at most `max_event_size`).
+const JSON_ITEMS: &[&str] = &[
+    "event",
+    "error",
+    "security",
+    "transaction",
+    "session",
+    "sessions",
+    "client_report",
+    "check_in",
+    "user_report",
+    "feedback",
+];
+
+impl Prep<'_> {
+    /// What to keep of an item's payload, from its header.
+    fn keep(&self, h: &envelope::ItemHeader) -> envelope::Keep {
+        let cfg = &self.ingest.inner().config.ingest;
+        let ty = h.ty.get().map_or("", String::as_str);
+        if JSON_ITEMS.contains(&ty) {
+            return envelope::Keep {
+                bytes: cfg.max_event_size.as_usize(),
+                error_over: true,
+            };
+        }
+        if ty == "attachment" {
+            let len = h.length.get().copied().unwrap_or(0);
+            let over = self.att_count + 1 > u64::from(cfg.max_attachments_per_event)
+                || self.att_bytes + len > cfg.max_attachment_bytes_per_event.0;
+            return envelope::Keep {
+                bytes: if over {
+                    0
+                } else {
+                    cfg.max_attachment_size.as_usize()
+                },
+                error_over: false,
+            };
+        }
+        // Counted, not stored: nothing of it is kept.
+        envelope::Keep {
+            bytes: 0,
+            error_over: false,
+        }
+    }
+
+    fn item(&mut self, item: &envelope::OwnedItem) -> Result<(), IngestError> {
+        let cfg = &self.ingest.inner().config.ingest;
+        let (project_id, grouping_version, now) =
+            (self.project_id, self.grouping_version, self.now);
+        let max_item = cfg.max_event_size.as_usize();
+        let header_id = self.header_id.clone();
+        let event_id = &mut self.event_id;
+        let works = &mut self.works;
+        let not_stored = &mut self.not_stored;
+        fn parse<'a, T: serde::Deserialize<'a>>(
+            item: &'a envelope::OwnedItem,
+            max_item: usize,
+        ) -> Result<T, IngestError> {
+            if item.payload.len() > max_item {
+                return Err(IngestError::TooLarge(format!(
+                    "the {} item is {} bytes; the limit is {max_item} ([ingest] max_event_size)",
+                    item.ty(),
+                    item.payload.len()
+                )));
+            }
+            items::parse(&item.payload).map_err(|e| {
+                IngestError::InvalidJson(format!("the {} item is not valid JSON: {e}", item.ty()))
+            })
+        }
+        match item.ty() {
+            "event" | "error" | "security" => {
+                let ev = self.ingest.prepare_event(
+                    project_id,
+                    grouping_version,
+                    &item.payload,
+                    header_id.as_deref(),
+                )?;
+                event_id.get_or_insert_with(|| ev.event_id.clone());
+                works.push(Work::Event(Box::new(ev)));
+            }
+            "transaction" => {
+                let v: items::Transaction = parse(item, max_item)?;
+                let eid = header_id
+                    .clone()
+                    .or_else(|| items::text(&v.event_id))
+                    .unwrap_or_default();
+                event_id.get_or_insert_with(|| eid.clone());
+                let start = v.start_timestamp.get().map(|m| m.0);
+                let end = v.timestamp.get().map(|m| m.0);
+                works.push(Work::Transaction {
+                    project_id,
+                    row: TransactionRow {
+                        event_id: eid,
+                        name: items::text(&v.transaction).unwrap_or_default(),
+                        op: v
+                            .contexts
+                            .as_ref()
+                            .and_then(|c| c.trace.as_ref())
+                            .and_then(|t| items::text(&t.op)),
+                        duration_ms: match (start, end) {
+                            (Some(s), Some(e)) => Some((e - s) as f64),
+                            _ => None,
+                        },
+                        span_count: v.spans.0,
+                        received_ms: now,
+                        payload: codec::compress_json(&item.payload),
+                    },
+                });
+            }
+            "session" => {
+                let v: items::Session = parse(item, max_item)?;
+                let attrs = v.attrs.unwrap_or_default();
+                let Some(release) = items::text(&attrs.release) else {
+                    return Ok(());
+                };
+                let status = items::text(&v.status).unwrap_or_else(|| "ok".into());
+                let errors = v.errors.get().copied().unwrap_or(0);
+                // Sentry's order: crashed and abnormal are worse than errored.
+                let state = match status.as_str() {
+                    "crashed" => 3,
+                    "abnormal" => 2,
+                    "errored" => 1,
+                    _ if errors > 0 => 1,
+                    _ => 0,
+                };
+                works.push(Work::SessionUpdate {
+                    project_id,
+                    sid: items::text(&v.sid)
+                        .map(|s| s.chars().take(64).collect())
+                        .unwrap_or_default(),
+                    release: release.chars().take(200).collect(),
+                    environment: items::text(&attrs.environment),
+                    init: v.init.get().copied().unwrap_or(false),
+                    state,
+                    exited: status == "exited",
+                });
+            }
+            "sessions" => {
+                let v: items::Sessions = parse(item, max_item)?;
+                let attrs = v.attrs.unwrap_or_default();
+                let Some(release) = items::text(&attrs.release) else {
+                    return Ok(());
+                };
+                for agg in &v.aggregates.0 {
+                    let n = |f: &items::Lenient<u64>| f.get().copied().unwrap_or(0);
+                    let (ex, er, ab, cr) = (
+                        n(&agg.exited),
+                        n(&agg.errored),
+                        n(&agg.abnormal),
+                        n(&agg.crashed),
+                    );
+                    works.push(Work::Session {
+                        project_id,
+                        release: release.chars().take(200).collect(),
+                        environment: items::text(&attrs.environment),
+                        started: ex + er + ab + cr,
+                        exited: ex,
+                        errored: er,
+                        crashed: cr,
+                        abnormal: ab,
+                    });
+                }
+            }
+            "client_report" => {
+                let v: items::ClientReport = parse(item, max_item)?;
+                let mut outcomes = Vec::new();
+                for (key, list) in [
+                    ("discarded_events", &v.discarded_events),
+                    ("rate_limited_events", &v.rate_limited_events),
+                    ("filtered_events", &v.filtered_events),
+                ] {
+                    for d in &list.0 {
+                        outcomes.push((
+                            report_name(items::text(&d.reason).as_deref().unwrap_or(key)),
+                            report_name(items::text(&d.category).as_deref().unwrap_or("")),
+                            d.quantity.get().copied().unwrap_or(0),
+                        ));
+                    }
+                }
+                works.push(Work::ClientReport {
+                    project_id,
+                    outcomes,
+                });
+            }
+            "check_in" => {
+                let v: items::CheckIn = parse(item, max_item)?;
+                let Some(slug) = items::text(&v.monitor_slug) else {
+                    return Ok(());
+                };
+                let id = items::text(&v.check_in_id)
+                    .and_then(|s| envelope::normalize_event_id(&s))
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+                works.push(Work::CheckIn {
+                    project_id,
+                    slug: slug.chars().take(128).collect(),
+                    check_in: CheckIn {
+                        check_in_id: id,
+                        status: items::text(&v.status).unwrap_or_else(|| "ok".into()),
+                        duration_s: v.duration.get().copied(),
+                        started_ms: now,
+                        updated_ms: now,
+                        environment: items::text(&v.environment),
+                        release: items::text(&v.release),
+                    },
+                    // A monitor's config is a few hundred bytes; a huge one is not kept.
+                    config: v
+                        .monitor_config
+                        .map(|c| c.get())
+                        .filter(|c| c.len() <= 16 * 1024)
+                        .map(str::to_string),
+                });
+            }
+            "user_report" => {
+                let v: items::UserReport = parse(item, max_item)?;
+                works.push(Work::Feedback {
+                    project_id,
+                    feedback: Feedback {
+                        id: 0,
+                        kind: "user_report".into(),
+                        event_id: items::text(&v.event_id)
+                            .and_then(|s| envelope::normalize_event_id(&s)),
+                        issue_id: None,
+                        name: items::text(&v.name),
+                        email: items::text(&v.email),
+                        message: items::text(&v.comments).unwrap_or_default(),
+                        url: None,
+                        received_ms: now,
+                    },
+                });
+            }
+            "feedback" => {
+                let v: items::Feedback = parse(item, max_item)?;
+                let fb = v.contexts.and_then(|c| c.feedback).unwrap_or_default();
+                works.push(Work::Feedback {
+                    project_id,
+                    feedback: Feedback {
+                        id: 0,
+                        kind: "feedback".into(),
+                        event_id: items::text(&fb.associated_event_id)
+                            .and_then(|s| envelope::normalize_event_id(&s)),
+                        issue_id: None,
+                        name: items::text(&fb.name),
+                        email: items::text(&fb.contact_email),
+                        message: items::text(&fb.message)
+                            .unwrap_or_default()
+                            .chars()
+                            .take(4096)
+                            .collect(),
+                        url: items::text(&fb.url),
+                        received_ms: now,
+                    },
+                });
+            }
+            "attachment" => {
+                let Some(eid) = event_id.clone().or(header_id.clone()) else {
+                    return Ok(());
+                };
+                let size = item.size;
+                // Over a per-event cap within this envelope: not kept at all (see `keep`). The
+                // writer checks again against what the event already has, and the day's.
+                self.att_count += 1;
+                self.att_bytes += size;
+                if self.att_count > u64::from(cfg.max_attachments_per_event)
+                    || self.att_bytes > cfg.max_attachment_bytes_per_event.0
+                {
+                    self.attachments_over = true;
+                    return Ok(());
+                }
+                let cap = cfg.max_attachment_size.0;
+                let h = &item.header;
+                let meta = Attachment {
+                    project_id,
+                    filename: h
+                        .filename
+                        .get()
+                        .map_or("attachment", String::as_str)
+                        .chars()
+                        .take(255)
+                        .collect(),
+                    content_type: h.content_type.get().map(|s| s.chars().take(255).collect()),
+                    attachment_type: h
+                        .attachment_type
+                        .get()
+                        .map(|s| s.chars().take(255).collect()),
+                    size,
+                    truncated: size > cap,
+                    data: Vec::new(),
+                };
+                let mut stored = CompressedAttachment::new(meta, now);
+                stored.stored = item.payload.len() as u64;
+                stored.zstd = store::compress(&item.payload);
+                works.push(Work::CompressedAttachment {
+                    event_id: eid,
+                    attachment: stored,
+                });
+            }
+            // Span v2 streams (the Node SDK's default), profiles, replays, logs, metrics
+            // and unknown types are accepted but not stored; they are counted where client
+            // reports are, as reason `not_stored_by_hearth`, so the loss is visible.
+            other => {
+                let category = match other {
+                    "span" => "span",
+                    "profile" | "profile_chunk" => "profile",
+                    "replay_event" | "replay_recording" | "replay_video" => "replay",
+                    "log" => "log_item",
+                    "statsd" | "metric_buckets" => "metric_bucket",
+                    "" => "unknown",
+                    _ => "unknown",
+                };
+                let n = item.header.item_count.get().copied().unwrap_or(1).max(1);
+                match not_stored.iter_mut().find(|(c, _)| c == category) {
+                    Some((_, q)) => *q += n,
+                    None => not_stored.push((category.to_string(), n)),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The writer's side of the ingest log (see [`wal`]).
@@ -1109,7 +1377,7 @@ impl Ingest {
         let replayed = batches.len() as u64;
         for (seq, jobs) in batches {
             inner.db.write_blocking_with(false, |txn| {
-                commit_batch(&inner.issues, &inner.metrics, txn, &jobs)?;
+                commit_batch(&inner.issues, &inner.metrics, &inner.config, txn, &jobs)?;
                 txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
                 Ok::<_, IngestError>(())
             })?;
@@ -1151,7 +1419,7 @@ struct Writer {
     log: Option<Log>,
 }
 
-type Reply = oneshot::Sender<Result<Vec<EventOutcome>, String>>;
+type Reply = oneshot::Sender<Result<Committed, String>>;
 
 /// A batch smaller than [`LINGER_BELOW`] events waits [`LINGER`] once for more before it
 /// commits. Each commit has a fixed cost (tables opened, issue rows and counters rewritten, a
@@ -1235,7 +1503,7 @@ impl Writer {
         let mut apply_us = 0;
         let result = self.db.write_blocking_with(synced, |txn| {
             let t = Instant::now();
-            let out = commit_batch(&self.issues, &self.metrics, txn, &works);
+            let out = commit_batch(&self.issues, &self.metrics, &self.config, txn, &works);
             if let (Ok(_), Some(seq)) = (&out, seq) {
                 txn.open_table(COUNTERS)?.insert(WAL_APPLIED, seq)?;
             }
@@ -1293,7 +1561,7 @@ impl Writer {
 /// Answers a batch's requests: committed and logged, or why not.
 fn answer(
     replies: Vec<Reply>,
-    committed: Result<Vec<Vec<EventOutcome>>, String>,
+    committed: Result<Vec<Committed>, String>,
     logged: Result<(), String>,
 ) {
     match (committed, logged) {
@@ -1316,13 +1584,14 @@ fn answer(
     }
 }
 
-/// Commits one batch of jobs in `txn`; returns the event outcomes per job.
+/// Commits one batch of jobs in `txn`; returns what was done per job.
 fn commit_batch(
     issues: &Issues,
     metrics: &Metrics,
+    config: &Config,
     txn: &WriteTransaction,
     jobs: &[Vec<Work>],
-) -> Result<Vec<Vec<EventOutcome>>, IngestError> {
+) -> Result<Vec<Committed>, IngestError> {
     let events: Vec<&PreparedEvent> = jobs
         .iter()
         .flatten()
@@ -1337,13 +1606,23 @@ fn commit_batch(
         .into_iter();
     let mut per_job = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let mut mine = Vec::new();
+        let mut mine = Committed::default();
         for w in job {
             if matches!(w, Work::Event(_)) {
-                mine.push(outcomes.next().unwrap_or(EventOutcome::Duplicate));
+                mine.events
+                    .push(outcomes.next().unwrap_or(EventOutcome::Duplicate));
+                mine.stored += 1;
             } else {
                 metrics.items_other.fetch_add(1, Ordering::Relaxed);
-                commit_other(txn, w)?;
+                match commit_other(txn, config, w)? {
+                    // Refused (an attachment for another project's event): not a rate limit.
+                    Some(0) => {}
+                    Some(retry_after) => {
+                        mine.attachments_limited =
+                            Some(mine.attachments_limited.unwrap_or(0).max(retry_after));
+                    }
+                    None => mine.stored += 1,
+                }
             }
         }
         per_job.push(mine);
@@ -1351,7 +1630,86 @@ fn commit_batch(
     Ok(per_job)
 }
 
-fn commit_other(txn: &WriteTransaction, w: &Work) -> Result<(), IngestError> {
+/// The project of a stored event, if the event is stored.
+fn event_project(txn: &WriteTransaction, event_id: &str) -> Result<Option<u64>, IngestError> {
+    let Some((issue_id, _)) = txn
+        .open_table(crate::issues::store::EVENT_IDS)?
+        .get(event_id)?
+        .map(|v| v.value())
+    else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct IssueHead {
+        _id: u64,
+        project_id: u64,
+    }
+    let issues = txn.open_table(crate::issues::store::ISSUES)?;
+    let Some(row) = issues.get(issue_id)? else {
+        return Ok(None);
+    };
+    let head: IssueHead = codec::decode_prefix(row.value())?;
+    Ok(Some(head.project_id))
+}
+
+/// Stores an attachment unless it is over a cap or its event belongs to another project.
+/// Returns the seconds to hold attachments back when it was dropped over a cap, `Some(0)`
+/// when it was refused for naming another project's event.
+fn commit_attachment(
+    txn: &WriteTransaction,
+    config: &Config,
+    event_id: &str,
+    a: &CompressedAttachment,
+) -> Result<Option<u64>, IngestError> {
+    let cfg = &config.ingest;
+    match event_project(txn, event_id)? {
+        Some(pid) if pid != a.project_id => {
+            tracing::warn!(
+                event_id,
+                project_id = a.project_id,
+                "an attachment names an event of another project; not stored"
+            );
+            return Ok(Some(0));
+        }
+        _ => {}
+    }
+    let mut t = txn.open_table(ATTACHMENTS)?;
+    let (mut count, mut bytes, mut last) = (0u64, 0u64, None);
+    for row in t.range((event_id, 0)..=(event_id, u64::MAX))? {
+        let (k, v) = row?;
+        count += 1;
+        bytes += decode_attachment(v.value())?.size();
+        last = Some(k.value().1);
+    }
+    if count >= u64::from(cfg.max_attachments_per_event)
+        || bytes + a.size > cfg.max_attachment_bytes_per_event.0
+    {
+        return Ok(Some(ATTACHMENT_RETRY_AFTER));
+    }
+    let now = now_ms();
+    let day = day_of(now);
+    let per_day = cfg.max_attachment_bytes_per_project_per_day.0;
+    let mut daily = txn.open_table(ATTACHMENT_BYTES)?;
+    let today = daily
+        .get((a.project_id, day))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    if per_day > 0 && today + a.size > per_day {
+        let until_tomorrow = ((day + DAY_MS - now) / 1000).max(1) as u64;
+        return Ok(Some(until_tomorrow));
+    }
+    daily.insert((a.project_id, day), today + a.size)?;
+    let n = last.map_or(0, |n| n + 1);
+    t.insert((event_id, n), encode_attachment(a).as_slice())?;
+    Ok(None)
+}
+
+/// Commits one non-event work item; `Some(retry_after)` when it was dropped over a cap.
+fn commit_other(
+    txn: &WriteTransaction,
+    config: &Config,
+    w: &Work,
+) -> Result<Option<u64>, IngestError> {
     match w {
         Work::Event(_) => {}
         Work::Transaction { project_id, row } => {
@@ -1393,11 +1751,22 @@ fn commit_other(txn: &WriteTransaction, w: &Work) -> Result<(), IngestError> {
             project_id,
             outcomes,
         } => {
-            let mut t = txn.open_table(CLIENT_REPORTS)?;
+            let mut t = txn.open_table(CLIENT_REPORTS_DAILY)?;
+            let day = day_of(now_ms());
             for (reason, category, qty) in outcomes {
-                let key = (*project_id, reason.as_str(), category.as_str());
-                let old = t.get(key)?.map(|v| v.value()).unwrap_or(0);
-                t.insert(key, old + qty)?;
+                let mut key = (*project_id, day, reason.as_str(), category.as_str());
+                let mut old = t.get(key)?.map(|v| v.value());
+                // Reasons and categories are a short list in every SDK; past that many rows a
+                // day, new names are counted together rather than growing the table.
+                if old.is_none()
+                    && t.range((*project_id, day, "", "")..(*project_id, day + 1, "", ""))?
+                        .count()
+                        >= MAX_REPORT_ROWS_PER_DAY
+                {
+                    key = (*project_id, day, "other", "other");
+                    old = t.get(key)?.map(|v| v.value());
+                }
+                t.insert(key, old.unwrap_or(0).saturating_add(*qty))?;
             }
         }
         Work::CheckIn {
@@ -1469,14 +1838,116 @@ fn commit_other(txn: &WriteTransaction, w: &Work) -> Result<(), IngestError> {
             event_id,
             attachment,
         } => {
-            let mut t = txn.open_table(ATTACHMENTS)?;
-            let n = t
-                .range((event_id.as_str(), 0)..=(event_id.as_str(), u64::MAX))?
-                .count() as u64;
-            t.insert((event_id.as_str(), n), codec::encode(attachment).as_slice())?;
+            let a = CompressedAttachment::new(attachment.clone(), now_ms());
+            return commit_attachment(txn, config, event_id, &a);
+        }
+        Work::CompressedAttachment {
+            event_id,
+            attachment,
+        } => return commit_attachment(txn, config, event_id, attachment),
+        Work::SessionUpdate {
+            project_id,
+            sid,
+            release,
+            environment,
+            init,
+            state,
+            exited,
+        } => commit_session(
+            txn,
+            *project_id,
+            sid,
+            release,
+            environment.as_deref(),
+            *init,
+            *state,
+            *exited,
+        )?,
+    }
+    Ok(None)
+}
+
+/// Counts a session update as Sentry's release health does: a session counts once, in the
+/// worst state it has reported (healthy < errored < abnormal/crashed), so an update moves it
+/// from one count to another instead of adding to both.
+#[allow(clippy::too_many_arguments)]
+fn commit_session(
+    txn: &WriteTransaction,
+    project_id: u64,
+    sid: &str,
+    release: &str,
+    environment: Option<&str>,
+    init: bool,
+    state: u8,
+    exited: bool,
+) -> Result<(), IngestError> {
+    let now = now_ms();
+    let mut states = txn.open_table(SESSION_STATES)?;
+    let old: Option<SessionState> = if sid.is_empty() {
+        None
+    } else {
+        states
+            .get((project_id, sid))?
+            .map(|v| codec::decode(v.value()))
+            .transpose()?
+    };
+    // A session's release is fixed by its first update.
+    let release = old
+        .as_ref()
+        .map_or(release, |o| o.release.as_str())
+        .to_string();
+    let (old_worst, old_exited) = old.as_ref().map_or((0, false), |o| (o.worst, o.exited));
+    let worst = old_worst.max(state);
+    let now_exited = (old_exited || exited) && worst == 0;
+    let mut t = txn.open_table(RELEASE_HEALTH)?;
+    let key = (project_id, release.as_str());
+    let mut h: ReleaseHealth = match t.get(key)? {
+        Some(v) => codec::decode(v.value())?,
+        None => ReleaseHealth::default(),
+    };
+    if init && old.is_none() {
+        h.sessions += 1;
+    }
+    if worst != old_worst {
+        bump(&mut h, old_worst, false);
+        bump(&mut h, worst, true);
+    }
+    if now_exited != old_exited {
+        if now_exited {
+            h.exited += 1;
+        } else {
+            h.exited = h.exited.saturating_sub(1);
         }
     }
+    h.last_seen_ms = now;
+    if let Some(env) = environment
+        && !h.environments.iter().any(|e| e == env)
+        && h.environments.len() < 50
+    {
+        h.environments.push(env.chars().take(64).collect());
+    }
+    t.insert(key, codec::encode(&h).as_slice())?;
+    if !sid.is_empty() {
+        let row = SessionState {
+            release,
+            worst,
+            exited: now_exited,
+            updated_ms: now,
+        };
+        states.insert((project_id, sid), codec::encode(&row).as_slice())?;
+    }
     Ok(())
+}
+
+/// Adds a session to (or takes it from) the count of state `s` (0, healthy, has none).
+fn bump(h: &mut ReleaseHealth, s: u8, add: bool) {
+    let n = match s {
+        0 => return,
+        1 => &mut h.errored,
+        2 => &mut h.abnormal,
+        _ => &mut h.crashed,
+    };
+    *n = if add { *n + 1 } else { n.saturating_sub(1) };
 }
 
 #[cfg(test)]

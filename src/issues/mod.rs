@@ -1321,11 +1321,15 @@ impl Issues {
                             Ok::<_, IssuesError>((k.value(), e.event_id))
                         })
                         .collect::<Result<_, _>>()?;
-                    for (k, eid) in rows {
-                        events.remove(k)?;
+                    for (k, eid) in &rows {
+                        events.remove(*k)?;
                         ids.remove(eid.as_str())?;
                         removed += 1;
                     }
+                    drop((events, ids));
+                    // The events' attachments and the issue's feedback go with it.
+                    let eids: Vec<String> = rows.into_iter().map(|(_, e)| e).collect();
+                    crate::ingest::store::forget_events(txn, pid, Some(id), &eids)?;
                 }
                 txn.open_table(ISSUE_HOURLY)?
                     .retain_in((id, i64::MIN)..=(id, i64::MAX), |_, _| false)?;
@@ -1469,6 +1473,15 @@ impl Issues {
                         drop(events);
                         drop(eids);
                         if !doomed.is_empty() {
+                            let gone: Vec<String> = doomed.iter().map(|(_, e)| e.clone()).collect();
+                            crate::ingest::store::forget_events(
+                                txn,
+                                issue.project_id,
+                                None,
+                                &gone,
+                            )?;
+                        }
+                        if !doomed.is_empty() {
                             issue.stored_events = stored - doomed.len() as u64;
                             put_issue(txn, &issue)?;
                             removed += doomed.len() as u64;
@@ -1491,6 +1504,15 @@ impl Issues {
                 })
                 .await?;
             total += n;
+        }
+        // Transactions, check-ins, feedback, client reports and attachments whose event is gone.
+        let now = now_ms();
+        let items = inner
+            .db
+            .write(move |txn| Ok::<_, IssuesError>(crate::ingest::store::prune(txn, cutoff, now)?))
+            .await?;
+        if items > 0 {
+            tracing::info!(rows = items, "retention pruned non-event items");
         }
         inner.metrics.pruned.fetch_add(total, Ordering::Relaxed);
         Ok(total)

@@ -15,6 +15,8 @@ mod grouping;
 mod hardening;
 mod ingest;
 mod ingest_kill;
+// issue 12: hostile input, attachment caps, retention, session counts (harden-ingest)
+mod ingest_limits;
 mod issues;
 mod mail;
 mod mail_support;
