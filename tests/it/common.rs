@@ -72,9 +72,11 @@ impl TestServer {
             .await
             .expect("serve");
         });
+        // Idle connections dropped before the server's 10 s keep-alive close (see binary.rs).
         let http = reqwest::Client::builder()
             .cookie_store(false)
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap();
         TestServer {
