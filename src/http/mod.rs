@@ -4,15 +4,16 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+mod conn;
 pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod routes;
 pub mod socket;
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use conn::serve_tcp;
+
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -350,187 +351,6 @@ pub fn client_ip(
         }
     }
     Some(client)
-}
-
-/// A connection's IO that notes when bytes last moved, for the idle timeout.
-struct Watched<T> {
-    io: T,
-    epoch: tokio::time::Instant,
-    /// Milliseconds after `epoch` when bytes last moved.
-    last: Arc<AtomicU64>,
-}
-
-impl<T> Watched<T> {
-    fn touch(&self) {
-        self.last
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.touch();
-        }
-        r
-    }
-}
-
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
-    }
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// Resolves once `last` is more than `idle` in the past.
-async fn idle_for(epoch: tokio::time::Instant, last: Arc<AtomicU64>, idle: Duration) {
-    loop {
-        let at = epoch + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
-        if tokio::time::Instant::now() >= at {
-            return;
-        }
-        tokio::time::sleep_until(at).await;
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets open connections
-/// finish for at most `grace`. Unlike `axum::serve` it enforces `[server]`
-/// `header_read_timeout` (slowloris), `idle_timeout` and `max_connections_per_ip`.
-pub async fn serve_tcp(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    config: Arc<crate::config::Config>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    use tower::ServiceExt;
-
-    let server = &config.server;
-    let idle = server.idle_timeout.get();
-    let max_per_ip = server.max_connections_per_ip;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout.get());
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let limiter = crate::limit::ConnLimiter::default();
-    let refused_log = crate::limit::LogEvery::new(Duration::from_secs(10));
-    let accept_log = crate::limit::LogEvery::new(Duration::from_secs(10));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment rather than spin.
-                    if let Some(held) = accept_log.allow() {
-                        tracing::warn!("cannot accept a connection: {e} ({held} more not logged)");
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // A trusted proxy carries many clients; it limits them itself.
-        let slot = if crate::limit::Cidr::any_contains(&server.trusted_proxies, peer.ip()) {
-            None
-        } else {
-            match limiter.acquire(peer.ip(), max_per_ip) {
-                Some(slot) => Some(slot),
-                None => {
-                    if let Some(held) = refused_log.allow() {
-                        tracing::warn!(
-                            "closed a connection from {}: it already has {max_per_ip} open \
-                             ([server] max_connections_per_ip; {held} more refusals not logged)",
-                            peer.ip()
-                        );
-                    }
-                    drop(stream);
-                    continue;
-                }
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let epoch = tokio::time::Instant::now();
-        let last = Arc::new(AtomicU64::new(0));
-        let io = Watched {
-            io: stream,
-            epoch,
-            last: last.clone(),
-        };
-        let router = router.clone();
-        let service = hyper::service::service_fn(
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            },
-        );
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                // Dropping the connection closes the socket.
-                _ = idle_for(epoch, last, idle) => {}
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    let grace = config.server.shutdown_grace.get();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open connections did not finish within {grace:?}; closing them");
-    }
 }
 
 #[cfg(test)]

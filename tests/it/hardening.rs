@@ -149,6 +149,61 @@ async fn a_slowloris_socket_and_a_stalled_body_are_closed_and_the_server_keeps_s
     h.stop().await;
 }
 
+/// Reads one HTTP/1.1 response (head and a Content-Length body) from a kept-alive socket.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("no response")
+            .unwrap();
+        assert!(n > 0, "the server closed a kept-alive connection");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+/// The header timer starts at a head's first byte: a kept-alive connection that waits longer
+/// than header_read_timeout between requests still serves the next one (hyper's own timer
+/// closed it, and clients reusing it lost requests), while a slow head is still cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_outlives_the_header_timeout_between_requests() {
+    let (_tmp, h) = start_with_env(&[
+        ("HEARTH_SERVER__HEADER_READ_TIMEOUT", "1s"),
+        ("HEARTH_SERVER__IDLE_TIMEOUT", "120s"),
+    ])
+    .await;
+    let request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut kept = TcpStream::connect(("127.0.0.1", h.port)).await.unwrap();
+    kept.write_all(request).await.unwrap();
+    assert!(read_response(&mut kept).await.starts_with("HTTP/1.1 200"));
+    // A slow head opened after that response: once the server has cut it off, more than
+    // header_read_timeout has passed with `kept` idle.
+    let mut slow = TcpStream::connect(("127.0.0.1", h.port)).await.unwrap();
+    slow.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(WAIT, read_until_closed(&mut slow)).await;
+    assert!(closed.is_ok(), "the slow head is still open after {WAIT:?}");
+    kept.write_all(request).await.unwrap();
+    assert!(read_response(&mut kept).await.starts_with("HTTP/1.1 200"));
+    h.stop().await;
+}
+
 /// Item 6: one address holds at most max_connections_per_ip connections; more are closed
 /// unanswered, and a freed slot serves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
