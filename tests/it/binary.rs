@@ -85,8 +85,9 @@ impl Hearth {
         // process needs a provider; the server is another process and gets nothing from it.
         crate::common::install_crypto();
         // The server closes a kept-alive connection that stays idle for `[server]
-        // header_read_timeout` (10 s); a client that keeps idle connections longer races that
-        // close and can send into a closing socket. Like a well-set proxy, keep them shorter.
+        // idle_timeout` (some tests set it to seconds); a client that keeps idle connections
+        // longer races that close and can send into a closing socket. Like a well-set proxy,
+        // keep them shorter.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(5))

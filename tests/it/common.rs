@@ -72,7 +72,7 @@ impl TestServer {
             .await
             .expect("serve");
         });
-        // Idle connections dropped before the server's 10 s keep-alive close (see binary.rs).
+        // Idle connections dropped before the server's idle_timeout close (see binary.rs).
         let http = reqwest::Client::builder()
             .cookie_store(false)
             .timeout(Duration::from_secs(30))
