@@ -11,6 +11,7 @@ import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
 import * as chat from './js/views/chat.js';
 import * as monitors from './js/views/monitors.js';
+import * as alertsView from './js/views/alerts.js';
 
 const app = document.getElementById('app');
 
@@ -29,7 +30,7 @@ const ROUTES = [
   [/^\/monitors$/, monitors.list, 'monitors'],
   [/^\/monitors\/new$/, monitors.create, 'monitors'],
   [/^\/monitors\/([\w-]+)$/, monitors.detail, 'monitors'],
-  [/^\/alerts$/, extra.alerts, 'alerts'],
+  [/^\/alerts$/, alertsView.view, 'alerts'],
   [/^\/mail$/, extra.mail, 'mail'],
   [/^\/chat$/, chat.inbox, 'chat'],
   [/^\/chat\/(\d+)$/, chat.inbox, 'chat'],

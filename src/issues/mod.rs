@@ -5,6 +5,7 @@
 //! row and the durable bus events all commit together or not at all.
 
 pub mod api;
+pub mod derived;
 pub mod grouping;
 pub mod grouping_settings;
 pub mod grouping_v2;
@@ -172,6 +173,25 @@ pub struct IssueSummary {
     pub user_count: u64,
     pub assignee_id: Option<u64>,
     pub sparkline: Vec<u64>,
+    // dash (issue 16): what the list shows to tell look-alike issues apart.
+    /// The releases events carried, most events first (at most 3).
+    pub releases: Vec<String>,
+    /// The environment most events came from.
+    pub environment: Option<String>,
+    /// Whether any event had an unhandled exception (the derived `handled:no` tag).
+    pub unhandled: bool,
+}
+
+/// dash (issue 16): an issue's tag values for `key`, most events first.
+fn tag_values(txn: &ReadTransaction, issue_id: u64, key: &str) -> Result<Vec<(String, u64)>, IssuesError> {
+    let t = txn.open_table(TAGS)?;
+    let mut out = Vec::new();
+    for row in t.range((issue_id, key, "")..=(issue_id, key, "\u{10FFFF}"))? {
+        let (k, n) = row?;
+        out.push((k.value().2.to_string(), n.value()));
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
 }
 
 /// Which issues to list.
@@ -270,6 +290,18 @@ pub fn summary(txn: &ReadTransaction, i: &Issue, now: i64) -> Result<IssueSummar
         user_count: i.user_count,
         assignee_id: i.assignee_id,
         sparkline: sparkline(txn, i.id, now)?,
+        releases: tag_values(txn, i.id, "release")?
+            .into_iter()
+            .take(3)
+            .map(|(v, _)| v)
+            .collect(),
+        environment: tag_values(txn, i.id, "environment")?
+            .into_iter()
+            .next()
+            .map(|(v, _)| v),
+        unhandled: tag_values(txn, i.id, "handled")?
+            .iter()
+            .any(|(v, _)| v == "no"),
     })
 }
 
@@ -1002,6 +1034,24 @@ impl Issues {
                 o.insert("mute_until_ms".into(), json!(issue.mute_until_ms));
                 o.insert("mute_events_left".into(), json!(issue.mute_events_left));
                 o.insert("stored_events".into(), json!(issue.stored_events));
+                // dash (issue 16): events per day for the last 30 days, oldest first.
+                {
+                    let now = now_ms();
+                    let today = now.div_euclid(DAY_MS) * DAY_MS;
+                    let start = today - 29 * DAY_MS;
+                    let mut daily = vec![0u64; 30];
+                    for row in txn
+                        .open_table(ISSUE_HOURLY)?
+                        .range((id, start)..=(id, now))?
+                    {
+                        let (k, n) = row?;
+                        let idx = ((k.value().1 - start) / DAY_MS) as usize;
+                        if idx < 30 {
+                            daily[idx] += n.value();
+                        }
+                    }
+                    o.insert("daily".into(), json!(daily));
+                }
                 Ok(v)
             })
             .await

@@ -44,31 +44,6 @@ async function section(title, path, actions, columns, render) {
   }
 }
 
-export async function alerts(ctx) {
-  const { root } = ctx;
-  root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Alerts'),
-    h('div', { class: 'muted' }, 'Rules watch the bus (new issue, regression, frequency, monitors, DLQ growth) and notify channels.'))));
-  const testBtn = (it) => can('admin') && it.id != null
-    ? h('button', { class: 'btn small', type: 'button', dataset: { test: it.id }, onclick: () => attempt(() => post(`/api/alerts/channels/${it.id}/test`), 'Test alert delivered') }, 'Send test')
-    : null;
-  const parts = await Promise.all([
-    section('Rules', '/api/alerts/rules', null, ['name',
-      ['enabled', (r) => badge(r.enabled === false ? 'off' : 'on', r.enabled === false ? 'muted' : 'resolved')],
-      ['when', (r) => h('code', null, r.when && typeof r.when === 'object' ? (r.when.type || str(r.when)) : str(r.when))],
-      ['channels', (r) => str(Array.isArray(r.channels) ? r.channels.length : r.channels)],
-      ['throttle', (r) => (r.throttle_minutes ? `${r.throttle_minutes} min` : '–')], 'updated_ms']),
-    can('admin') ? section('Channels', '/api/alerts/channels', testBtn, ['name', ['type', (c) => h('code', null, c.type || c.kind || '')], 'created_ms']) : null,
-    section('Recently fired', '/api/alerts/history?limit=50', null, [
-      ['rule', (f) => (f.alert && f.alert.rule_name) || f.rule_name || ''],
-      ['kind', (f) => (f.alert && f.alert.kind) || f.kind || ''],
-      ['title', (f) => (f.alert && (f.alert.title || f.alert.message)) || ''],
-      ['deliveries', (f) => (Array.isArray(f.deliveries) ? f.deliveries.map((d) => d.status || d.outcome || str(d)).join(', ') : '')],
-      ['at', (f) => { const t = (f.alert && (f.alert.at_ms || f.alert.fired_ms)) || f.at_ms; return t ? timeEl(t) : ''; }]]),
-  ]);
-  if (!ctx.alive()) return;
-  root.append(h('div', { class: 'stack' }, parts));
-}
-
 /** Templates as expandable rows: the sources are shown as text, never rendered. */
 function templates(items) {
   if (!items.length) return h('div', { class: 'muted small' }, 'None yet.');
