@@ -12,6 +12,7 @@ import * as extra from './js/views/extra.js';
 import * as chat from './js/views/chat.js';
 import * as monitors from './js/views/monitors.js';
 import * as alertsView from './js/views/alerts.js';
+import * as insights from './js/views/insights.js';
 
 const app = document.getElementById('app');
 
@@ -23,6 +24,11 @@ const ROUTES = [
   [/^\/projects\/(\d+)$/, projects.detail, 'projects'],
   [/^\/projects\/(\d+)\/issues$/, issues.list, 'issues'],
   [/^\/projects\/(\d+)\/stats$/, stats.view, 'stats'],
+  [/^\/projects\/(\d+)\/feedback$/, insights.feedback, 'issues'],
+  [/^\/projects\/(\d+)\/releases$/, insights.releases, 'issues'],
+  [/^\/projects\/(\d+)\/transactions$/, insights.transactions, 'issues'],
+  [/^\/projects\/(\d+)\/client-reports$/, insights.clientReports, 'issues'],
+  [/^\/projects\/(\d+)\/crons$/, insights.crons, 'issues'],
   [/^\/issues$/, (ctx) => projectRedirect(ctx, 'issues'), 'issues'],
   [/^\/stats$/, (ctx) => projectRedirect(ctx, 'stats'), 'stats'],
   [/^\/issues\/(\d+)$/, issue.view, 'issues'],

@@ -243,7 +243,7 @@ export async function view(ctx) {
       h('button', { class: 'btn small', type: 'button', dataset: { edit: r.id }, onclick: () => openRule(r) }, 'Edit'),
       h('button', { class: 'btn small danger', type: 'button', dataset: { delete: r.id }, onclick: async () => {
         if (!(await confirmDialog(`Delete the rule “${r.name}”? Its history stays.`, 'Delete'))) return;
-        if (await attempt(() => del(`/api/alerts/rules/${r.id}`), 'Rule deleted')) reload();
+        if ((await attempt(() => del(`/api/alerts/rules/${r.id}`), 'Rule deleted')) !== undefined) reload();
       } }, 'Delete')) : null)));
   const rulesPanel = panel('Rules', [
     rules.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'tbl', id: 'rules' },
@@ -278,7 +278,7 @@ export async function view(ctx) {
           h('button', { class: 'btn small', type: 'button', dataset: { edit: c.id }, onclick: () => openChannel(c) }, 'Edit'),
           h('button', { class: 'btn small danger', type: 'button', dataset: { delete: c.id }, onclick: async () => {
             if (!(await confirmDialog(`Delete the channel “${c.name}”?`, 'Delete'))) return;
-            if (await attempt(() => del(`/api/alerts/channels/${c.id}`), 'Channel deleted')) reload();
+            if ((await attempt(() => del(`/api/alerts/channels/${c.id}`), 'Channel deleted')) !== undefined) reload();
           } }, 'Delete')), result));
     });
     channelsPanel = panel('Channels', [

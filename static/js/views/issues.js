@@ -3,6 +3,7 @@
 import { h, sparkline, fmtNum, ago, when } from '../dom.js';
 import { get, post, qs } from '../api.js';
 import { can, navigate, errorBox, attempt, badge, statusLabel, currentProject, notAvailable } from '../ui.js';
+import { tabs } from './insights.js';
 
 const SORTS = [['last_seen', 'Last seen'], ['first_seen', 'First seen'], ['events', 'Events'], ['users', 'Users']];
 const STATUSES = [['is:unresolved', 'Unresolved'], ['is:resolved', 'Resolved'], ['is:muted', 'Muted'], ['', 'All']];
@@ -88,7 +89,8 @@ export async function list(ctx) {
   root.append(
     h('div', { class: 'page-head' },
       h('div', null, h('h1', null, 'Issues'), h('div', { class: 'muted' }, project ? project.name : `Project #${pid}`)),
-      h('div', { class: 'row' }, h('a', { class: 'btn', href: `#/projects/${pid}/stats` }, 'Stats'))),
+    ),
+    tabs(pid, 'issues'),
     h('section', { class: 'panel' },
       h('div', { class: 'toolbar' }, searchForm, statusSel, levelSel, sortSel),
       bulkbar, head, status, listEl, more),

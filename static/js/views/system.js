@@ -101,7 +101,7 @@ async function usersPanel() {
     const name = h('input', { type: 'text', placeholder: 'name', 'aria-label': 'Name' });
     const role = h('select', { 'aria-label': 'Role' }, ROLES.map((r) => h('option', { value: r }, r)));
     const pw = h('input', { type: 'password', placeholder: 'password (optional)', 'aria-label': 'Password', autocomplete: 'new-password' });
-    add = h('form', { class: 'row' }, email, name, role, pw, h('button', { class: 'btn', type: 'submit' }, 'Add user'));
+    add = h('form', { class: 'row', id: 'user-form' }, email, name, role, pw, h('button', { class: 'btn', type: 'submit' }, 'Add user'));
     add.addEventListener('submit', async (e) => {
       e.preventDefault();
       const body = { email: email.value.trim(), name: name.value.trim(), role: role.value };
