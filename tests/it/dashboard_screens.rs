@@ -827,9 +827,85 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
             "return [document.documentElement.scrollWidth, window.innerWidth]",
         )
         .await;
-        assert!(w[0].as_u64().unwrap() <= w[1].as_u64().unwrap(), "{hash}: {w}");
+        let wide = js(
+            &b,
+            "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))",
+        )
+        .await;
+        assert!(w[0].as_u64().unwrap() <= w[1].as_u64().unwrap(), "{hash}: {w} {wide}");
         shot(&b, name).await;
     }
     b.close().await;
     assert!(h.stop().await, "the server stopped cleanly");
+}
+
+/// First run: the setup link creates the owner, who lands on "create your first project", gets
+/// the DSN with the platform snippet and a "waiting for the first event…" panel that turns
+/// into the issue when the SDK's event arrives.
+#[tokio::test]
+async fn first_run_from_setup_link_to_first_issue_in_chromium() {
+    if fixture("py_zero_division.1").is_none() {
+        crate::common::skip(
+            "shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR to the shared/ directory)",
+        );
+        return;
+    }
+    let h = Hearth::start("").await;
+    let line = h.wait_log("/setup?token=").await;
+    let link = line
+        .split_whitespace()
+        .find(|w| w.contains("/setup?token="))
+        .unwrap()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == ',')
+        .to_string();
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    b.c.goto(&link).await.unwrap();
+    wait_js(
+        &b,
+        "the setup form",
+        "const f = document.getElementById('setup-form'); return f && !f.hidden",
+    )
+    .await;
+    type_into(&b, "#email", "ana@example.com").await;
+    type_into(&b, "#name", "Ana").await;
+    type_into(&b, "#password", "correct horse battery staple").await;
+    click(&b, "#submit").await;
+    wait_js(
+        &b,
+        "the first-project screen",
+        "return location.hash === '#/projects' && !!document.getElementById('new-project-name')",
+    )
+    .await;
+    let intro = js(&b, "return document.querySelector('.page-head h1').textContent").await;
+    assert_eq!(intro, "Create your first project");
+    shot(&b, "dash-first-run-projects").await;
+    type_into(&b, "#new-project-name", "checkout").await;
+    click(&b, "#new-project button[type=submit]").await;
+    let dsn = wait_js(
+        &b,
+        "the DSN and the waiting panel",
+        "const d = document.getElementById('setup-dsn'); return document.getElementById('first-event') && d && d.textContent",
+    )
+    .await;
+    let dsn = dsn.as_str().unwrap().to_string();
+    assert!(dsn.starts_with("http://"), "{dsn}");
+    assert!(dsn.contains(h.base.trim_start_matches("http://")), "{dsn} names {}", h.base);
+    let snippet = js(&b, "return document.getElementById('snippet').textContent").await;
+    assert!(snippet.as_str().unwrap().contains(&dsn), "{snippet}");
+    shot(&b, "dash-first-run-waiting").await;
+    let pid: u64 = dsn.rsplit('/').next().unwrap().parse().unwrap();
+    replay(&h, pid, &dsn_key(&dsn), "py_zero_division.1").await;
+    wait_js(
+        &b,
+        "the first issue opened",
+        "return /^#\\/issues\\/\\d+$/.test(location.hash) && (document.getElementById('issue-title') || {}).textContent",
+    )
+    .await;
+    let title = js(&b, "return document.getElementById('issue-title').textContent").await;
+    assert_eq!(title, "ZeroDivisionError: division by zero");
+    shot(&b, "dash-first-run-issue").await;
+    b.close().await;
+    assert!(h.stop().await);
 }
