@@ -835,6 +835,19 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         assert!(w[0].as_u64().unwrap() <= w[1].as_u64().unwrap(), "{hash}: {w} {wide}");
         shot(&b, name).await;
     }
+    // The API document names what the write routes take.
+    let spec: Value = h
+        .get(&owner.token, "/api/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = &spec["paths"]["/api/alerts/rules"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(body["required"], json!(["name", "when", "channels"]), "{body}");
+    assert!(spec["paths"]["/api/alerts/rules"]["get"]["requestBody"].is_null());
     b.close().await;
     assert!(h.stop().await, "the server stopped cleanly");
 }
