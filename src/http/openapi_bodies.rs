@@ -131,7 +131,10 @@ pub fn schema(method: &str, path: &str) -> Option<Value> {
                 "name": t(STR), "disabled": t("boolean"), "password": t(STR),
             }),
         ),
-        ("POST", "/api/tokens") => obj(&["name"], json!({ "name": desc(STR, "1 to 200 characters") })),
+        ("POST", "/api/tokens") => obj(
+            &["name"],
+            json!({ "name": desc(STR, "1 to 200 characters") }),
+        ),
         ("POST", "/api/mail/test") => obj(&["to"], json!({ "to": t(STR) })),
         ("POST", "/api/mail/send") => obj(
             &["to", "subject"],
@@ -151,9 +154,8 @@ pub fn schema(method: &str, path: &str) -> Option<Value> {
 
 /// `requestBody` for an OpenAPI operation.
 pub fn request_body(method: &str, path: &str) -> Option<Value> {
-    schema(method, path).map(|s| {
-        json!({ "required": true, "content": { "application/json": { "schema": s } } })
-    })
+    schema(method, path)
+        .map(|s| json!({ "required": true, "content": { "application/json": { "schema": s } } }))
 }
 
 #[cfg(test)]

@@ -153,11 +153,7 @@ pub fn add(
     if let Some(t) = mechs.last().and_then(|m| m.get("type")).and_then(s) {
         push("mechanism", t.to_string());
     }
-    if let Some(u) = event
-        .get("request")
-        .and_then(|r| r.get("url"))
-        .and_then(s)
-    {
+    if let Some(u) = event.get("request").and_then(|r| r.get("url")).and_then(s) {
         // Without the query string: it often carries tokens, and makes every URL distinct.
         let u = u.split(['?', '#']).next().unwrap_or(u);
         push("url", u.to_string());

@@ -180,10 +180,36 @@ pub struct IssueSummary {
     pub environment: Option<String>,
     /// Whether any event had an unhandled exception (the derived `handled:no` tag).
     pub unhandled: bool,
+    /// Events per day for the last 14 days, oldest first (the list's 14 d sparkline).
+    pub sparkline_14d: Vec<u64>,
+}
+
+/// dash (issue 16): events per day for the last `days` days, oldest first.
+fn daily_counts(
+    txn: &ReadTransaction,
+    issue_id: u64,
+    now: i64,
+    days: usize,
+) -> Result<Vec<u64>, IssuesError> {
+    let t = txn.open_table(ISSUE_HOURLY)?;
+    let start = now.div_euclid(DAY_MS) * DAY_MS - (days as i64 - 1) * DAY_MS;
+    let mut out = vec![0u64; days];
+    for row in t.range((issue_id, start)..=(issue_id, now))? {
+        let (k, v) = row?;
+        let idx = ((k.value().1 - start) / DAY_MS) as usize;
+        if idx < days {
+            out[idx] += v.value();
+        }
+    }
+    Ok(out)
 }
 
 /// dash (issue 16): an issue's tag values for `key`, most events first.
-fn tag_values(txn: &ReadTransaction, issue_id: u64, key: &str) -> Result<Vec<(String, u64)>, IssuesError> {
+fn tag_values(
+    txn: &ReadTransaction,
+    issue_id: u64,
+    key: &str,
+) -> Result<Vec<(String, u64)>, IssuesError> {
     let t = txn.open_table(TAGS)?;
     let mut out = Vec::new();
     for row in t.range((issue_id, key, "")..=(issue_id, key, "\u{10FFFF}"))? {
@@ -302,6 +328,7 @@ pub fn summary(txn: &ReadTransaction, i: &Issue, now: i64) -> Result<IssueSummar
         unhandled: tag_values(txn, i.id, "handled")?
             .iter()
             .any(|(v, _)| v == "no"),
+        sparkline_14d: daily_counts(txn, i.id, now, 14)?,
     })
 }
 
@@ -1035,23 +1062,7 @@ impl Issues {
                 o.insert("mute_events_left".into(), json!(issue.mute_events_left));
                 o.insert("stored_events".into(), json!(issue.stored_events));
                 // dash (issue 16): events per day for the last 30 days, oldest first.
-                {
-                    let now = now_ms();
-                    let today = now.div_euclid(DAY_MS) * DAY_MS;
-                    let start = today - 29 * DAY_MS;
-                    let mut daily = vec![0u64; 30];
-                    for row in txn
-                        .open_table(ISSUE_HOURLY)?
-                        .range((id, start)..=(id, now))?
-                    {
-                        let (k, n) = row?;
-                        let idx = ((k.value().1 - start) / DAY_MS) as usize;
-                        if idx < 30 {
-                            daily[idx] += n.value();
-                        }
-                    }
-                    o.insert("daily".into(), json!(daily));
-                }
+                o.insert("daily".into(), json!(daily_counts(txn, id, now_ms(), 30)?));
                 Ok(v)
             })
             .await

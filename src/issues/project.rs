@@ -53,7 +53,11 @@ const BULKY: &[&str] = &[
 /// as with a full parse.
 pub fn parse_for_grouping(raw: &[u8]) -> serde_json::Result<Value> {
     let mut de = serde_json::Deserializer::from_slice(raw);
-    let v = Pruned { top: true, request: false }.deserialize(&mut de)?;
+    let v = Pruned {
+        top: true,
+        request: false,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(v)
 }

@@ -31,9 +31,8 @@ fn screenshot_dir() -> PathBuf {
 }
 
 async fn shot(b: &Browser, name: &str) {
-    let _ = b
-        .c
-        .execute(
+    let _ =
+        b.c.execute(
             "const t = document.getElementById('toasts'); if (t) t.replaceChildren(); return 1",
             vec![],
         )
@@ -95,7 +94,12 @@ async fn type_into(b: &Browser, css: &str, text: &str) {
 
 async fn goto(b: &Browser, h: &Hearth, hash: &str) {
     let url = h.url(&format!("/#{hash}"));
-    if b.c.current_url().await.map(|u| u.as_str() == url).unwrap_or(false) {
+    if b.c
+        .current_url()
+        .await
+        .map(|u| u.as_str() == url)
+        .unwrap_or(false)
+    {
         // The same hash is no navigation: load the page again.
         b.c.refresh().await.unwrap();
     } else {
@@ -339,6 +343,16 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         );
     }
     shot(&b, "dash-issue-list").await;
+    // The sparkline switches to 14 days by day.
+    click(&b, "#spark-range").await;
+    wait_js(
+        &b,
+        "14-day sparklines",
+        "const s = document.querySelector('#issue-list svg.spark'); return s && s.getAttribute('aria-label').includes('14 days') && s.querySelectorAll('rect').length === 14",
+    )
+    .await;
+    shot(&b, "dash-issue-list-14d").await;
+    click(&b, "#spark-range").await;
 
     // Derived tags: the browser event names its browser, OS, URL and handled, and counts a user.
     let detail: Value = h
@@ -350,10 +364,7 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         .await
         .unwrap();
     let tags = &detail["issue"]["tags"];
-    assert_eq!(
-        tags["browser"][0]["value"], "Chrome Headless 156",
-        "{tags}"
-    );
+    assert_eq!(tags["browser"][0]["value"], "Chrome Headless 156", "{tags}");
     assert_eq!(tags["os"][0]["value"], "Linux");
     assert_eq!(tags["handled"][0]["value"], "yes");
     assert_eq!(tags["mechanism"][0]["value"], "generic");
@@ -376,9 +387,12 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     );
 
     // Keyboard: j moves to the first row, Enter opens it.
-    b.c.execute("document.activeElement && document.activeElement.blur(); return 1", vec![])
-        .await
-        .unwrap();
+    b.c.execute(
+        "document.activeElement && document.activeElement.blur(); return 1",
+        vec![],
+    )
+    .await
+    .unwrap();
     b.c.find(Locator::Css("body"))
         .await
         .unwrap()
@@ -412,13 +426,7 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         "return [...document.querySelectorAll('#event .panel-head h2')].map(e => e.textContent)",
     )
     .await;
-    for want in [
-        "Event",
-        "Contexts",
-        "Grouping",
-        "Raw event",
-        "Environment",
-    ] {
+    for want in ["Event", "Contexts", "Grouping", "Raw event", "Environment"] {
         assert!(
             sections.as_array().unwrap().iter().any(|s| s == want),
             "{want} in {sections}"
@@ -434,7 +442,12 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     let latest_has_extra = js(&b, "return !!document.getElementById('extra')").await;
     if latest_has_extra != json!(true) {
         click(&b, "[data-nav=prev]").await;
-        wait_js(&b, "the older event", "return !!document.getElementById('extra')").await;
+        wait_js(
+            &b,
+            "the older event",
+            "return !!document.getElementById('extra')",
+        )
+        .await;
     }
     wait_js(
         &b,
@@ -480,7 +493,10 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     )
     .await;
     assert!(
-        crumb.as_str().unwrap_or("").contains("body > button#report"),
+        crumb
+            .as_str()
+            .unwrap_or("")
+            .contains("body > button#report"),
         "{crumb}"
     );
 
@@ -518,15 +534,11 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         "return document.querySelectorAll('#frequency svg rect.bar').length",
     )
     .await;
-    let assign = b
-        .c
-        .find(Locator::Css("select[data-action=assign]"))
-        .await
-        .unwrap();
-    assign
-        .select_by_label("Assign to me")
-        .await
-        .unwrap();
+    let assign =
+        b.c.find(Locator::Css("select[data-action=assign]"))
+            .await
+            .unwrap();
+    assign.select_by_label("Assign to me").await.unwrap();
     wait_js(
         &b,
         "assigned in words",
@@ -545,7 +557,10 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         "const t = document.getElementById('releases'); return t && t.textContent",
     )
     .await;
-    assert!(rel.as_str().unwrap().contains("fixture-shop-node@2.8.0"), "{rel}");
+    assert!(
+        rel.as_str().unwrap().contains("fixture-shop-node@2.8.0"),
+        "{rel}"
+    );
     wait_js(
         &b,
         "the adoption chart",
@@ -578,7 +593,10 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         "const t = document.getElementById('crons'); return t && t.textContent",
     )
     .await;
-    assert!(crons.as_str().unwrap().contains("nightly-report"), "{crons}");
+    assert!(
+        crons.as_str().unwrap().contains("nightly-report"),
+        "{crons}"
+    );
     shot(&b, "dash-crons").await;
     // Feedback: the fixtures have none, so a user report in the envelope format the SDKs use.
     let latest: Value = h
@@ -591,11 +609,15 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         .unwrap();
     let fb = format!(
         "{{}}\n{{\"type\":\"user_report\"}}\n{{\"event_id\":\"{}\",\"name\":\"Ana {EVIL}\",\"email\":\"ana@example.com\",\"comments\":\"The checkout button does nothing {EVIL}\"}}\n",
-        latest["event"]["event_id"].as_str().expect("the latest event's id")
+        latest["event"]["event_id"]
+            .as_str()
+            .expect("the latest event's id")
     );
     let r = h
         .http
-        .post(h.url(&format!("/api/{pid}/envelope/?sentry_key={key}&sentry_version=7")))
+        .post(h.url(&format!(
+            "/api/{pid}/envelope/?sentry_key={key}&sentry_version=7"
+        )))
         .body(fb)
         .send()
         .await
@@ -725,7 +747,12 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
             .then_some(a)
     })
     .await;
-    assert!(fired["alert"]["title"].as_str().unwrap().contains("Swap usage"));
+    assert!(
+        fired["alert"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("Swap usage")
+    );
     goto(&b, &h, "/alerts").await;
     click(&b, "#alert-history details summary").await;
     let hist = wait_js(
@@ -735,7 +762,10 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     )
     .await;
     let hist = hist.as_str().unwrap();
-    assert!(hist.contains("delivered") && hist.contains("reply-from-receiver"), "{hist}");
+    assert!(
+        hist.contains("delivered") && hist.contains("reply-from-receiver"),
+        "{hist}"
+    );
     assert_eq!(js(&b, "return window.__pwned || 0").await, json!(0));
     shot(&b, "dash-alerts").await;
     // Disable, then delete through the confirmation dialog.
@@ -784,7 +814,11 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     )
     .await;
     assert!(link.as_str().unwrap().contains("token="), "{link}");
-    let before = js(&b, "return document.querySelectorAll('#tokens tr[data-token]').length").await;
+    let before = js(
+        &b,
+        "return document.querySelectorAll('#tokens tr[data-token]').length",
+    )
+    .await;
     type_into(&b, "#token-label", "deploy").await;
     click(&b, "#token-form button[type=submit]").await;
     wait_js(
@@ -832,7 +866,10 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
             "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))",
         )
         .await;
-        assert!(w[0].as_u64().unwrap() <= w[1].as_u64().unwrap(), "{hash}: {w} {wide}");
+        assert!(
+            w[0].as_u64().unwrap() <= w[1].as_u64().unwrap(),
+            "{hash}: {w} {wide}"
+        );
         shot(&b, name).await;
     }
     // The API document names what the write routes take.
@@ -844,9 +881,13 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         .json()
         .await
         .unwrap();
-    let body = &spec["paths"]["/api/alerts/rules"]["post"]["requestBody"]["content"]
-        ["application/json"]["schema"];
-    assert_eq!(body["required"], json!(["name", "when", "channels"]), "{body}");
+    let body = &spec["paths"]["/api/alerts/rules"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        body["required"],
+        json!(["name", "when", "channels"]),
+        "{body}"
+    );
     assert!(spec["paths"]["/api/alerts/rules"]["get"]["requestBody"].is_null());
     b.close().await;
     assert!(h.stop().await, "the server stopped cleanly");
@@ -891,7 +932,11 @@ async fn first_run_from_setup_link_to_first_issue_in_chromium() {
         "return location.hash === '#/projects' && !!document.getElementById('new-project-name')",
     )
     .await;
-    let intro = js(&b, "return document.querySelector('.page-head h1').textContent").await;
+    let intro = js(
+        &b,
+        "return document.querySelector('.page-head h1').textContent",
+    )
+    .await;
     assert_eq!(intro, "Create your first project");
     shot(&b, "dash-first-run-projects").await;
     type_into(&b, "#new-project-name", "checkout").await;
@@ -904,7 +949,11 @@ async fn first_run_from_setup_link_to_first_issue_in_chromium() {
     .await;
     let dsn = dsn.as_str().unwrap().to_string();
     assert!(dsn.starts_with("http://"), "{dsn}");
-    assert!(dsn.contains(h.base.trim_start_matches("http://")), "{dsn} names {}", h.base);
+    assert!(
+        dsn.contains(h.base.trim_start_matches("http://")),
+        "{dsn} names {}",
+        h.base
+    );
     let snippet = js(&b, "return document.getElementById('snippet').textContent").await;
     assert!(snippet.as_str().unwrap().contains(&dsn), "{snippet}");
     shot(&b, "dash-first-run-waiting").await;
@@ -916,7 +965,11 @@ async fn first_run_from_setup_link_to_first_issue_in_chromium() {
         "return /^#\\/issues\\/\\d+$/.test(location.hash) && (document.getElementById('issue-title') || {}).textContent",
     )
     .await;
-    let title = js(&b, "return document.getElementById('issue-title').textContent").await;
+    let title = js(
+        &b,
+        "return document.getElementById('issue-title').textContent",
+    )
+    .await;
     assert_eq!(title, "ZeroDivisionError: division by zero");
     shot(&b, "dash-first-run-issue").await;
     b.close().await;

@@ -78,11 +78,21 @@ export async function list(ctx) {
     updateSel();
   });
 
+  // The sparkline's range: the last 24 hours by hour, or the last 14 days by day (kept).
+  let range = '24h';
+  try { range = localStorage.getItem('hearth.spark') === '14d' ? '14d' : '24h'; } catch { /* private mode */ }
+  const rangeBtn = h('button', { class: 'linkish', type: 'button', id: 'spark-range', title: 'Switch between 24 hours and 14 days' }, range === '14d' ? '14d' : '24h');
+  rangeBtn.addEventListener('click', () => {
+    range = range === '24h' ? '14d' : '24h';
+    rangeBtn.textContent = range;
+    try { localStorage.setItem('hearth.spark', range); } catch { /* private mode */ }
+    load(false);
+  });
   const listEl = h('ul', { class: 'issue-list', id: 'issue-list', role: 'listbox', 'aria-label': 'Issues' });
   const status = h('div');
   const more = h('div', { class: 'pager' });
-  const head = h('div', { class: 'issue-head-row', 'aria-hidden': 'true' },
-    h('span'), h('span'), h('span', null, 'Issue'), h('span', { class: 'spark-cell' }, '24h'),
+  const head = h('div', { class: 'issue-head-row' },
+    h('span'), h('span'), h('span', null, 'Issue'), h('span', { class: 'spark-cell' }, rangeBtn),
     h('span', { class: 'num-cell' }, 'Events'), h('span', { class: 'num-cell users-cell' }, 'Users'),
     h('span', { class: 'assignee-cell' }, 'Who'));
 
@@ -140,7 +150,7 @@ export async function list(ctx) {
         (it.releases || []).length ? h('span', { class: 'rel', title: `releases: ${(it.releases || []).join(', ')}` }, (it.releases || []).join(', ')) : null,
         it.environment ? h('span', { class: 'env' }, it.environment) : null,
         h('span', { title: `first seen ${when(it.first_seen_ms)}` }, `${ago(it.last_seen_ms)} · first seen ${ago(it.first_seen_ms)}`))),
-    h('div', { class: 'spark-cell' }, sparkline(it.sparkline)),
+    h('div', { class: 'spark-cell' }, sparkline(range === '14d' && Array.isArray(it.sparkline_14d) ? it.sparkline_14d : it.sparkline, range === '14d' ? 'days' : 'hours')),
     h('div', { class: 'num-cell events', title: `${it.count} events` }, fmtNum(it.count)),
     h('div', { class: 'num-cell users-cell', title: `${it.user_count} users` }, fmtNum(it.user_count)),
     h('div', { class: 'assignee-cell' }, avatar(it)));
