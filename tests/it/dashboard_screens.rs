@@ -640,6 +640,42 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     )
     .await;
 
+    // Attachments: the browser event once more with a log file attached (an attachment item
+    // after the event item, as the SDKs' addAttachment sends it), listed and downloaded.
+    let f = fixture("browser_captured.3").unwrap();
+    let text = String::from_utf8(f.envelope.clone()).unwrap();
+    let new_id = uuid::Uuid::new_v4().simple().to_string();
+    let text = text.replace(f.meta["event_id"].as_str().unwrap(), &new_id);
+    let log = format!("cart=3 items\nclicked {EVIL}\n");
+    let with_attachment = format!(
+        "{}\n{{\"type\":\"attachment\",\"length\":{},\"filename\":\"checkout.log\",\"content_type\":\"text/plain\"}}\n{log}",
+        text.trim_end_matches('\n'),
+        log.len()
+    );
+    assert_eq!(
+        send(&h, pid, &key, &f, with_attachment.as_bytes(), true).await,
+        200
+    );
+    goto(&b, &h, &format!("/issues/{web}/events/{new_id}")).await;
+    let att = wait_js(
+        &b,
+        "the attachment listed",
+        "const a = document.querySelector('#attachments a'); return a && [a.textContent, a.getAttribute('href')]",
+    )
+    .await;
+    assert_eq!(att[0], "checkout.log");
+    let href = att[1].as_str().unwrap();
+    let got = h
+        .get(&owner.token, href)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&got[..], log.as_bytes(), "the download is the file as sent");
+    shot(&b, "dash-event-attachments").await;
+
     // Alerts: a channel and a rule made in the UI; the test button; the rule fires on a new
     // issue and the delivery history shows each channel's attempts and the failing reply.
     let dead = h
