@@ -327,6 +327,8 @@ function frequencyEl(it) {
     chart.classList.add('freq');
     chart.setAttribute('aria-label', which === '30d' ? 'events per day, last 30 days' : 'events per hour, last 24 hours');
     box.replaceChildren(chart);
+    // On a narrow screen the chart scrolls: start at the newest bars.
+    requestAnimationFrame(() => { box.scrollLeft = box.scrollWidth; });
     for (const b of tabs.children) b.classList.toggle('active', b.dataset.range === which);
   };
   const tabs = h('div', { class: 'tabs' },
