@@ -206,6 +206,14 @@ impl AdminCommand {
 /// (in-process) and prints the JSON answer. Errors carry the API's message.
 pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
     let req = cmd.request()?;
+    // dash (issue 16): without a running server the DSN is built from this command's
+    // configuration; say which address it names so a server started elsewhere is noticed.
+    let offline_dsn = matches!(cmd, AdminCommand::Project(ProjectCmd::Add { .. }))
+        && tokio::net::UnixStream::connect(config.socket_path())
+            .await
+            .is_err();
+    let base = config.server.base_url();
+    let pinned = !config.server.public_url.is_empty();
     let (status, body) = send(config, req).await?;
     if !status.is_success() {
         let code = body["error"]["code"].as_str().unwrap_or("error");
@@ -216,6 +224,14 @@ pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
         bail!("{message} ({code}, HTTP {})", status.as_u16());
     }
     println!("{}", serde_json::to_string_pretty(&body)?);
+    if offline_dsn && !pinned {
+        eprintln!(
+            "note: the server is not running, so this DSN names {base} from [server] listen. \
+             If `hearth serve` will listen elsewhere (--listen, HEARTH_SERVER__LISTEN) or sits \
+             behind a proxy, set [server] public_url (or pass the same --listen/--public-url \
+             here); the project page in the dashboard always shows the DSN the server uses."
+        );
+    }
     Ok(())
 }
 

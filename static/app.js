@@ -11,6 +11,8 @@ import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
 import * as chat from './js/views/chat.js';
 import * as monitors from './js/views/monitors.js';
+import * as alertsView from './js/views/alerts.js';
+import * as insights from './js/views/insights.js';
 
 const app = document.getElementById('app');
 
@@ -22,6 +24,11 @@ const ROUTES = [
   [/^\/projects\/(\d+)$/, projects.detail, 'projects'],
   [/^\/projects\/(\d+)\/issues$/, issues.list, 'issues'],
   [/^\/projects\/(\d+)\/stats$/, stats.view, 'stats'],
+  [/^\/projects\/(\d+)\/feedback$/, insights.feedback, 'issues'],
+  [/^\/projects\/(\d+)\/releases$/, insights.releases, 'issues'],
+  [/^\/projects\/(\d+)\/transactions$/, insights.transactions, 'issues'],
+  [/^\/projects\/(\d+)\/client-reports$/, insights.clientReports, 'issues'],
+  [/^\/projects\/(\d+)\/crons$/, insights.crons, 'issues'],
   [/^\/issues$/, (ctx) => projectRedirect(ctx, 'issues'), 'issues'],
   [/^\/stats$/, (ctx) => projectRedirect(ctx, 'stats'), 'stats'],
   [/^\/issues\/(\d+)$/, issue.view, 'issues'],
@@ -29,7 +36,7 @@ const ROUTES = [
   [/^\/monitors$/, monitors.list, 'monitors'],
   [/^\/monitors\/new$/, monitors.create, 'monitors'],
   [/^\/monitors\/([\w-]+)$/, monitors.detail, 'monitors'],
-  [/^\/alerts$/, extra.alerts, 'alerts'],
+  [/^\/alerts$/, alertsView.view, 'alerts'],
   [/^\/mail$/, extra.mail, 'mail'],
   [/^\/chat$/, chat.inbox, 'chat'],
   [/^\/chat\/(\d+)$/, chat.inbox, 'chat'],

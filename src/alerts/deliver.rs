@@ -166,7 +166,13 @@ pub async fn deliver_to(
             } else {
                 "system_alert"
             };
-            let vars = email_vars(alert);
+            let mut vars = email_vars(alert);
+            // dash (issue 16): the project by its name, not "project 1".
+            if let Some(pid) = alert.project_id
+                && let Ok(Some(p)) = state.accounts.project(pid).await
+            {
+                vars.insert("project".into(), p.name.into());
+            }
             let req = TemplateSend {
                 template: template.into(),
                 vars,
@@ -185,7 +191,15 @@ pub async fn deliver_to(
             }
         }
         ChannelKind::Slack { url } => {
-            let body = serde_json::to_vec(&slack_payload(alert)).expect("JSON");
+            let mut named = alert.clone();
+            // dash (issue 16): Slack names the project too.
+            if let Some(pid) = alert.project_id
+                && let Ok(Some(p)) = state.accounts.project(pid).await
+                && named.payload.is_object()
+            {
+                named.payload["project_name"] = Value::String(p.name);
+            }
+            let body = serde_json::to_vec(&slack_payload(&named)).expect("JSON");
             post(state, url, body, Vec::new()).await
         }
         ChannelKind::Webhook { url, secret } => {
@@ -309,7 +323,9 @@ fn color(a: &Alert) -> &'static str {
 pub fn slack_payload(a: &Alert) -> Value {
     let title = slack_escape(&a.title);
     let mut facts = Vec::new();
-    if let Some(p) = a.project_id {
+    if let Some(name) = a.payload["project_name"].as_str() {
+        facts.push(format!("*Project:* {}", slack_escape(name)));
+    } else if let Some(p) = a.project_id {
         facts.push(format!("*Project:* {p}"));
     }
     if let Some(l) = &a.level {

@@ -8,6 +8,7 @@ mod conn;
 pub mod error;
 pub mod live;
 pub mod metrics;
+pub mod openapi_bodies;
 pub mod routes;
 pub mod socket;
 
@@ -305,6 +306,10 @@ async fn openapi(_: Viewer, State(s): State<AppState>) -> ApiJson<serde_json::Va
             "x-hearth-access": r.access,
             "security": security,
         });
+        // dash (issue 16): what the write routes take.
+        if let Some(body) = openapi_bodies::request_body(r.method.as_str(), r.path) {
+            entry[r.method.as_str().to_ascii_lowercase()]["requestBody"] = body;
+        }
     }
     ApiJson(json!({
         "openapi": "3.1.0",

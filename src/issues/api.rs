@@ -180,6 +180,21 @@ async fn list(
         filter.ids = Some(s.search.matching_issues(pid, &parsed).await?);
     }
     let (issues, next) = s.issues.list(pid, filter, sort, limit, cursor).await?;
+    // dash (issue 16): the assignee's name, for the list's avatar.
+    let mut issues = serde_json::to_value(&issues).unwrap_or_default();
+    if let Some(rows) = issues.as_array_mut()
+        && rows.iter().any(|i| !i["assignee_id"].is_null())
+    {
+        let users = s.accounts.list_users().await?;
+        for row in rows {
+            let Some(id) = row["assignee_id"].as_u64() else {
+                continue;
+            };
+            if let Some(u) = users.iter().find(|u| u.id == id) {
+                row["assignee"] = json!({ "id": u.id, "name": u.name });
+            }
+        }
+    }
     Ok(ApiJson(json!({ "issues": issues, "next_cursor": next })))
 }
 
@@ -196,7 +211,30 @@ async fn detail(
     State(s): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
-    Ok(ApiJson(json!({ "issue": s.issues.detail(id).await? })))
+    let mut issue = s.issues.detail(id).await?;
+    // dash (issue 16): the names of the people in the history, comments and assignee, so the
+    // page says "assigned to Ana" to viewers too (names only, never emails).
+    let mut ids: Vec<u64> = vec![];
+    ids.extend(issue["assignee_id"].as_u64());
+    for h in issue["history"].as_array().into_iter().flatten() {
+        ids.extend(h["user_id"].as_u64());
+        if h["action"] == "assign" {
+            for k in ["from", "to"] {
+                ids.extend(h[k].as_str().and_then(|v| v.parse::<u64>().ok()));
+            }
+        }
+    }
+    for c in issue["comments"].as_array().into_iter().flatten() {
+        ids.extend(c["user_id"].as_u64());
+    }
+    let users = s.accounts.list_users().await?;
+    let names: serde_json::Map<String, Value> = users
+        .iter()
+        .filter(|u| ids.contains(&u.id))
+        .map(|u| (u.id.to_string(), json!(u.name)))
+        .collect();
+    issue["user_names"] = Value::Object(names);
+    Ok(ApiJson(json!({ "issue": issue })))
 }
 
 #[derive(Deserialize)]
@@ -265,7 +303,30 @@ async fn set_status(
     ApiJson(change): ApiJson<StatusChange>,
 ) -> Result<ApiJson<Value>, ApiError> {
     s.issues.set_status(vec![id], user.user_id, change).await?;
-    Ok(ApiJson(json!({ "issue": s.issues.detail(id).await? })))
+    let mut issue = s.issues.detail(id).await?;
+    // dash (issue 16): the names of the people in the history, comments and assignee, so the
+    // page says "assigned to Ana" to viewers too (names only, never emails).
+    let mut ids: Vec<u64> = vec![];
+    ids.extend(issue["assignee_id"].as_u64());
+    for h in issue["history"].as_array().into_iter().flatten() {
+        ids.extend(h["user_id"].as_u64());
+        if h["action"] == "assign" {
+            for k in ["from", "to"] {
+                ids.extend(h[k].as_str().and_then(|v| v.parse::<u64>().ok()));
+            }
+        }
+    }
+    for c in issue["comments"].as_array().into_iter().flatten() {
+        ids.extend(c["user_id"].as_u64());
+    }
+    let users = s.accounts.list_users().await?;
+    let names: serde_json::Map<String, Value> = users
+        .iter()
+        .filter(|u| ids.contains(&u.id))
+        .map(|u| (u.id.to_string(), json!(u.name)))
+        .collect();
+    issue["user_names"] = Value::Object(names);
+    Ok(ApiJson(json!({ "issue": issue })))
 }
 
 #[derive(Deserialize)]
@@ -316,7 +377,30 @@ async fn assign(
     ApiJson(a): ApiJson<AssignBody>,
 ) -> Result<ApiJson<Value>, ApiError> {
     s.issues.assign(id, user.user_id, a.user_id).await?;
-    Ok(ApiJson(json!({ "issue": s.issues.detail(id).await? })))
+    let mut issue = s.issues.detail(id).await?;
+    // dash (issue 16): the names of the people in the history, comments and assignee, so the
+    // page says "assigned to Ana" to viewers too (names only, never emails).
+    let mut ids: Vec<u64> = vec![];
+    ids.extend(issue["assignee_id"].as_u64());
+    for h in issue["history"].as_array().into_iter().flatten() {
+        ids.extend(h["user_id"].as_u64());
+        if h["action"] == "assign" {
+            for k in ["from", "to"] {
+                ids.extend(h[k].as_str().and_then(|v| v.parse::<u64>().ok()));
+            }
+        }
+    }
+    for c in issue["comments"].as_array().into_iter().flatten() {
+        ids.extend(c["user_id"].as_u64());
+    }
+    let users = s.accounts.list_users().await?;
+    let names: serde_json::Map<String, Value> = users
+        .iter()
+        .filter(|u| ids.contains(&u.id))
+        .map(|u| (u.id.to_string(), json!(u.name)))
+        .collect();
+    issue["user_names"] = Value::Object(names);
+    Ok(ApiJson(json!({ "issue": issue })))
 }
 
 #[derive(Deserialize)]

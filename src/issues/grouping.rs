@@ -390,7 +390,11 @@ fn culprit_of(event: &Value, excs: &[&Value], stack: &[Value]) -> String {
                 .and_then(s)
                 .or(f.get("abs_path").and_then(s));
             let c = match (f.get("module").and_then(s), file) {
-                _ if js => format!("{func}({})", file.unwrap_or("?")),
+                // dash (issue 16): the page's scheme and host say nothing; the path does.
+                (_, Some(file)) if js => {
+                    format!("{} in {func}", super::derived::strip_origin(file))
+                }
+                _ if js => func.to_string(),
                 (Some(m), _) => format!("{m} in {func}"),
                 (None, Some(file)) => format!("{file} in {func}"),
                 (None, None) => func.to_string(),
@@ -581,6 +585,13 @@ fn summarise(
         });
     let (user_key, user_terms) = user_of(event);
     let search_text = search_text(excs, &title, &culprit, &message);
+    // dash (issue 16): the tags Sentry derives (browser, os, handled, url, user, …).
+    let mut tags = tags_of(event);
+    super::derived::add(event, excs, user_key.as_deref(), |k, v| {
+        if tags.len() < MAX_TAGS && tags.iter().all(|(ek, _)| ek != k) {
+            tags.push((k.to_string(), truncate(&v, MAX_TAG_LEN)));
+        }
+    });
     Grouped {
         hash,
         components,
@@ -598,7 +609,7 @@ fn summarise(
             .map(|r| truncate(r, MAX_TAG_LEN)),
         user_key,
         user_terms,
-        tags: tags_of(event),
+        tags,
         search_text,
     }
 }

@@ -5,6 +5,7 @@
 //! row and the durable bus events all commit together or not at all.
 
 pub mod api;
+pub mod derived;
 pub mod grouping;
 pub mod grouping_settings;
 pub mod grouping_v2;
@@ -172,6 +173,51 @@ pub struct IssueSummary {
     pub user_count: u64,
     pub assignee_id: Option<u64>,
     pub sparkline: Vec<u64>,
+    // dash (issue 16): what the list shows to tell look-alike issues apart.
+    /// The releases events carried, most events first (at most 3).
+    pub releases: Vec<String>,
+    /// The environment most events came from.
+    pub environment: Option<String>,
+    /// Whether any event had an unhandled exception (the derived `handled:no` tag).
+    pub unhandled: bool,
+    /// Events per day for the last 14 days, oldest first (the list's 14 d sparkline).
+    pub sparkline_14d: Vec<u64>,
+}
+
+/// dash (issue 16): events per day for the last `days` days, oldest first.
+fn daily_counts(
+    txn: &ReadTransaction,
+    issue_id: u64,
+    now: i64,
+    days: usize,
+) -> Result<Vec<u64>, IssuesError> {
+    let t = txn.open_table(ISSUE_HOURLY)?;
+    let start = now.div_euclid(DAY_MS) * DAY_MS - (days as i64 - 1) * DAY_MS;
+    let mut out = vec![0u64; days];
+    for row in t.range((issue_id, start)..=(issue_id, now))? {
+        let (k, v) = row?;
+        let idx = ((k.value().1 - start) / DAY_MS) as usize;
+        if idx < days {
+            out[idx] += v.value();
+        }
+    }
+    Ok(out)
+}
+
+/// dash (issue 16): an issue's tag values for `key`, most events first.
+fn tag_values(
+    txn: &ReadTransaction,
+    issue_id: u64,
+    key: &str,
+) -> Result<Vec<(String, u64)>, IssuesError> {
+    let t = txn.open_table(TAGS)?;
+    let mut out = Vec::new();
+    for row in t.range((issue_id, key, "")..=(issue_id, key, "\u{10FFFF}"))? {
+        let (k, n) = row?;
+        out.push((k.value().2.to_string(), n.value()));
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
 }
 
 /// Which issues to list.
@@ -270,6 +316,19 @@ pub fn summary(txn: &ReadTransaction, i: &Issue, now: i64) -> Result<IssueSummar
         user_count: i.user_count,
         assignee_id: i.assignee_id,
         sparkline: sparkline(txn, i.id, now)?,
+        releases: tag_values(txn, i.id, "release")?
+            .into_iter()
+            .take(3)
+            .map(|(v, _)| v)
+            .collect(),
+        environment: tag_values(txn, i.id, "environment")?
+            .into_iter()
+            .next()
+            .map(|(v, _)| v),
+        unhandled: tag_values(txn, i.id, "handled")?
+            .iter()
+            .any(|(v, _)| v == "no"),
+        sparkline_14d: daily_counts(txn, i.id, now, 14)?,
     })
 }
 
@@ -1002,6 +1061,8 @@ impl Issues {
                 o.insert("mute_until_ms".into(), json!(issue.mute_until_ms));
                 o.insert("mute_events_left".into(), json!(issue.mute_events_left));
                 o.insert("stored_events".into(), json!(issue.stored_events));
+                // dash (issue 16): events per day for the last 30 days, oldest first.
+                o.insert("daily".into(), json!(daily_counts(txn, id, now_ms(), 30)?));
                 Ok(v)
             })
             .await

@@ -32,6 +32,8 @@ const TOP_LEVEL: &[&str] = &[
     "stacktrace",
     "logger",
     "sdk",
+    // dash (issue 16): derived tags (browser, os, runtime, device).
+    "contexts",
 ];
 
 /// Keys skipped at any depth below the top: bulky, and never read by grouping.
@@ -51,7 +53,11 @@ const BULKY: &[&str] = &[
 /// as with a full parse.
 pub fn parse_for_grouping(raw: &[u8]) -> serde_json::Result<Value> {
     let mut de = serde_json::Deserializer::from_slice(raw);
-    let v = Pruned { top: true }.deserialize(&mut de)?;
+    let v = Pruned {
+        top: true,
+        request: false,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(v)
 }
@@ -59,6 +65,9 @@ pub fn parse_for_grouping(raw: &[u8]) -> serde_json::Result<Value> {
 #[derive(Clone, Copy)]
 struct Pruned {
     top: bool,
+    /// dash (issue 16): inside the top-level `request`, whose `headers` (User-Agent) give
+    /// the derived `browser` and `os` tags.
+    request: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Pruned {
@@ -110,7 +119,10 @@ impl<'de> Visitor<'de> for Pruned {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Pruned { top: false })? {
+        while let Some(v) = seq.next_element_seed(Pruned {
+            top: false,
+            request: false,
+        })? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -122,10 +134,13 @@ impl<'de> Visitor<'de> for Pruned {
             let keep = if self.top {
                 TOP_LEVEL.contains(&key.as_str())
             } else {
-                !BULKY.contains(&key.as_str())
+                !BULKY.contains(&key.as_str()) || (self.request && key == "headers")
             };
             if keep {
-                let v = map.next_value_seed(Pruned { top: false })?;
+                let v = map.next_value_seed(Pruned {
+                    top: false,
+                    request: self.top && key == "request",
+                })?;
                 out.insert(key, v);
             } else {
                 map.next_value::<IgnoredAny>()?;

@@ -182,6 +182,8 @@ pub struct Stats {
     pub attempts_last_hour: usize,
     /// Whether the rate limit is holding mail back right now.
     pub held_by_rate_limit: bool,
+    /// dash (issue 16): whether `[smtp] host` names a relay (without one, mail stays queued).
+    pub relay_configured: bool,
 }
 
 fn lower_contains(hay: &str, needle: &str) -> bool {
@@ -653,6 +655,7 @@ impl Mail {
         } else {
             rate as usize - left.min(rate as usize)
         };
+        let relay_configured = !self.inner.config.smtp.host.is_empty();
         self.inner
             .db
             .read(move |txn| {
@@ -695,6 +698,7 @@ impl Mail {
                     rate_limit_per_hour: rate,
                     attempts_last_hour: used,
                     held_by_rate_limit: rate != 0 && left == 0 && ready > 0,
+                    relay_configured,
                 })
             })
             .await

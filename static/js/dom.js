@@ -70,12 +70,12 @@ export function timeEl(ms, rel = true) {
   return h('time', { datetime: ms ? new Date(ms).toISOString() : '', title: when(ms) }, rel ? ago(ms) : when(ms));
 }
 
-/** A 24-bucket sparkline as inline SVG (one rect per bucket). */
-export function sparkline(values) {
+/** A sparkline as inline SVG (one rect per bucket: hours by default, or days). */
+export function sparkline(values, unit = 'hours') {
   const vals = Array.isArray(values) && values.length ? values : new Array(24).fill(0);
   const max = Math.max(1, ...vals);
   const w = 120, hgt = 28, gap = 1, bw = w / vals.length - gap;
-  const svg = s('svg', { class: 'spark', viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `events in the last 24 hours: ${vals.reduce((a, b) => a + b, 0)}` });
+  const svg = s('svg', { class: 'spark', viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `events in the last ${unit === 'days' ? `${vals.length} days` : '24 hours'}: ${vals.reduce((a, b) => a + b, 0)}` });
   vals.forEach((v, i) => {
     const bh = v > 0 ? Math.max(2, (v / max) * (hgt - 2)) : 1;
     svg.append(s('rect', { class: v > 0 ? '' : 'zero', x: (i * (bw + gap)).toFixed(2), y: (hgt - bh).toFixed(2), width: bw.toFixed(2), height: bh.toFixed(2) },

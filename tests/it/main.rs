@@ -11,6 +11,8 @@ mod chat_browser;
 mod chat_upload;
 mod cli;
 mod common;
+// issue 16: every dashboard screen in Chromium (dash)
+mod dashboard_screens;
 mod grouping;
 mod hardening;
 mod ingest;

@@ -44,31 +44,6 @@ async function section(title, path, actions, columns, render) {
   }
 }
 
-export async function alerts(ctx) {
-  const { root } = ctx;
-  root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Alerts'),
-    h('div', { class: 'muted' }, 'Rules watch the bus (new issue, regression, frequency, monitors, DLQ growth) and notify channels.'))));
-  const testBtn = (it) => can('admin') && it.id != null
-    ? h('button', { class: 'btn small', type: 'button', dataset: { test: it.id }, onclick: () => attempt(() => post(`/api/alerts/channels/${it.id}/test`), 'Test alert delivered') }, 'Send test')
-    : null;
-  const parts = await Promise.all([
-    section('Rules', '/api/alerts/rules', null, ['name',
-      ['enabled', (r) => badge(r.enabled === false ? 'off' : 'on', r.enabled === false ? 'muted' : 'resolved')],
-      ['when', (r) => h('code', null, r.when && typeof r.when === 'object' ? (r.when.type || str(r.when)) : str(r.when))],
-      ['channels', (r) => str(Array.isArray(r.channels) ? r.channels.length : r.channels)],
-      ['throttle', (r) => (r.throttle_minutes ? `${r.throttle_minutes} min` : '–')], 'updated_ms']),
-    can('admin') ? section('Channels', '/api/alerts/channels', testBtn, ['name', ['type', (c) => h('code', null, c.type || c.kind || '')], 'created_ms']) : null,
-    section('Recently fired', '/api/alerts/history?limit=50', null, [
-      ['rule', (f) => (f.alert && f.alert.rule_name) || f.rule_name || ''],
-      ['kind', (f) => (f.alert && f.alert.kind) || f.kind || ''],
-      ['title', (f) => (f.alert && (f.alert.title || f.alert.message)) || ''],
-      ['deliveries', (f) => (Array.isArray(f.deliveries) ? f.deliveries.map((d) => d.status || d.outcome || str(d)).join(', ') : '')],
-      ['at', (f) => { const t = (f.alert && (f.alert.at_ms || f.alert.fired_ms)) || f.at_ms; return t ? timeEl(t) : ''; }]]),
-  ]);
-  if (!ctx.alive()) return;
-  root.append(h('div', { class: 'stack' }, parts));
-}
-
 /** Templates as expandable rows: the sources are shown as text, never rendered. */
 function templates(items) {
   if (!items.length) return h('div', { class: 'muted small' }, 'None yet.');
@@ -81,19 +56,72 @@ function templates(items) {
       t.html ? h('h3', null, 'HTML source') : null, t.html ? h('pre', { class: 'snippet' }, t.html) : null))));
 }
 
+const mailBadge = (st) => badge(String(st || ''), /sent|deliver/.test(String(st)) ? 'resolved' : /fail|dead|bounce|cancel/.test(String(st)) ? 'regressed' : 'unresolved');
+
+/** One message with its delivery log (opened from a row). */
+function messageEl(m) {
+  const log = Array.isArray(m.log) ? m.log : [];
+  return h('div', { class: 'stack', id: 'mail-message' },
+    h('dl', { class: 'kv' },
+      h('dt', null, 'subject'), h('dd', null, m.subject || ''),
+      h('dt', null, 'from'), h('dd', null, m.from || ''),
+      h('dt', null, 'to'), h('dd', null, (m.to || []).join(', ')),
+      (m.cc || []).length ? [h('dt', null, 'cc'), h('dd', null, m.cc.join(', '))] : null,
+      h('dt', null, 'status'), h('dd', null, mailBadge(m.status), m.attempts ? ` after ${m.attempts} attempt${m.attempts === 1 ? '' : 's'}` : ''),
+      m.next_attempt_ms ? [h('dt', null, 'next attempt'), h('dd', null, timeEl(m.next_attempt_ms, false))] : null,
+      m.last_error ? [h('dt', null, 'last error'), h('dd', null, m.last_error)] : null,
+      m.template ? [h('dt', null, 'template'), h('dd', null, m.template)] : null,
+      (m.attachments || []).length ? [h('dt', null, 'attachments'), h('dd', null, m.attachments.map((a) => a.filename || a.name || '').join(', '))] : null),
+    h('h3', null, 'Delivery log'),
+    log.length ? h('ul', { class: 'history', id: 'mail-log' }, log.map((l) => h('li', null, timeEl(l.at_ms), ' · ',
+      h('strong', null, String(l.kind || '').replace(/_/g, ' ')), l.attempt ? ` (attempt ${l.attempt})` : '',
+      l.smtp_code ? h('code', null, ` ${l.smtp_code}`) : null, l.detail ? h('div', { class: 'mono small' }, l.detail) : null)))
+      : h('div', { class: 'muted small' }, 'Nothing logged yet.'));
+}
+
 export async function mail(ctx) {
   const { root } = ctx;
   root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Mail'),
     h('div', { class: 'muted' }, 'The outbox, its delivery log and templates.'))));
-  const retry = (m) => can('admin') && m.id != null && /fail|dead|bounce/.test(String(m.status || ''))
-    ? h('button', { class: 'btn small', type: 'button', onclick: () => attempt(() => post(`/api/mail/messages/${m.id}/retry`), 'Queued again') }, 'Retry')
+  let stats = null;
+  try { stats = await get('/api/mail/stats?days=7'); } catch { stats = null; }
+  if (!ctx.alive()) return;
+  // The state in words: no relay, mail waiting, held by the rate limit, or all clear.
+  if (stats) {
+    const waiting = (stats.ready || 0) + (stats.deferred || 0) + (stats.sending || 0);
+    const lines = [];
+    if (!stats.relay_configured) lines.push(h('div', null, h('strong', null, 'No SMTP relay is configured: '), 'nothing is sent and mail stays queued. Set ', h('code', null, '[smtp] host'), ' (and from, username, password) in the config file and restart.'));
+    if (waiting) lines.push(h('div', null, h('strong', null, `${waiting} message${waiting === 1 ? '' : 's'} waiting`), ` (${stats.ready || 0} ready, ${stats.deferred || 0} waiting for a retry, ${stats.sending || 0} sending)`));
+    if (stats.held_by_rate_limit) lines.push(h('div', null, `Held by the rate limit: ${stats.rate_limit_per_hour} per hour (${stats.attempts_last_hour} sent in the last hour).`));
+    if (!lines.length) lines.push(h('div', null, 'The relay is configured and nothing is waiting.'));
+    root.append(h('div', { class: ['note', stats.relay_configured ? '' : 'warn'], id: 'mail-state', dataset: { relay: String(!!stats.relay_configured), waiting: String(waiting) } }, lines));
+  }
+  const retry = (m) => can('admin') && m.id != null && /fail|dead|bounce|defer/.test(String(m.status || ''))
+    ? h('button', { class: 'btn small', type: 'button', onclick: (e) => { e.stopPropagation(); attempt(() => post(`/api/mail/messages/${m.id}/retry`), 'Queued again'); } }, 'Retry')
     : null;
-  const parts = await Promise.all([
-    section('Delivery log', '/api/mail/messages', retry, [
-      ['status', (m) => badge(String(m.status || ''), /sent|deliver/.test(String(m.status)) ? 'resolved' : /fail|dead|bounce/.test(String(m.status)) ? 'regressed' : 'unresolved')],
-      ['to', (m) => (Array.isArray(m.to) ? m.to.join(', ') : str(m.to))], 'subject', 'template', 'attempts', 'created_ms']),
-    section('Templates', '/api/mail/templates', null, null, templates),
-  ]);
+  const viewer = h('div', { id: 'mail-viewer' });
+  const open = async (m) => {
+    try {
+      const full = await get(`/api/mail/messages/${m.id}`);
+      viewer.replaceChildren(panel(`Message #${m.id}`, messageEl(full)));
+      viewer.scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      viewer.replaceChildren(errorBox(e));
+    }
+  };
+  let messagesPanel;
+  try {
+    const items = await fetchList('/api/mail/messages?limit=100');
+    const rows = items.map((m) => h('tr', { class: 'clickable', tabindex: '0', dataset: { message: m.id }, onclick: () => open(m), onkeydown: (e) => { if (e.key === 'Enter') open(m); } },
+      h('td', null, mailBadge(m.status)), h('td', { class: 'small' }, (m.to || []).join(', ')), h('td', null, m.subject || ''),
+      h('td', { class: 'small' }, m.template || ''), h('td', { class: 'num' }, String(m.attempts ?? 0)), h('td', null, timeEl(m.created_ms)), h('td', null, retry(m))));
+    messagesPanel = panel('Messages', rows.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'tbl', id: 'mail-messages' },
+      h('thead', null, h('tr', null, ['Status', 'To', 'Subject', 'Template', 'Attempts', 'Queued', ''].map((x) => h('th', null, x)))),
+      h('tbody', null, rows))) : h('div', { class: 'muted small' }, 'No mail yet.'));
+  } catch (e) {
+    messagesPanel = panel('Messages', e.status === 404 ? notAvailable('Mail') : errorBox(e));
+  }
+  const parts = await Promise.all([section('Templates', '/api/mail/templates', null, null, templates)]);
   if (!ctx.alive()) return;
   let testForm = null;
   if (can('admin')) {
@@ -104,5 +132,5 @@ export async function mail(ctx) {
       attempt(() => post('/api/mail/test', { to: to.value.trim() }), 'Test email queued');
     });
   }
-  root.append(h('div', { class: 'stack' }, testForm ? panel('Test', testForm) : null, parts));
+  root.append(h('div', { class: 'stack' }, testForm ? panel('Test', testForm) : null, messagesPanel, viewer, parts));
 }

@@ -1,7 +1,7 @@
 // One issue: state and actions, the latest (or a chosen) event with its exception chain,
 // frames, breadcrumbs, request, user, contexts and tags; tag distributions, history, comments.
 // Every string from an event is attacker-controlled: it only ever becomes text.
-import { h, s, fmtNum, timeEl, when } from '../dom.js';
+import { h, s, fmtNum, timeEl, when, barChart } from '../dom.js';
 import { get, post, del } from '../api.js';
 import { can, navigate, panel, errorBox, attempt, badge, statusLabel, confirmDialog, session } from '../ui.js';
 
@@ -108,6 +108,26 @@ function exceptionEl(exc, idx) {
       : h('div', { class: 'muted small' }, 'No stack trace.'));
 }
 
+// One breadcrumb as a sentence by its category: http (method URL → status), navigation
+// (from → to), console (level: message); anything else its message, then its data as pairs.
+function crumbText(b) {
+  const d = b.data && typeof b.data === 'object' ? b.data : {};
+  const cat = String(b.category || b.type || '');
+  if (cat === 'http' || cat === 'fetch' || cat === 'xhr' || b.type === 'http') {
+    const code = Number(d.status_code);
+    return h('span', null, `${d.method || 'GET'} ${d.url || b.message || ''}`,
+      d.status_code != null ? [' → ', h('span', { class: ['crumb-status', code >= 400 ? 'bad' : ''] }, String(d.status_code))] : null,
+      d.reason ? ` ${d.reason}` : null);
+  }
+  if (cat === 'navigation') return `${d.from ?? '?'} → ${d.to ?? '?'}`;
+  if (cat === 'console') {
+    const args = Array.isArray(d.arguments) ? d.arguments.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ') : '';
+    return `${d.logger ? d.logger + ' ' : ''}${b.level || 'log'}: ${b.message || args}`;
+  }
+  const rest = Object.entries(d).filter(([, v]) => v != null && v !== '');
+  return h('span', null, b.message || '', rest.length ? h('span', { class: 'muted' }, `${b.message ? ' · ' : ''}${rest.map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' · ')}`) : null);
+}
+
 function breadcrumbsEl(ev) {
   const bc = ev.breadcrumbs;
   const vals = Array.isArray(bc) ? bc : (bc && Array.isArray(bc.values) ? bc.values : []);
@@ -117,11 +137,11 @@ function breadcrumbsEl(ev) {
     const d = typeof t === 'number' ? new Date(t * 1000) : new Date(t);
     return isNaN(d) ? String(t) : d.toLocaleTimeString();
   };
-  const rows = vals.slice(-100).map((b) => h('tr', null,
+  const rows = vals.slice(-100).map((b) => h('tr', { dataset: { category: String(b.category || b.type || '') } },
     h('td', { class: 'muted' }, fmtTs(b.timestamp)),
-    h('td', null, b.category || b.type || ''),
+    h('td', { class: 'crumb-cat' }, b.category || b.type || ''),
     h('td', null, b.level ? badge(b.level) : ''),
-    h('td', { class: 'msg' }, b.message || '', b.data ? h('pre', { class: 'muted' }, str(b.data)) : null)));
+    h('td', { class: 'msg' }, crumbText(b))));
   return panel('Breadcrumbs', h('div', { class: 'table-wrap' }, h('table', { class: 'tbl crumbs' },
     h('thead', null, h('tr', null, h('th', null, 'Time'), h('th', null, 'Category'), h('th', null, 'Level'), h('th', null, 'Message'))),
     h('tbody', null, rows))));
@@ -130,12 +150,57 @@ function breadcrumbsEl(ev) {
 function requestEl(ev) {
   const r = ev.request;
   if (!r || typeof r !== 'object') return null;
-  return panel('Request', [
-    h('div', { class: 'mono' }, `${r.method || ''} ${r.url || ''}`.trim()),
-    kv({ query: r.query_string, data: r.data, cookies: r.cookies, env: r.env }),
-    r.headers ? h('h3', null, 'Headers') : null,
-    r.headers ? kv(r.headers) : null,
-  ]);
+  const query = typeof r.query_string === 'string' ? new URLSearchParams(r.query_string.replace(/^\?/, '')) : null;
+  const queryPairs = query ? [...query.entries()] : (r.query_string && typeof r.query_string === 'object' ? r.query_string : null);
+  return panel('HTTP request', h('div', { id: 'request' },
+    h('div', { class: 'mono' }, h('strong', null, r.method || 'GET'), ' ', r.url || ''),
+    queryPairs && (Array.isArray(queryPairs) ? queryPairs.length : Object.keys(queryPairs).length) ? [h('h3', null, 'Query'), kv(queryPairs)] : null,
+    r.data != null ? [h('h3', null, 'Body'), h('pre', { class: 'snippet' }, str(r.data))] : null,
+    r.headers ? [h('h3', null, 'Headers'), kv(r.headers)] : null,
+    r.cookies ? [h('h3', null, 'Cookies'), kv(typeof r.cookies === 'string' ? { cookies: r.cookies } : r.cookies)] : null,
+    r.env ? [h('h3', null, 'Environment'), kv(r.env)] : null));
+}
+
+// Contexts as tables, the common ones first and named the way people say them.
+const CONTEXT_NAMES = { browser: 'Browser', os: 'Operating system', runtime: 'Runtime', device: 'Device', app: 'App', culture: 'Culture', trace: 'Trace', cloud_resource: 'Cloud' };
+function contextsEl(ev) {
+  const c = ev.contexts && typeof ev.contexts === 'object' ? ev.contexts : null;
+  if (!c) return null;
+  const order = Object.keys(CONTEXT_NAMES);
+  const names = Object.keys(c).sort((a, b) => ((order.indexOf(a) + 1) || 99) - ((order.indexOf(b) + 1) || 99));
+  if (!names.length) return null;
+  return panel('Contexts', h('div', { class: 'grid cols-2', id: 'contexts' }, names.map((n) => {
+    const v = c[n];
+    const rows = v && typeof v === 'object' ? Object.entries(v).filter(([k, x]) => k !== 'type' && x != null && x !== '') : [['value', v]];
+    return h('div', { dataset: { context: n } }, h('h3', null, CONTEXT_NAMES[n] || n),
+      h('table', { class: 'tbl' }, h('tbody', null, rows.map(([k, x]) => h('tr', null, h('th', { class: 'small' }, k), h('td', { class: 'mono small' }, str(x)))))));
+  })));
+}
+
+// The raw event as JSON: shown on demand, and downloadable as a file.
+function rawEl(ev) {
+  const text = JSON.stringify(ev, null, 2);
+  const pre = h('pre', { class: 'snippet raw-json', id: 'raw-json', hidden: true });
+  const show = h('button', { class: 'btn small', type: 'button', id: 'show-raw', onclick: () => {
+    if (!pre.textContent) pre.textContent = text;
+    pre.hidden = !pre.hidden;
+    show.textContent = pre.hidden ? 'View JSON' : 'Hide JSON';
+  } }, 'View JSON');
+  // A Blob URL of the JSON text with `download`: the browser saves it, nothing is rendered.
+  const dl = h('a', { class: 'btn small', id: 'download-raw', download: `event-${ev.event_id || 'raw'}.json`,
+    href: URL.createObjectURL(new Blob([text], { type: 'application/json' })) }, 'Download JSON');
+  return panel('Raw event', pre, h('div', { class: 'row' }, show, dl));
+}
+
+async function attachmentsEl(ev) {
+  const eid = ev.event_id;
+  if (!eid) return null;
+  let list;
+  try { list = ((await get(`/api/events/${encodeURIComponent(eid)}/attachments`)) || {}).attachments || []; } catch { return null; }
+  if (!list.length) return null;
+  return panel('Attachments', h('ul', { class: 'history', id: 'attachments' }, list.map((a) => h('li', null,
+    h('a', { href: `/api/events/${encodeURIComponent(eid)}/attachments/${a.n}`, download: a.filename || `attachment-${a.n}` }, a.filename || `attachment ${a.n}`),
+    ' ', h('span', { class: 'muted' }, [a.content_type, `${fmtNum(a.size)} bytes`, a.truncated ? 'truncated' : ''].filter(Boolean).join(' · '))))));
 }
 
 function tagsOf(ev) {
@@ -158,7 +223,6 @@ function eventEl(issueId, data) {
     if (st) excs = [st];
   }
   const tags = tagsOf(ev);
-  const contexts = ev.contexts && typeof ev.contexts === 'object' ? Object.entries(ev.contexts) : [];
   return h('div', { class: 'stack', id: 'event' },
     panel('Event', [
       h('div', { class: 'row between' },
@@ -174,12 +238,17 @@ function eventEl(issueId, data) {
       tags.length ? h('h3', null, 'Tags') : null,
       tags.length ? h('div', null, tags.map(([k, v]) => h('span', { class: 'chip' }, h('span', null, String(k)), h('span', null, str(v))))) : null,
     ]),
-    groupingEl(data && data.grouping),
     breadcrumbsEl(ev),
     requestEl(ev),
+    ev.extra && typeof ev.extra === 'object' && Object.keys(ev.extra).length ? panel('Additional data', h('div', { id: 'extra' }, kv(ev.extra))) : null,
     ev.user ? panel('User', kv(ev.user)) : null,
-    contexts.length ? panel('Contexts', contexts.map(([name, c]) => [h('h3', null, name), kv(c) || h('div', { class: 'muted' }, str(c))])) : null,
+    contextsEl(ev),
     panel('Environment', kv({ release: ev.release, environment: ev.environment, platform: ev.platform, server_name: ev.server_name, sdk: ev.sdk && `${ev.sdk.name || ''} ${ev.sdk.version || ''}`.trim() })),
+    h('div', { id: 'attachments-slot' }),
+    // Room for other parts' notes on the event (source maps).
+    h('div', { id: 'event-notes' }),
+    groupingEl(data && data.grouping),
+    rawEl(ev),
   );
 }
 
@@ -208,6 +277,74 @@ function listOf(values) {
     typeof v === 'object' && v.count != null ? h('span', null, fmtNum(v.count)) : null)));
 }
 
+const fmtWhen = (ms) => new Date(ms).toLocaleString(undefined, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+
+/** A history entry as a sentence: "Ana assigned it to Bo", "you muted it until 3 Dec 14:05". */
+export function historyWords(x, userName) {
+  const who = h('strong', null, x.user_id == null ? 'Hearth' : userName(x.user_id));
+  const d = String(x.detail || '');
+  let what;
+  switch (x.action) {
+    case 'first_seen': return h('span', null, 'First seen');
+    case 'regressed': return h('span', null, who, ' marked it regressed: it came back after being resolved');
+    case 'unmuted': return h('span', null, who, ' unmuted it', x.to ? ` (now ${statusLabel(x.to)})` : '');
+    case 'comment': return h('span', null, who, ' commented');
+    case 'assign':
+      what = x.to == null ? (x.from != null ? `unassigned ${userName(x.from)}` : 'unassigned it') : `assigned it to ${userName(x.to)}`;
+      return h('span', null, who, ` ${what}`);
+    case 'status': {
+      const to = x.to;
+      if (to === 'muted') {
+        const until = d.match(/^until (\d+)$/);
+        const evs = d.match(/^for (\d+) events$/);
+        what = until ? `muted it until ${fmtWhen(Number(until[1]))}` : evs ? `muted it for the next ${evs[1]} events` : 'muted it';
+      } else if (to === 'resolved') what = 'resolved it';
+      else if (to === 'resolved_next_release') {
+        const rel = d.match(/^current release (.+)$/);
+        what = rel ? `resolved it in the release after ${rel[1]}` : 'resolved it in the next release';
+      } else if (to === 'unresolved') what = x.from === 'muted' ? 'unmuted it' : 'reopened it';
+      else what = `set it to ${statusLabel(to)}`;
+      return h('span', null, who, ` ${what}`);
+    }
+    default: return h('span', null, who, ` ${String(x.action || '').replace(/_/g, ' ')}`, d && !/^event |^comment /.test(d) ? ` (${d})` : '');
+  }
+}
+
+/** Event frequency: the last 24 hours by hour, the last 30 days by day (plain SVG). */
+function frequencyEl(it) {
+  const hourly = Array.isArray(it.sparkline) ? it.sparkline : [];
+  const daily = Array.isArray(it.daily) ? it.daily : [];
+  const now = Date.now();
+  const hourStart = Math.floor(now / 3600e3) * 3600e3;
+  const dayStart = Math.floor(now / 86400e3) * 86400e3;
+  const pts24 = hourly.map((c, i) => ({ t_ms: hourStart - (hourly.length - 1 - i) * 3600e3, count: c }));
+  const pts30 = daily.map((c, i) => ({ t_ms: dayStart - (daily.length - 1 - i) * 86400e3, count: c }));
+  const hourLabel = (t, full) => (full ? new Date(t).toLocaleString() : `${String(new Date(t).getHours()).padStart(2, '0')}:00`);
+  const dayLabel = (t, full) => (full ? new Date(t).toLocaleDateString() : new Date(t).toLocaleDateString(undefined, { day: 'numeric', month: 'short' }));
+  const box = h('div', { id: 'frequency' });
+  const show = (which) => {
+    const chart = which === '30d' ? barChart(pts30, dayLabel) : barChart(pts24, hourLabel);
+    chart.classList.add('freq');
+    chart.setAttribute('aria-label', which === '30d' ? 'events per day, last 30 days' : 'events per hour, last 24 hours');
+    box.replaceChildren(chart);
+    // On a narrow screen the chart scrolls: start at the newest bars.
+    requestAnimationFrame(() => { box.scrollLeft = box.scrollWidth; });
+    for (const b of tabs.children) b.classList.toggle('active', b.dataset.range === which);
+  };
+  const tabs = h('div', { class: 'tabs' },
+    h('button', { class: 'btn small', type: 'button', dataset: { range: '24h' }, onclick: () => show('24h') }, '24 hours'),
+    daily.length ? h('button', { class: 'btn small', type: 'button', dataset: { range: '30d' }, onclick: () => show('30d') }, '30 days') : null);
+  show('24h');
+  return panel('Event frequency', box, tabs);
+}
+
+function feedbackEl(list) {
+  return panel('User feedback', h('ul', { class: 'history', id: 'issue-feedback' }, list.map((f) => h('li', null,
+    h('div', null, h('strong', null, f.name || f.email || 'Anonymous'), f.email && f.name ? h('span', { class: 'muted' }, ` <${f.email}>`) : null,
+      ' · ', timeEl(f.received_ms || f.at_ms || f.created_ms)),
+    h('div', { class: 'comment-text' }, f.message || f.comments || '')))));
+}
+
 export async function view(ctx) {
   const { root } = ctx;
   const id = Number(ctx.params[0]);
@@ -219,10 +356,11 @@ export async function view(ctx) {
   ]);
   if (!ctx.alive()) return;
   const it = (ir && (ir.issue || ir)) || {};
+  const names = it.user_names || {};
   const userName = (uid) => {
     if (uid == null) return 'Hearth';
-    if (session.me && uid === session.me.id) return 'you';
-    return (users.find((u) => u.id === uid) || {}).name || `user #${uid}`;
+    if (session.me && Number(uid) === session.me.id) return 'you';
+    return names[String(uid)] || (users.find((u) => u.id === Number(uid)) || {}).name || 'a removed user';
   };
   let users = [];
   if (can('admin')) {
@@ -233,7 +371,8 @@ export async function view(ctx) {
   root.append(h('div', { class: 'detail-head' },
     h('div', { class: 'row' },
       h('a', { href: `#/projects/${it.project_id}/issues`, class: 'small' }, '‹ Issues'),
-      badge(statusLabel(it.status), it.status), it.level ? badge(it.level) : null),
+      badge(it.status === 'resolved_next_release' && it.resolved_in_release ? `resolved in the release after ${it.resolved_in_release}` : statusLabel(it.status), it.status),
+      it.level ? badge(it.level) : null),
     h('h1', { id: 'issue-title' }, it.title || '(no title)'),
     it.culprit ? h('div', { class: 'culprit' }, it.culprit) : null,
     h('div', { class: 'meta row' },
@@ -294,6 +433,18 @@ export async function view(ctx) {
   if (er && er.error) main.append(panel('Event', er.error.status === 404 ? h('div', { class: 'muted' }, 'No event stored for this issue (it may have been removed by retention).') : errorBox(er.error)));
   else main.append(eventEl(id, er));
 
+  if (er && !er.error && er.event) {
+    attachmentsEl(er.event).then((el) => {
+      const slot = main.querySelector('#attachments-slot');
+      if (el && slot && ctx.alive()) slot.replaceChildren(el);
+    });
+  }
+  main.prepend(frequencyEl(it));
+  get(`/api/issues/${id}/feedback`).then((r) => {
+    const list = (r && r.feedback) || [];
+    if (list.length && ctx.alive()) main.insertBefore(feedbackEl(list), main.children[1] || null);
+  }).catch(() => {});
+
   const side = h('div', { class: 'stack' });
   const tagPanel = distributions(it.tags);
   side.append(panel('Tags', tagPanel.length ? tagPanel : h('div', { class: 'muted small' }, 'No tags.')));
@@ -313,9 +464,7 @@ export async function view(ctx) {
   }
   const hist = Array.isArray(it.history) ? it.history : [];
   side.append(panel('History', hist.length ? h('ul', { class: 'history', id: 'history' }, hist.slice().reverse().map((x) => h('li', null,
-    timeEl(x.at_ms), ' · ', h('strong', null, userName(x.user_id)), ` ${String(x.action || '').replace(/_/g, ' ')}`,
-    x.from != null || x.to != null ? ` ${x.from ?? ''} → ${x.to ?? ''}` : '',
-    x.detail ? h('div', { class: 'muted' }, str(x.detail)) : null))) : h('div', { class: 'muted small' }, 'No changes yet.')));
+    timeEl(x.at_ms), ' · ', historyWords(x, userName)))) : h('div', { class: 'muted small' }, 'No changes yet.')));
 
   const comments = Array.isArray(it.comments) ? it.comments : [];
   const cbox = h('div', { id: 'comments' }, comments.map((c) => h('div', { class: 'comment' },
@@ -341,7 +490,9 @@ export async function view(ctx) {
   ctx.onLive = (msg) => {
     const p = msg.payload || {};
     const issueId = p.issue_id ?? p.id ?? (p.issue && p.issue.id);
-    if (Number(issueId) !== id || !(msg.subject || '').startsWith('issue.')) return;
+    const subj = msg.subject || '';
+    // A new event of this issue (event.stored) re-renders it too, unless another event is on screen.
+    if (Number(issueId) !== id || !(subj.startsWith('issue.') || (subj === 'event.stored' && !eventId))) return;
     clearTimeout(timer);
     timer = setTimeout(() => { if (ctx.alive()) navigate(location.hash); }, 600);
   };

@@ -3,6 +3,7 @@
 import { h, sparkline, fmtNum, ago, when } from '../dom.js';
 import { get, post, qs } from '../api.js';
 import { can, navigate, errorBox, attempt, badge, statusLabel, currentProject, notAvailable } from '../ui.js';
+import { tabs } from './insights.js';
 
 const SORTS = [['last_seen', 'Last seen'], ['first_seen', 'First seen'], ['events', 'Events'], ['users', 'Users']];
 const STATUSES = [['is:unresolved', 'Unresolved'], ['is:resolved', 'Resolved'], ['is:muted', 'Muted'], ['', 'All']];
@@ -77,17 +78,29 @@ export async function list(ctx) {
     updateSel();
   });
 
+  // The sparkline's range: the last 24 hours by hour, or the last 14 days by day (kept).
+  let range = '24h';
+  try { range = localStorage.getItem('hearth.spark') === '14d' ? '14d' : '24h'; } catch { /* private mode */ }
+  const rangeBtn = h('button', { class: 'linkish', type: 'button', id: 'spark-range', title: 'Switch between 24 hours and 14 days' }, range === '14d' ? '14d' : '24h');
+  rangeBtn.addEventListener('click', () => {
+    range = range === '24h' ? '14d' : '24h';
+    rangeBtn.textContent = range;
+    try { localStorage.setItem('hearth.spark', range); } catch { /* private mode */ }
+    load(false);
+  });
   const listEl = h('ul', { class: 'issue-list', id: 'issue-list', role: 'listbox', 'aria-label': 'Issues' });
   const status = h('div');
   const more = h('div', { class: 'pager' });
-  const head = h('div', { class: 'issue-head-row', 'aria-hidden': 'true' },
-    h('span'), h('span'), h('span', null, 'Issue'), h('span', { class: 'spark-cell' }, '24h'),
-    h('span', { class: 'num-cell' }, 'Events'), h('span', { class: 'num-cell users-cell' }, 'Users'));
+  const head = h('div', { class: 'issue-head-row' },
+    h('span'), h('span'), h('span', null, 'Issue'), h('span', { class: 'spark-cell' }, rangeBtn),
+    h('span', { class: 'num-cell' }, 'Events'), h('span', { class: 'num-cell users-cell' }, 'Users'),
+    h('span', { class: 'assignee-cell' }, 'Who'));
 
   root.append(
     h('div', { class: 'page-head' },
       h('div', null, h('h1', null, 'Issues'), h('div', { class: 'muted' }, project ? project.name : `Project #${pid}`)),
-      h('div', { class: 'row' }, h('a', { class: 'btn', href: `#/projects/${pid}/stats` }, 'Stats'))),
+    ),
+    tabs(pid, 'issues'),
     h('section', { class: 'panel' },
       h('div', { class: 'toolbar' }, searchForm, statusSel, levelSel, sortSel),
       bulkbar, head, status, listEl, more),
@@ -96,6 +109,22 @@ export async function list(ctx) {
 
   let counts = new Map();
   let cursor = null;
+
+  // On a list of one status, every row has it: showing it again is noise.
+  const showStatus = (st) => {
+    const is = tokenOf(query, 'is');
+    if (is === 'is:unresolved') return st === 'regressed';
+    if (is === 'is:resolved') return st === 'resolved_next_release';
+    if (is === 'is:muted') return false;
+    return true;
+  };
+
+  function avatar(it) {
+    if (it.assignee_id == null) return h('span', { class: 'avatar none', title: 'unassigned' }, '');
+    const name = (it.assignee && it.assignee.name) || `user #${it.assignee_id}`;
+    const initials = name.split(/[\s.@_-]+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('') || '?';
+    return h('span', { class: 'avatar', title: `assigned to ${name}`, 'aria-label': `assigned to ${name}` }, initials);
+  }
 
   function row(it) {
     const cb = can('agent') ? h('input', { type: 'checkbox', 'aria-label': 'Select issue', checked: selected.has(it.id), tabindex: '-1' }) : h('span');
@@ -112,12 +141,19 @@ export async function list(ctx) {
     h('div', { class: 'issue-main' },
       h('a', { class: 'issue-title', href: `#/issues/${it.id}`, tabindex: '-1' }, it.title || '(no title)'),
       h('div', { class: 'issue-sub' },
-        badge(statusLabel(it.status), it.status),
-        it.culprit ? h('span', { class: 'culprit' }, it.culprit) : null,
-        h('span', { title: `first seen ${when(it.first_seen_ms)}` }, `${ago(it.last_seen_ms)} · ${ago(it.first_seen_ms).replace(' ago', '')} old`))),
-    h('div', { class: 'spark-cell' }, sparkline(it.sparkline)),
+        // The status only where it says something: an unresolved list shows no "unresolved".
+        showStatus(it.status) ? badge(statusLabel(it.status), it.status) : null,
+        it.unhandled ? badge('unhandled', 'regressed') : null,
+        h('span', { class: ['lvl-text', it.level || 'error'] }, it.level || 'error'),
+        it.culprit ? h('span', { class: 'culprit', title: it.culprit }, it.culprit) : null),
+      h('div', { class: 'issue-sub facts' },
+        (it.releases || []).length ? h('span', { class: 'rel', title: `releases: ${(it.releases || []).join(', ')}` }, (it.releases || []).join(', ')) : null,
+        it.environment ? h('span', { class: 'env' }, it.environment) : null,
+        h('span', { title: `first seen ${when(it.first_seen_ms)}` }, `${ago(it.last_seen_ms)} · first seen ${ago(it.first_seen_ms)}`))),
+    h('div', { class: 'spark-cell' }, sparkline(range === '14d' && Array.isArray(it.sparkline_14d) ? it.sparkline_14d : it.sparkline, range === '14d' ? 'days' : 'hours')),
     h('div', { class: 'num-cell events', title: `${it.count} events` }, fmtNum(it.count)),
-    h('div', { class: 'num-cell users-cell', title: `${it.user_count} users` }, fmtNum(it.user_count)));
+    h('div', { class: 'num-cell users-cell', title: `${it.user_count} users` }, fmtNum(it.user_count)),
+    h('div', { class: 'assignee-cell' }, avatar(it)));
     li.addEventListener('click', () => navigate(`#/issues/${it.id}`));
     return li;
   }

@@ -8,8 +8,9 @@ export async function list(ctx) {
   const r = await get('/api/projects');
   if (!ctx.alive()) return;
   const projects = (r && r.projects) || [];
-  root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, 'Projects'),
-    h('div', { class: 'muted' }, 'Each project has its own issues and DSN keys.'))));
+  root.append(h('div', { class: 'page-head' }, h('div', null, h('h1', null, projects.length ? 'Projects' : 'Create your first project'),
+    h('div', { class: 'muted', id: 'projects-intro' }, projects.length ? 'Each project has its own issues and DSN keys.'
+      : 'Name the app you want to watch. You get a DSN to paste into its Sentry SDK, then Hearth waits for the first event.'))));
 
   if (can('admin')) {
     const name = h('input', { type: 'text', id: 'new-project-name', placeholder: 'e.g. web-backend', required: true, 'aria-label': 'Project name' });
@@ -101,11 +102,21 @@ export async function detail(ctx) {
     return;
   }
   const keys = (keysR && keysR.keys) || [];
+  // First run: until the project has an issue, the SDK setup comes first and a panel waits
+  // for the first event, then opens its issue.
+  let firstIssue = null;
+  try { firstIssue = (((await get(`/api/projects/${id}/issues?query=&limit=1`)) || {}).issues || [])[0] || null; } catch { firstIssue = null; }
+  if (!ctx.alive()) return;
+  const waiting = firstIssue ? null : waitForFirstEvent(ctx, id);
   root.append(h('div', { class: 'page-head' },
     h('div', null, h('h1', null, project.name), h('div', { class: 'muted' }, `Project #${project.id} · created `, timeEl(project.created_ms))),
     h('div', { class: 'row' },
       h('a', { class: 'btn', href: `#/projects/${id}/issues` }, 'Issues'),
       h('a', { class: 'btn', href: `#/projects/${id}/stats` }, 'Stats'))));
+
+  if (waiting) root.append(waiting, h('div', { class: 'pad' }));
+  const setupSlot = h('div');
+  if (waiting) root.append(setupSlot, h('div', { class: 'pad' }));
 
   // Keys
   const tbody = h('tbody');
@@ -145,9 +156,10 @@ export async function detail(ctx) {
 
   // Snippets for the first active key.
   const active = keys.find((k) => !(k.key && k.key.revoked_ms));
-  root.append(h('div', { class: 'pad' }));
+  const setupTarget = waiting ? setupSlot : root;
+  if (!waiting) root.append(h('div', { class: 'pad' }));
   if (!active) {
-    root.append(panel('Set up an SDK', h('div', { class: 'note' }, 'Add a key to get setup snippets.')));
+    setupTarget.append(panel('Set up an SDK', h('div', { class: 'note' }, 'Add a key to get setup snippets.')));
     return;
   }
   const snips = snippets(active.dsn, location.origin);
@@ -164,10 +176,44 @@ export async function detail(ctx) {
     tabs.append(h('button', { class: 'btn small', type: 'button', role: 'tab', dataset: { tab: name }, onclick: () => show(name) }, name));
   }
   show('Python');
-  root.append(panel('Set up an SDK', [
+  setupTarget.append(panel('Set up an SDK', [
     h('p', { class: 'muted' }, 'Any Sentry SDK works: point it at this DSN. Events show up under Issues within a second.'),
+    h('div', { class: 'dsn' }, h('code', { id: 'setup-dsn' }, active.dsn), copyButton(() => active.dsn, null, 'Copy DSN')),
+    h('div', { class: 'pad' }),
     tabs, body,
   ]));
+}
+
+/** "Waiting for the first event…": watches the live feed (and polls as a fallback), then
+ * opens the first issue of project `id`. */
+function waitForFirstEvent(ctx, id) {
+  const box = h('section', { class: 'panel', id: 'first-event' }, h('div', { class: 'panel-body waiting' },
+    h('span', { class: 'spinner', 'aria-hidden': 'true' }),
+    h('div', null, h('strong', null, 'Waiting for the first event…'),
+      h('div', { class: 'muted small' }, 'Install an SDK with the DSN below and send an error; its issue opens here as soon as it arrives.'))));
+  let busy = false;
+  const check = async () => {
+    if (busy || !ctx.alive()) return;
+    busy = true;
+    try {
+      const first = (((await get(`/api/projects/${id}/issues?query=&limit=1`)) || {}).issues || [])[0];
+      if (first && ctx.alive()) {
+        box.replaceChildren(h('div', { class: 'panel-body' }, h('strong', null, 'First event received: '),
+          h('a', { href: `#/issues/${first.id}`, id: 'first-issue-link' }, first.title || 'open the issue')));
+        clearInterval(timer);
+        setTimeout(() => { if (ctx.alive()) navigate(`#/issues/${first.id}`); }, 800);
+      }
+    } catch { /* try again */ }
+    busy = false;
+  };
+  const timer = setInterval(check, 5000);
+  ctx.onLive = (msg) => {
+    const p = msg.payload || {};
+    const subj = msg.subject || '';
+    if ((subj === 'event.stored' || subj.startsWith('issue.')) && (p.project_id == null || Number(p.project_id) === id)) check();
+  };
+  ctx.cleanup = () => clearInterval(timer);
+  return box;
 }
 
 // Issue grouping: the version (with the upgrade), and the project's fingerprint and stack-trace

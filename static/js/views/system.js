@@ -94,24 +94,39 @@ async function usersPanel() {
       } }, 'Remove') : null));
   });
   let add = null;
+  const linkBox = h('div', { id: 'new-user-link' });
+  const usersBody = h('tbody', null, rows);
   if (can('owner')) {
     const email = h('input', { type: 'email', placeholder: 'email', 'aria-label': 'Email', required: true });
     const name = h('input', { type: 'text', placeholder: 'name', 'aria-label': 'Name' });
     const role = h('select', { 'aria-label': 'Role' }, ROLES.map((r) => h('option', { value: r }, r)));
     const pw = h('input', { type: 'password', placeholder: 'password (optional)', 'aria-label': 'Password', autocomplete: 'new-password' });
-    add = h('form', { class: 'row' }, email, name, role, pw, h('button', { class: 'btn', type: 'submit' }, 'Add user'));
+    add = h('form', { class: 'row', id: 'user-form' }, email, name, role, pw, h('button', { class: 'btn', type: 'submit' }, 'Add user'));
     add.addEventListener('submit', async (e) => {
       e.preventDefault();
       const body = { email: email.value.trim(), name: name.value.trim(), role: role.value };
       if (pw.value) body.password = pw.value;
-      if (await attempt(() => post('/api/users', body), 'User added')) navigate(location.hash);
+      const r = await attempt(() => post('/api/users', body), 'User added');
+      if (!r) return;
+      if (r.set_password_url) {
+        // Shown once: the new user signs in only after setting a password through this link.
+        const code = h('code', { id: 'set-password-url' }, r.set_password_url);
+        linkBox.replaceChildren(h('div', { class: 'secret stack' },
+          h('strong', null, `Send this link to ${r.user ? r.user.email : 'the new user'}: it lets them set a password and sign in. It is shown only once.`),
+          h('div', { class: 'dsn' }, code, copyButton(() => r.set_password_url, code)),
+          h('button', { class: 'btn small', type: 'button', onclick: () => navigate(location.hash) }, 'Done')));
+        if (r.user) usersBody.append(h('tr', null, h('td', null, r.user.name || ''), h('td', { class: 'mono small' }, r.user.email), h('td', null, badge(r.user.role, 'role')), h('td')));
+        email.value = ''; name.value = '';
+        return;
+      }
+      navigate(location.hash);
     });
   }
   return panel('Users and roles', [
     h('div', { class: 'table-wrap' }, h('table', { class: 'tbl', id: 'users' },
       h('thead', null, h('tr', null, h('th', null, 'Name'), h('th', null, 'Email'), h('th', null, 'Role'), h('th'))),
-      h('tbody', null, rows))),
-    add ? h('h3', null, 'Add a user') : null, add,
+      usersBody)),
+    add ? h('h3', null, 'Add a user') : null, linkBox, add,
   ]);
 }
 
@@ -136,19 +151,27 @@ async function tokensPanel() {
       h('div', { class: 'dsn' }, code, copyButton(() => secret, code)),
       h('div', { class: 'muted small' }, 'Use it as ', h('code', null, 'Authorization: Bearer <token>'), '.')));
     label.value = '';
+    // The new token joins the list at once (newest first).
+    if (r.token && typeof r.token === 'object') {
+      const none = tbody.querySelector('tr.none');
+      if (none) none.remove();
+      tbody.prepend(tokenRow(r.token));
+    }
   });
-  const rows = tokens.map((t) => h('tr', null,
+  const tokenRow = (t) => h('tr', { dataset: { token: t.id } },
     h('td', null, t.label || t.name || ''), h('td', { class: 'mono small muted' }, t.prefix || t.id || ''),
     h('td', null, timeEl(t.created_ms)), h('td', null, t.last_used_ms ? timeEl(t.last_used_ms) : 'never'),
     h('td', null, h('button', { class: 'btn small danger', type: 'button', onclick: async () => {
       if (!(await confirmDialog('Revoke this token? Scripts using it will be refused.', 'Revoke'))) return;
       if (await attempt(() => del(`/api/tokens/${encodeURIComponent(t.id)}`), 'Token revoked')) navigate(location.hash);
-    } }, 'Revoke'))));
+    } }, 'Revoke')));
+  const rows = tokens.map(tokenRow);
+  const tbody = h('tbody', null, rows.length ? rows : h('tr', { class: 'none' }, h('td', { class: 'muted', colspan: 5 }, 'No tokens yet.')));
   return panel('API tokens', [
     shown, form,
     h('div', { class: 'table-wrap' }, h('table', { class: 'tbl', id: 'tokens' },
       h('thead', null, h('tr', null, h('th', null, 'Label'), h('th', null, 'ID'), h('th', null, 'Created'), h('th', null, 'Last used'), h('th'))),
-      h('tbody', null, rows.length ? rows : h('tr', null, h('td', { class: 'muted', colspan: 5 }, 'No tokens yet.'))))),
+      tbody)),
   ]);
 }
 
