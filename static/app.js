@@ -11,6 +11,7 @@ import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
 import * as chat from './js/views/chat.js';
 import * as monitors from './js/views/monitors.js';
+import * as sourcemaps from './js/views/sourcemaps.js';
 
 const app = document.getElementById('app');
 
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^\/projects\/(\d+)$/, projects.detail, 'projects'],
   [/^\/projects\/(\d+)\/issues$/, issues.list, 'issues'],
   [/^\/projects\/(\d+)\/stats$/, stats.view, 'stats'],
+  [/^\/projects\/(\d+)\/sourcemaps$/, sourcemaps.list, 'projects'],
   [/^\/issues$/, (ctx) => projectRedirect(ctx, 'issues'), 'issues'],
   [/^\/stats$/, (ctx) => projectRedirect(ctx, 'stats'), 'stats'],
   [/^\/issues\/(\d+)$/, issue.view, 'issues'],
