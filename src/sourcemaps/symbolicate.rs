@@ -1,10 +1,9 @@
 //! Mapping an event's JavaScript frames through stored source maps.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde_json::{Map, Value, json};
-use sourcemap::{DecodedMap, SourceMap, SourceView};
+use sourcemap::{DecodedMap, SourceMap};
 
 use super::SourceMaps;
 use super::bundle::FileKind;
@@ -50,7 +49,51 @@ impl Found {
 /// A parsed stored file.
 pub enum Loaded {
     Map(Box<SourceMap>, u64),
-    Minified(SourceView, u64),
+    Minified(Definitions, u64),
+}
+
+/// Where a minified script names its functions (`function t(`, `t=function`, `t:function`),
+/// in source order: a frame's enclosing function is the nearest definition of its minified
+/// name before it, found by binary search. (Walking the map's tokens backwards over the
+/// script, as `SourceView::get_original_function_name` does, slices a megabyte-long line by
+/// character per token: seconds per event on a real bundle.)
+pub struct Definitions {
+    /// (line, column, name) sorted by position; columns in bytes (minified code is ASCII).
+    defs: Vec<(u32, u32, Box<str>)>,
+}
+
+static DEFINITION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"function\s*\*?\s*([A-Za-z_$][\w$]*)\s*\(|([A-Za-z_$][\w$]*)\s*[=:]\s*(?:async\s*)?function\b",
+    )
+    .expect("valid regex")
+});
+
+impl Definitions {
+    fn scan(text: &str) -> Definitions {
+        let mut defs = Vec::new();
+        for (line_no, line) in text.split('\n').enumerate() {
+            for c in DEFINITION.captures_iter(line) {
+                if let Some(m) = c.get(1).or_else(|| c.get(2)) {
+                    defs.push((line_no as u32, m.start() as u32, m.as_str().into()));
+                }
+            }
+        }
+        Definitions { defs }
+    }
+
+    /// The position of the nearest definition of `name` at or before (line, col).
+    fn find(&self, line: u32, col: u32, name: &str) -> Option<(u32, u32)> {
+        let end = self
+            .defs
+            .partition_point(|(l, c, _)| (*l, *c) <= (line, col));
+        self.defs[..end]
+            .iter()
+            .rev()
+            .take(4096)
+            .find(|(_, _, n)| &**n == name)
+            .map(|(l, c, _)| (*l, *c))
+    }
 }
 
 impl Loaded {
@@ -69,8 +112,8 @@ impl Loaded {
                 Err(e) => Err(format!("the source map is not valid: {e}")),
             },
             _ => {
-                let text: Arc<str> = String::from_utf8_lossy(&bytes).into();
-                Ok(Loaded::Minified(SourceView::new(text), size))
+                let text = String::from_utf8_lossy(&bytes);
+                Ok(Loaded::Minified(Definitions::scan(&text), size))
             }
         }
     }
@@ -288,10 +331,15 @@ fn map_frame(ctx: &Ctx, frame: &Value, errors: &mut Vec<Value>) -> Option<Value>
     out.insert("colno".into(), json!(token.get_src_col() as u64 + 1));
     let minified_fn = f.get("function").and_then(Value::as_str);
     let original_fn = match (&minified.as_deref(), minified_fn) {
-        (Some(Loaded::Minified(sv, _)), Some(name)) => {
+        (Some(Loaded::Minified(defs, _)), Some(name)) => {
             let short = name.rsplit('.').next().unwrap_or(name);
-            sm.get_original_function_name(l0, c0, short, sv)
-                .map(str::to_string)
+            // The map names the original identifier at the definition's exact position.
+            defs.find(l0, c0, short).and_then(|(l, c)| {
+                let t = sm.lookup_token(l, c)?;
+                (t.get_dst() == (l, c))
+                    .then(|| t.get_name().map(str::to_string))
+                    .flatten()
+            })
         }
         _ => None,
     };
@@ -448,6 +496,18 @@ mod tests {
         );
         assert_eq!(clean_source("webpack:///./src/a.js"), "src/a.js");
         assert_eq!(clean_source("../../app/main.js"), "app/main.js");
+    }
+
+    #[test]
+    fn definitions_find_the_enclosing_function() {
+        let d = Definitions::scan(
+            "function a(){}var b=function(){};c.d=async function(){}\nfunction a(){x()}",
+        );
+        assert_eq!(d.find(0, 40, "b"), Some((0, 18)));
+        assert_eq!(d.find(1, 12, "a"), Some((1, 9)));
+        assert_eq!(d.find(0, 12, "a"), Some((0, 9)));
+        assert_eq!(d.find(0, 5, "b"), None);
+        assert_eq!(d.find(0, 50, "d"), Some((0, 35)));
     }
 
     #[test]

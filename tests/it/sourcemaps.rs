@@ -261,6 +261,79 @@ async fn sentry_cli_uploads_and_a_browser_error_reads_in_original_source_in_one_
         "two builds, two minified names"
     );
 
+    // The event page marks mapped frames and shows the minified frame under each; the
+    // project's source maps screen lists both bundles.
+    let issue = get_json(&h, &owner.token, &format!("/api/projects/{pid}/issues")).await["issues"]
+        [0]["id"]
+        .as_u64()
+        .unwrap();
+    b.c.goto(&h.url("/#/login")).await.unwrap();
+    for (css, text) in [
+        ("#login-email", &owner.email),
+        ("#login-password", &owner.password),
+    ] {
+        wait_for("the login form", WAIT, || async {
+            b.c.find(Locator::Css(css)).await.ok()
+        })
+        .await
+        .send_keys(text)
+        .await
+        .unwrap();
+    }
+    b.c.find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the signed-in top bar", WAIT, || async {
+        let v =
+            b.c.execute("return !document.getElementById('topbar').hidden", vec![])
+                .await
+                .ok()?;
+        (v == json!(true)).then_some(())
+    })
+    .await;
+    b.c.goto(&h.url(&format!("/#/issues/{issue}")))
+        .await
+        .unwrap();
+    let minified_fn = minified_names[1].1.as_str().unwrap().to_string();
+    let shown = wait_for("mapped frames on the event page", WAIT, || async {
+        let v = b
+            .c
+            .execute(
+                "const m = document.querySelectorAll('#exceptions .badge.mapped').length;\
+                 const f = [...document.querySelectorAll('#exceptions .minified-frame')].map(e => e.textContent);\
+                 return m > 0 ? {m, f} : null;",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (!v.is_null()).then_some(v)
+    })
+    .await;
+    assert!(
+        shown["f"].as_array().unwrap().iter().any(|t| t
+            .as_str()
+            .unwrap()
+            .contains(&format!("minified: {minified_fn} at "))),
+        "{shown}"
+    );
+    b.c.goto(&h.url(&format!("/#/projects/{pid}/sourcemaps")))
+        .await
+        .unwrap();
+    wait_for("the bundles on the source maps screen", WAIT, || async {
+        let v =
+            b.c.execute(
+                "return document.querySelectorAll('#sourcemaps tr[data-bundle]').length",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (v == json!(2)).then_some(())
+    })
+    .await;
+
     // The bundles are listed, and deleting one removes it.
     let bundles = get_json(&h, &owner.token, &format!("/api/projects/{pid}/sourcemaps")).await;
     let list = bundles["bundles"].as_array().unwrap();
@@ -546,5 +619,75 @@ async fn bad_uploads_are_refused_and_unmapped_events_are_still_stored_with_a_not
         "a"
     );
 
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_uploaded_with_a_release_maps_events_of_that_release_by_url() {
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
+    let (pid, dsn) = h.project(&owner.token, "gamma").await;
+    let (minified, map) = tiny_map();
+    // What `sentry-cli sourcemaps upload --release shop@7` sends for files without debug ids.
+    let manifest = json!({"release": "shop@7", "files": {
+        "_/_/static/boom.js": {"type": "minified_source", "url": "~/static/boom.js",
+            "headers": {"Sourcemap": "boom.js.map"}},
+        "_/_/static/boom.js.map": {"type": "source_map", "url": "~/static/boom.js.map"},
+    }});
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in [
+        ("manifest.json", serde_json::to_vec(&manifest).unwrap()),
+        ("_/_/static/boom.js", minified.into_bytes()),
+        ("_/_/static/boom.js.map", map),
+    ] {
+        w.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(&data).unwrap();
+    }
+    let zip = w.finish().unwrap().into_inner();
+    let r = upload_bundle(&h, &owner.token, "gamma", &zip).await;
+    assert_eq!(r["state"], "ok", "{r}");
+    let listed = get_json(&h, &owner.token, &format!("/api/projects/{pid}/sourcemaps")).await;
+    assert_eq!(listed["bundles"][0]["release"], "shop@7");
+
+    let event = |release: &str, ty: &str| {
+        json!({
+            "platform": "javascript", "release": release,
+            "exception": {"values": [{"type": ty, "value": "x", "stacktrace": {"frames": [
+                {"filename": "https://shop.example/static/boom.js?v=7", "function": "a",
+                 "lineno": 1, "colno": 14, "in_app": true}]}}]},
+        })
+    };
+    send_event(&h, &dsn, pid, event("shop@7", "Error")).await;
+    let ev = latest_event(&h, &owner.token, pid, 1).await;
+    let frame = &ev["exception"]["values"][0]["stacktrace"]["frames"][0];
+    assert_eq!(frame["filename"], "src/boom.js", "{ev}");
+    assert_eq!(frame["function"], "explode");
+    assert_eq!(frame["lineno"], 3);
+    assert_eq!(frame["data"]["sourcemap"], "release shop@7");
+
+    // Another release has no map: stored unmapped, with the note.
+    send_event(&h, &dsn, pid, event("shop@8", "OtherError")).await;
+    let list = wait_for("the second issue", WAIT, || async {
+        let v = get_json(&h, &owner.token, &format!("/api/projects/{pid}/issues")).await;
+        (v["issues"].as_array()?.len() >= 2).then_some(v)
+    })
+    .await;
+    let other = list["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["title"].as_str().unwrap_or("").contains("OtherError"))
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let ev = get_json(
+        &h,
+        &owner.token,
+        &format!("/api/issues/{other}/events/latest"),
+    )
+    .await;
+    assert_eq!(ev["event"]["errors"][0]["type"], "js_no_source", "{ev}");
+    assert_eq!(ev["event"]["errors"][0]["release"], "shop@8");
     h.stop().await;
 }
