@@ -635,6 +635,17 @@ impl SourceMaps {
         found
     }
 
+    /// Whether the project has any bundle: a project that never uploaded one skips
+    /// symbolication (and its cost) entirely.
+    fn has_bundles(&self, project_id: u64) -> bool {
+        self.lookup(project_id, "any".into(), move |txn| {
+            let t = txn.open_table(store::BUNDLES)?;
+            let mut r = t.range((project_id, 0)..=(project_id, u64::MAX))?;
+            Ok(r.next().transpose()?.map(|_| "0:-:other:".to_string()))
+        })
+        .is_some()
+    }
+
     fn by_debug_id(
         &self,
         project_id: u64,

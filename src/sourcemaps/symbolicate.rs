@@ -131,6 +131,9 @@ pub(super) fn run(maps: &SourceMaps, project_id: u64, raw: &[u8]) -> Option<Vec<
     if !contains(raw, b"\"frames\"") || !(contains(raw, b".js") || contains(raw, b"javascript")) {
         return None;
     }
+    if !maps.has_bundles(project_id) {
+        return None;
+    }
     let mut event: Value = serde_json::from_slice(raw).ok()?;
     let obj = event.as_object_mut()?;
     let platform = obj.get("platform").and_then(Value::as_str).unwrap_or("");

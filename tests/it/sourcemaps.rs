@@ -383,11 +383,15 @@ fn tiny_map() -> (String, Vec<u8>) {
 }
 
 fn bundle_zip(map: &[u8], minified: &str) -> Vec<u8> {
+    bundle_zip_with(map, minified, DEBUG_ID)
+}
+
+fn bundle_zip_with(map: &[u8], minified: &str, debug_id: &str) -> Vec<u8> {
     let manifest = json!({"files": {
         "_/_/boom.js": {"type": "minified_source", "url": "~/boom.js",
-            "headers": {"debug-id": DEBUG_ID, "Sourcemap": "boom.js.map"}},
+            "headers": {"debug-id": debug_id, "Sourcemap": "boom.js.map"}},
         "_/_/boom.js.map": {"type": "source_map", "url": "~/boom.js.map",
-            "headers": {"debug-id": DEBUG_ID}},
+            "headers": {"debug-id": debug_id}},
     }});
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default();
@@ -572,8 +576,17 @@ async fn bad_uploads_are_refused_and_unmapped_events_are_still_stored_with_a_not
     assert_eq!(frame["function"], "explode");
     assert_eq!(frame["context_line"], "  throw new Error(\"x\");");
 
-    // The same debug id in project beta: alpha's map is not used; the event is stored
-    // unmapped and says what is missing.
+    // The same debug id in project beta (which has a bundle of its own, under another debug
+    // id): alpha's map is not used; the event is stored unmapped and says what is missing.
+    let other_id = "5d0c5b0e-7f7a-4a4e-9d5c-2c8f0b7a1e02";
+    let r = upload_bundle(
+        &h,
+        &owner.token,
+        "beta",
+        &bundle_zip_with(&map, &minified, other_id),
+    )
+    .await;
+    assert_eq!(r["state"], "ok", "{r}");
     send_event(&h, &dsn_b, b, boom_event(DEBUG_ID)).await;
     let ev = latest_event(&h, &owner.token, b, 1).await;
     let frame = &ev["exception"]["values"][0]["stacktrace"]["frames"][0];

@@ -78,7 +78,20 @@ export function minifiedLine(f, raw) {
 /** Notes for an event whose JavaScript frames could not be mapped. */
 export function eventNotes(ev) {
   const errs = Array.isArray(ev && ev.errors) ? ev.errors : [];
-  const missing = errs.filter((e) => e && (e.type === 'js_no_source' || e.type === 'js_invalid_source'));
+  let missing = errs.filter((e) => e && (e.type === 'js_no_source' || e.type === 'js_invalid_source'));
+  if (!missing.length && ev && (ev.platform === 'javascript' || ev.platform === 'node')) {
+    // The project has no source maps at all (the server then leaves frames alone): name the
+    // minified scripts of the exception's frames.
+    const values = (ev.exception && Array.isArray(ev.exception.values)) ? ev.exception.values : [];
+    const urls = new Set();
+    for (const x of values) {
+      for (const f of (x && x.stacktrace && Array.isArray(x.stacktrace.frames)) ? x.stacktrace.frames : []) {
+        const u = f && (f.abs_path || f.filename);
+        if (u && /\.(m|c)?js([?#]|$)/.test(u) && !(f.data && f.data.symbolicated) && f.context_line == null) urls.add(u);
+      }
+    }
+    missing = [...urls].slice(0, 5).map((url) => ({ type: 'js_no_source', url }));
+  }
   if (!missing.length) return null;
   return h('div', { class: 'note sourcemap-note', id: 'sourcemap-notes' }, missing.map((e) => {
     const file = String(e.url || '').split(/[?#]/)[0].split('/').pop() || String(e.url || '');
