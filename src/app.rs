@@ -36,6 +36,7 @@ pub struct AppInner {
     pub alerts: Alerts,
     pub chat: Chat,
     pub uptime: Uptime,
+    pub sourcemaps: crate::sourcemaps::SourceMaps,
     pub http_metrics: HttpMetrics,
     /// The route table, for the OpenAPI listing and the router-walk test.
     pub routes: Arc<Vec<RouteInfo>>,
@@ -66,5 +67,6 @@ impl AppState {
         self.alerts.render_metrics(out);
         self.chat.render_metrics(out);
         self.uptime.render_metrics(out);
+        self.sourcemaps.render_metrics(out);
     }
 }

@@ -31,6 +31,7 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub chat: crate::chat::ChatConfig,
     pub uptime: crate::uptime::UptimeConfig,
+    pub sourcemaps: crate::sourcemaps::SourceMapsConfig,
     pub log: LogConfig,
 }
 

@@ -19,6 +19,7 @@ pub mod limit;
 pub mod mail;
 pub mod net;
 pub mod search;
+pub mod sourcemaps;
 pub mod store;
 pub mod uptime;
 
@@ -87,6 +88,9 @@ pub fn build(config: Config) -> Result<App, BuildError> {
     })?;
     let issues = issues::Issues::new(db.clone(), bus.clone(), config.clone(), search.clone());
     let ingest = ingest::Ingest::new(config.clone(), db.clone(), accounts.clone(), issues.clone());
+    // Source maps (issue 20): ingest maps JavaScript frames before grouping.
+    let sourcemaps = sourcemaps::SourceMaps::new(db.clone(), config.clone());
+    ingest.use_sourcemaps(sourcemaps.clone());
     let mail = mail::Mail::new(db.clone(), bus.clone(), config.clone());
     let alerts = alerts::Alerts::new(db.clone(), config.clone()).map_err(|e| BuildError::Part {
         part: "alerts",
@@ -117,6 +121,7 @@ pub fn build(config: Config) -> Result<App, BuildError> {
         alerts,
         chat,
         uptime,
+        sourcemaps,
         http_metrics: Default::default(),
         routes: Arc::new(table),
         shutdown: CancellationToken::new(),
@@ -181,6 +186,7 @@ impl App {
         tasks.push(tokio::spawn(state.db.clone().watch_space(token.clone())));
         tasks.extend(state.chat.start(&state, token.clone()));
         tasks.extend(state.uptime.start(&state, token.clone()));
+        tasks.extend(state.sourcemaps.start(token.clone()));
         let socket = http::socket::bind(&state.config.socket_path()).await?;
         tasks.push(tokio::spawn(http::socket::serve(
             socket,

@@ -13,6 +13,7 @@ import * as chat from './js/views/chat.js';
 import * as monitors from './js/views/monitors.js';
 import * as alertsView from './js/views/alerts.js';
 import * as insights from './js/views/insights.js';
+import * as sourcemaps from './js/views/sourcemaps.js';
 
 const app = document.getElementById('app');
 
@@ -29,6 +30,7 @@ const ROUTES = [
   [/^\/projects\/(\d+)\/transactions$/, insights.transactions, 'issues'],
   [/^\/projects\/(\d+)\/client-reports$/, insights.clientReports, 'issues'],
   [/^\/projects\/(\d+)\/crons$/, insights.crons, 'issues'],
+  [/^\/projects\/(\d+)\/sourcemaps$/, sourcemaps.list, 'projects'],
   [/^\/issues$/, (ctx) => projectRedirect(ctx, 'issues'), 'issues'],
   [/^\/stats$/, (ctx) => projectRedirect(ctx, 'stats'), 'stats'],
   [/^\/issues\/(\d+)$/, issue.view, 'issues'],

@@ -44,6 +44,7 @@ pub fn all_routes() -> Routes {
         .merge(crate::alerts::api::routes())
         .merge(crate::chat::api::routes())
         .merge(crate::uptime::api::routes())
+        .merge(crate::sourcemaps::api::routes())
         .merge(admin::routes())
 }
 

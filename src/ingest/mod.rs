@@ -273,6 +273,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The ingest log, from [`Ingest::recover`] until the writer takes it.
     log: Mutex<Option<Log>>,
+    /// Source maps (issue 20), set once by `build`.
+    sourcemaps: std::sync::OnceLock<crate::sourcemaps::SourceMaps>,
 }
 
 /// The ingest service.
@@ -308,6 +310,7 @@ impl Ingest {
                 rates: Mutex::new(HashMap::new()),
                 metrics: Arc::new(Metrics::default()),
                 log: Mutex::new(None),
+                sourcemaps: std::sync::OnceLock::new(),
             })),
         }
     }
@@ -320,6 +323,11 @@ impl Ingest {
 
     pub fn config(&self) -> &Config {
         &self.inner().config
+    }
+
+    /// Source maps (issue 20): JavaScript frames are mapped through them before grouping.
+    pub fn use_sourcemaps(&self, maps: crate::sourcemaps::SourceMaps) {
+        let _ = self.inner().sourcemaps.set(maps);
     }
 
     /// Registers this part's durable bus consumers; called once while the app is built.
@@ -561,6 +569,11 @@ impl Ingest {
         let invalid = |e: serde_json::Error| {
             IngestError::InvalidJson(format!("the event is not valid JSON: {e}"))
         };
+        // Source maps (issue 20): JavaScript frames mapped before grouping and culprit; the
+        // minified frames stay in the payload as `raw_stacktrace`.
+        let symbolicated =
+            (self.inner().sourcemaps.get()).and_then(|maps| maps.symbolicate(project_id, raw));
+        let raw: &[u8] = symbolicated.as_deref().unwrap_or(raw);
         // Only what grouping reads is parsed into values; the payload is stored as sent.
         let event = crate::issues::project::parse_for_grouping(raw).map_err(invalid)?;
         let Some(obj) = event.as_object() else {

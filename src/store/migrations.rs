@@ -28,6 +28,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::alerts::store::ensure_tables,
     crate::chat::store::ensure_tables,
     crate::uptime::store::ensure_tables,
+    crate::sourcemaps::store::ensure_tables,
 ];
 
 pub const MIGRATIONS: &[Migration] = &[

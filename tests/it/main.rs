@@ -25,6 +25,8 @@ mod mail_support;
 mod net;
 mod receiver;
 mod router_walk;
+// issue 20: source maps uploaded with the real sentry-cli
+mod sourcemaps;
 mod system;
 mod upgrade;
 mod uptime;

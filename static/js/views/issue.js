@@ -4,6 +4,7 @@
 import { h, s, fmtNum, timeEl, when, barChart } from '../dom.js';
 import { get, post, del } from '../api.js';
 import { can, navigate, panel, errorBox, attempt, badge, statusLabel, confirmDialog, session } from '../ui.js';
+import * as sourcemaps from './sourcemaps.js'; // issue 20: mapped frames, missing-map notes
 
 const str = (v) => (v == null ? '' : typeof v === 'string' ? v : JSON.stringify(v, null, 2));
 
@@ -88,7 +89,9 @@ function frameEl(f, open) {
       h('span', { class: 'fn' }, f.function || '<anonymous>'),
       h('span', { class: 'muted' }, 'in'),
       h('span', { class: 'file' }, loc),
-      f.in_app ? badge('in app', 'inapp') : null),
+      f.in_app ? badge('in app', 'inapp') : null,
+      sourcemaps.frameBadge(f)),
+    sourcemaps.minifiedLine(f),
     contextLines(f),
     f.vars && typeof f.vars === 'object' ? h('div', { class: 'vars' }, kv(f.vars)) : null);
   return details;
@@ -233,6 +236,7 @@ function eventEl(issueId, data) {
           navBtn('Newer ›', data.next_event_id, 'next'),
           h('a', { class: 'btn small', href: `#/issues/${issueId}`, dataset: { nav: 'latest' } }, 'Latest'))),
       msg ? h('pre', { class: 'exc-value', id: 'event-message' }, msg) : null,
+      sourcemaps.eventNotes(ev),
       excs.length ? h('div', { id: 'exceptions' }, excs.map(exceptionEl)) : null,
       !msg && !excs.length ? h('div', { class: 'muted' }, 'This event has no message or exception.') : null,
       tags.length ? h('h3', null, 'Tags') : null,

@@ -112,7 +112,8 @@ export async function detail(ctx) {
     h('div', null, h('h1', null, project.name), h('div', { class: 'muted' }, `Project #${project.id} · created `, timeEl(project.created_ms))),
     h('div', { class: 'row' },
       h('a', { class: 'btn', href: `#/projects/${id}/issues` }, 'Issues'),
-      h('a', { class: 'btn', href: `#/projects/${id}/stats` }, 'Stats'))));
+      h('a', { class: 'btn', href: `#/projects/${id}/stats` }, 'Stats'),
+      h('a', { class: 'btn', href: `#/projects/${id}/sourcemaps` }, 'Source maps'))));
 
   if (waiting) root.append(waiting, h('div', { class: 'pad' }));
   const setupSlot = h('div');
