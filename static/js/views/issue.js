@@ -249,8 +249,6 @@ function eventEl(issueId, data) {
     contextsEl(ev),
     panel('Environment', kv({ release: ev.release, environment: ev.environment, platform: ev.platform, server_name: ev.server_name, sdk: ev.sdk && `${ev.sdk.name || ''} ${ev.sdk.version || ''}`.trim() })),
     h('div', { id: 'attachments-slot' }),
-    // Room for other parts' notes on the event (source maps).
-    h('div', { id: 'event-notes' }),
     groupingEl(data && data.grouping),
     rawEl(ev),
   );
