@@ -15,10 +15,12 @@ pub mod api;
 pub mod assign;
 pub mod canned;
 pub mod config;
+pub mod feedback;
 pub mod hours;
 pub mod hub;
 pub mod limit;
 pub mod model;
+pub mod search;
 pub mod stats;
 pub mod store;
 pub mod upload;
@@ -56,6 +58,8 @@ pub enum ChatError {
     Auth(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("rate limited")]
     RateLimited { retry_after_ms: i64, what: String },
 }
@@ -77,6 +81,7 @@ impl ChatError {
             ChatError::NotFound(what) => ApiError::not_found(what),
             ChatError::Auth(m) => ApiError::new(Code::InvalidAuth, m.clone()),
             ChatError::TooLarge(m) => ApiError::new(Code::PayloadTooLarge, m.clone()),
+            ChatError::Unavailable(m) => ApiError::new(Code::Unavailable, m.clone()),
             ChatError::RateLimited {
                 retry_after_ms,
                 what,
@@ -182,8 +187,13 @@ pub enum Room {
 /// What the hub carries to a socket.
 #[derive(Debug, Clone)]
 pub enum Out {
-    /// A committed entry of conversation `conv`.
-    Entry { conv: u64, entry: Arc<Entry> },
+    /// A committed entry of conversation `conv`, with its wire frame rendered once for every
+    /// socket it goes to.
+    Entry {
+        conv: u64,
+        entry: Arc<Entry>,
+        frame: Arc<str>,
+    },
     /// An ephemeral frame (typing, presence), already JSON.
     Frame(Arc<str>),
 }
@@ -218,6 +228,8 @@ struct Inner {
     visitor_messages: Limiter,
     starts_per_ip: Limiter,
     sockets_per_ip: Mutex<HashMap<std::net::IpAddr, u32>>,
+    /// The chat search index, opened by `register` (search.rs).
+    search: std::sync::OnceLock<Arc<search::ChatIndex>>,
 }
 
 /// Longest name, email, page URL or user agent kept for a visitor.
@@ -298,6 +310,7 @@ impl Chat {
                 visitor_messages: Limiter::new(60_000, c.visitor_messages_per_minute),
                 starts_per_ip: Limiter::new(3_600_000, c.starts_per_ip_per_hour),
                 sockets_per_ip: Mutex::new(HashMap::new()),
+                search: std::sync::OnceLock::new(),
                 presence: Mutex::new(HashMap::new()),
                 last_assigned: Mutex::new(HashMap::new()),
                 assigning: tokio::sync::Mutex::new(()),
@@ -311,7 +324,10 @@ impl Chat {
         }
     }
 
-    pub fn register(&self, _state: &crate::app::AppState) {}
+    pub fn register(&self, state: &crate::app::AppState) {
+        self.register_feedback(state);
+        self.register_search(state);
+    }
 
     /// The assignment sweep: agents whose heartbeat stopped drop out, and waiting
     /// conversations are assigned as agents come online or free up.
@@ -321,7 +337,8 @@ impl Chat {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let chat = self.clone();
-        vec![tokio::spawn(async move {
+        let search = self.start_search(shutdown.clone());
+        let mut tasks = vec![tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
             loop {
                 tokio::select! {
@@ -336,7 +353,9 @@ impl Chat {
                     }
                 }
             }
-        })]
+        })];
+        tasks.extend(search);
+        tasks
     }
 
     /// Publishes `chat.ticket.sla_breached` once per conversation and target (first response,
@@ -554,14 +573,7 @@ impl Chat {
     pub async fn sites(&self) -> ChatResult<Vec<Site>> {
         self.inner
             .db
-            .read(|txn| {
-                let t = txn.open_table(SITES)?;
-                let mut out = Vec::new();
-                for row in t.iter()? {
-                    out.push(codec::decode(row?.1.value())?);
-                }
-                Ok(out)
-            })
+            .read(|txn| Ok(decode_all(&txn.open_table(SITES)?)?))
             .await
     }
 
@@ -1129,6 +1141,19 @@ impl Chat {
             Ok(Some(v)) if !v.email.is_empty() => v,
             _ => return,
         };
+        // The previous reply that went out by mail, if any: this one answers it.
+        let earlier = self
+            .entries_after(conv.id, 0, entry.seq.saturating_sub(1) as usize, false)
+            .await
+            .unwrap_or_default();
+        let parent = earlier
+            .iter()
+            .rev()
+            .find(|e| e.seq < entry.seq && e.is_message() && e.author.kind == "agent")
+            .map_or_else(
+                || format!("hearth-chat.{}", conv.id),
+                |e| format!("hearth-chat.{}.{}", conv.id, e.seq),
+            );
         let subject = if conv.subject.is_empty() {
             format!("Re: your message [#{}]", conv.id)
         } else {
@@ -1143,7 +1168,14 @@ impl Chat {
                 entry.author.name,
                 self.inner.config.server.base_url()
             ),
-            dedup_key: Some(format!("chat-{}-{}", conv.id, entry.seq)),
+            // Threaded (see mail::smtp::thread_ids): each reply answers the previous one, all
+            // under the conversation's root id.
+            dedup_key: Some(format!(
+                "thread:hearth-chat.{0}:{1}:hearth-chat.{0}.{2}",
+                conv.id,
+                parent,
+                entry.seq
+            )),
             ..Default::default()
         };
         if let Err(e) = self.inner.mail.enqueue(msg).await {
@@ -1427,7 +1459,7 @@ impl Chat {
         from_ms: i64,
         to_ms: i64,
     ) -> ChatResult<serde_json::Value> {
-        let (convs, csats) = self
+        let (convs, csats, sites) = self
             .inner
             .db
             .read(move |txn| {
@@ -1444,14 +1476,15 @@ impl Chat {
                         convs.push(c);
                     }
                 }
-                let mut csats = Vec::new();
-                for row in txn.open_table(CSAT)?.iter()? {
-                    csats.push(codec::decode::<model::Csat>(row?.1.value())?);
-                }
-                Ok::<_, ChatError>((convs, csats))
+                let csats: Vec<model::Csat> = decode_all(&txn.open_table(CSAT)?)?;
+                let sites = decode_all::<_, Site>(&txn.open_table(SITES)?)?
+                    .into_iter()
+                    .map(|s| (s.id, s))
+                    .collect();
+                Ok::<_, ChatError>((convs, csats, sites))
             })
             .await?;
-        Ok(stats::report(&convs, &csats, from_ms, to_ms))
+        Ok(stats::report(&convs, &csats, &sites, from_ms, to_ms))
     }
 
     pub async fn set_priority(&self, conv_id: u64, priority: Priority) -> ChatResult<Conversation> {
@@ -1638,6 +1671,7 @@ impl Chat {
             rooms,
             &Out::Entry {
                 conv: conv.id,
+                frame: Arc::from(entry.frame(conv.id).to_string()),
                 entry: Arc::new(entry),
             },
             None,
@@ -1764,14 +1798,7 @@ impl Chat {
     pub async fn canned(&self) -> ChatResult<Vec<Canned>> {
         self.inner
             .db
-            .read(|txn| {
-                let t = txn.open_table(CANNED)?;
-                let mut out = Vec::new();
-                for row in t.iter()? {
-                    out.push(codec::decode(row?.1.value())?);
-                }
-                Ok(out)
-            })
+            .read(|txn| Ok(decode_all(&txn.open_table(CANNED)?)?))
             .await
     }
 

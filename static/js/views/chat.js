@@ -84,9 +84,15 @@ export async function inbox(ctx) {
     const cls = ['chat-msg', kind === 'visitor' ? 'in' : 'out', m.private ? 'note' : null];
     return h('div', { class: cls, 'data-seq': String(m.seq) },
       h('div', { class: 'muted small' }, `${m.author.name || kind}${m.private ? ' · private note' : ''} · ${new Date(m.time_ms).toLocaleTimeString()}`),
-      m.attachment
-        ? h('a', { class: 'chat-body', href: `/api/chat/session/${st.open}/files/${m.attachment.id}` }, `📎 ${m.attachment.name} (${Math.ceil(m.attachment.size / 1024)} KB)`)
-        : h('div', { class: 'chat-body' }, m.body));
+      m.attachment ? attachmentNode(m.attachment) : h('div', { class: 'chat-body' }, m.body));
+  }
+
+  // A file link; images (raster types only) also get a preview from the same authenticated URL.
+  function attachmentNode(a) {
+    const url = `/api/chat/session/${st.open}/files/${a.id}`;
+    const link = h('a', { class: 'chat-body', href: url }, `📎 ${a.name} (${Math.ceil(a.size / 1024)} KB)`);
+    if (!/^image\/(png|jpeg|gif|webp)$/.test(a.content_type || '')) return link;
+    return h('div', {}, link, h('img', { class: 'chat-preview', src: url, alt: a.name, loading: 'lazy' }));
   }
 
   function activityNode(f) {
