@@ -642,7 +642,7 @@ fn upgrade(
     let shutdown = s.shutdown.clone();
     // Small buffers: tungstenite's defaults (128 KiB each) would cost gigabytes at 10,000
     // idle widget sockets.
-    ws.read_buffer_size(4096)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(super::ws::MAX_CLIENT_FRAME)
