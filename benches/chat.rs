@@ -435,7 +435,13 @@ async fn chat_beside_ingest(
 ) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let b = server.base.clone();
-    let proj = post(http, format!("{b}/api/projects"), auth, json!({"name": "load"})).await;
+    let proj = post(
+        http,
+        format!("{b}/api/projects"),
+        auth,
+        json!({"name": "load"}),
+    )
+    .await;
     let pid = proj["project"]["id"].as_u64().unwrap();
     let dsn_key = proj["dsn"]
         .as_str()
@@ -497,12 +503,21 @@ async fn chat_beside_ingest(
     let ok0 = ok.load(Ordering::Relaxed);
 
     // A visitor socket sends; an agent socket receives.
-    let s = post(http, format!("{b}/api/chat/widget/session"), &[], json!({"site_key": site_key})).await;
+    let s = post(
+        http,
+        format!("{b}/api/chat/widget/session"),
+        &[],
+        json!({"site_key": site_key}),
+    )
+    .await;
     let vt = s["visitor_token"].as_str().unwrap().to_string();
     let c = post(
         http,
         format!("{b}/api/chat/start"),
-        &[("x-hearth-site-key", site_key), ("x-hearth-visitor-token", &vt)],
+        &[
+            ("x-hearth-site-key", site_key),
+            ("x-hearth-visitor-token", &vt),
+        ],
         json!({"initial_message": "beside ingest"}),
     )
     .await;

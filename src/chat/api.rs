@@ -757,13 +757,60 @@ async fn conversation(
         .map(conversation_view)
         .collect();
     let linked_issue = s.chat.issue_link(id).await?;
+    let user_issues = match &visitor {
+        Some(v) => issues_of_user(&s, v).await,
+        None => Vec::new(),
+    };
     Ok(ApiJson(json!({
         "conversation": conversation_view(&conv),
         "messages": entries_view(&entries),
         "visitor": visitor.as_ref().map(visitor_view),
         "previous_conversations": previous,
         "linked_issue": linked_issue,
+        "user_issues": user_issues,
     })))
+}
+
+/// Most Sentry issues listed for one visitor.
+const MAX_USER_ISSUES: usize = 20;
+
+/// Sentry issues whose events name the visitor's verified user id or email (`user:` in the
+/// issue search), in every project, most recently seen first. Best effort: with search off
+/// (or failing) the list is empty rather than the conversation failing.
+async fn issues_of_user(s: &AppState, v: &Visitor) -> Vec<Value> {
+    let mut users: Vec<String> = v.user_id.iter().cloned().collect();
+    if !v.email.is_empty() {
+        users.push(v.email.clone());
+    }
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let Ok(projects) = s.accounts.list_projects().await else {
+        return Vec::new();
+    };
+    let q = crate::search::SearchQuery {
+        user: users,
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    for p in projects {
+        if let Ok(ids) = s.search.matching_issues(p.id, &q).await {
+            for id in ids {
+                if let Ok(i) = s.issues.issue(id).await {
+                    found.push(i);
+                }
+            }
+        }
+    }
+    found.sort_by_key(|i| std::cmp::Reverse(i.last_seen_ms));
+    found
+        .iter()
+        .take(MAX_USER_ISSUES)
+        .map(|i| {
+            json!({"id": i.id, "project_id": i.project_id, "title": i.title, "level": i.level,
+                   "status": i.status, "count": i.count, "last_seen_ms": i.last_seen_ms})
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]

@@ -357,9 +357,7 @@ impl Chat {
             // under the conversation's root id.
             dedup_key: Some(format!(
                 "thread:hearth-chat.{0}:{1}:hearth-chat.{0}.{2}",
-                conv.id,
-                parent,
-                entry.seq
+                conv.id, parent, entry.seq
             )),
             ..Default::default()
         };

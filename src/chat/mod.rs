@@ -389,7 +389,6 @@ impl Chat {
     }
 }
 
-
 pub fn display_name(name: &str, email: &str) -> String {
     if name.trim().is_empty() {
         email.split('@').next().unwrap_or(email).to_string()

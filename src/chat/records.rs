@@ -2,11 +2,16 @@
 
 use super::*;
 
-pub(super) fn txn_read_sites(txn: &WriteTransaction) -> ChatResult<redb::Table<'_, u64, &'static [u8]>> {
+pub(super) fn txn_read_sites(
+    txn: &WriteTransaction,
+) -> ChatResult<redb::Table<'_, u64, &'static [u8]>> {
     Ok(txn.open_table(SITES)?)
 }
 
-pub(super) fn get_site(t: redb::Table<'_, u64, &'static [u8]>, id: u64) -> ChatResult<Option<Site>> {
+pub(super) fn get_site(
+    t: redb::Table<'_, u64, &'static [u8]>,
+    id: u64,
+) -> ChatResult<Option<Site>> {
     Ok(t.get(id)?.map(|v| codec::decode(v.value())).transpose()?)
 }
 

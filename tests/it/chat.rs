@@ -686,20 +686,15 @@ async fn the_offline_form_is_answered_by_email_and_rated_after_resolve() {
         "the second reply at the SMTP server",
         Duration::from_secs(30),
         || async {
-            smtp.messages().into_iter().find(|m| {
-                m["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("by Friday"))
-            })
+            smtp.messages()
+                .into_iter()
+                .find(|m| m["text"].as_str().is_some_and(|t| t.contains("by Friday")))
         },
     )
     .await;
     assert_eq!(hdr(&second, "in-reply-to"), first_id);
     let refs = hdr(&second, "references");
-    assert!(
-        refs.contains(&root) && refs.contains(&first_id),
-        "{refs}"
-    );
+    assert!(refs.contains(&root) && refs.contains(&first_id), "{refs}");
     assert_ne!(hdr(&second, "message-id"), first_id);
     // Rated only after resolve.
     let rate = |rating: u8| {

@@ -93,7 +93,10 @@ async fn search_finds_messages_and_tickets_with_filters_and_survives_a_restart()
     tickets.sort_unstable();
     assert_eq!(tickets, vec![a, b]);
     let r = h
-        .post(&t.agent_token, &format!("/api/chat/conversations/{a}/status"))
+        .post(
+            &t.agent_token,
+            &format!("/api/chat/conversations/{a}/status"),
+        )
         .json(&json!({"status": "resolved"}))
         .send()
         .await
@@ -174,7 +177,8 @@ async fn sentry_user_feedback_opens_a_ticket_linked_to_its_issue() {
     let event_id = uuid::Uuid::new_v4().simple().to_string();
     let r = envelope(format!(
         "{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"event\"}}\n{}\n",
-        json!({"event_id": event_id, "message": "checkout exploded", "level": "error"})
+        json!({"event_id": event_id, "message": "checkout exploded", "level": "error",
+               "user": {"email": "bo@customer.test"}})
     ))
     .await
     .unwrap();
@@ -237,6 +241,23 @@ async fn sentry_user_feedback_opens_a_ticket_linked_to_its_issue() {
         d["messages"][0]["body"],
         "<b>Pay</b> button crashed\nsecond line"
     );
+    // The customer's other side: Sentry issues whose events name their email.
+    wait_for(
+        "the user's issues in the ticket",
+        Duration::from_secs(30),
+        || async {
+            let d: Value = h
+                .get(&t.agent_token, &format!("/api/chat/tickets/{id}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (d["user_issues"][0]["id"] == issue).then_some(())
+        },
+    )
+    .await;
     // A legacy user report opens one too; each feedback opens exactly one ticket.
     let r = envelope(format!(
         "{{\"event_id\":\"{event_id}\"}}\n{{\"type\":\"user_report\"}}\n{}\n",

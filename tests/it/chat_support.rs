@@ -158,7 +158,12 @@ pub async fn visitor(h: &Hearth, site_key: &str) -> Visitor {
     }
 }
 
-pub fn widget(h: &Hearth, v: &Visitor, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+pub fn widget(
+    h: &Hearth,
+    v: &Visitor,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
     h.http
         .request(method, h.url(path))
         .header("x-hearth-site-key", &v.site_key)

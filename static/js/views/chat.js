@@ -159,7 +159,13 @@ export async function inbox(ctx) {
         h('dt', null, 'Browser'), h('dd', { class: 'ellipsis small' }, v.user_agent || '–'),
         h('dt', null, 'Channel'), h('dd', null, st.conv.channel)),
       r.previous_conversations.length ? h('div', null, h('h4', null, 'Previous conversations'),
-        r.previous_conversations.map((c) => h('div', null, h('a', { href: `#/chat/${c.id}` }, `#${c.id} ${c.subject || ''}`)))) : null);
+        r.previous_conversations.map((c) => h('div', null, h('a', { href: `#/chat/${c.id}` }, `#${c.id} ${c.subject || ''}`)))) : null,
+      // The Sentry side: the issue this ticket's feedback came from, and the user's issues.
+      r.linked_issue && r.linked_issue.issue_id ? h('div', null, h('h4', null, 'From feedback on'),
+        h('a', { href: `#/issues/${r.linked_issue.issue_id}` }, `Issue #${r.linked_issue.issue_id}`)) : null,
+      r.user_issues && r.user_issues.length ? h('div', null, h('h4', null, 'Sentry issues for this user'),
+        r.user_issues.map((i) => h('div', { class: 'ellipsis' }, h('a', { href: `#/issues/${i.id}` }, i.title || `Issue #${i.id}`),
+          h('span', { class: 'muted small' }, ` ${i.count}×`)))) : null);
     clear(pane).append(
       h('div', { class: 'chat-head' }, h('strong', null, `#${id} ${st.conv.subject || ''}`), statusSel, prioSel, assignBtn),
       h('div', { class: 'chat-main' }, h('div', { class: 'chat-col' }, timeline, st.typing,
