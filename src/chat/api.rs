@@ -92,6 +92,7 @@ pub fn routes() -> Routes {
         .add(Method::GET, "/api/chat/tickets/{id}", Access::Agent, "A ticket with its timeline and the customer's details", get(conversation))
         .add(Method::POST, "/api/chat/tickets/{id}/assign", Access::Agent, "Assign a ticket {user_id} (null unassigns)", post(assign))
         .add(Method::POST, "/api/chat/tickets/{id}/resolve", Access::Agent, "Resolve a ticket", post(resolve_ticket))
+        .add(Method::GET, "/api/chat/search", Access::Agent, "Search conversations, messages and tickets: ?q=TEXT&status=&priority=&assignee=&tickets=true|false&limit=", get(search))
         .add(Method::GET, "/api/chat/stats/chats", Access::Agent, "Chat analytics ?from=MS&to=MS (definitions in the README)", get(stats_chats))
         .add(Method::GET, "/api/chat/stats/tickets", Access::Agent, "Ticket analytics ?from=MS&to=MS (definitions in the README)", get(stats_tickets))
         // ---- admin ----
@@ -641,7 +642,7 @@ fn upgrade(
     let shutdown = s.shutdown.clone();
     // Small buffers: tungstenite's defaults (128 KiB each) would cost gigabytes at 10,000
     // idle widget sockets.
-    ws.read_buffer_size(4096)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(super::ws::MAX_CLIENT_FRAME)
@@ -660,29 +661,37 @@ struct InboxParams {
     limit: Option<usize>,
 }
 
+impl InboxParams {
+    /// The `status` and `priority` filters (empty means any).
+    fn filters(&self) -> ApiResult<(Option<Status>, Option<Priority>)> {
+        let status = match self.status.as_deref() {
+            None | Some("") => None,
+            Some(x) => Some(Status::parse(x).ok_or_else(|| {
+                ApiError::bad_request("status must be open, in_progress, resolved or closed")
+            })?),
+        };
+        let priority = match self.priority.as_deref() {
+            None | Some("") => None,
+            Some(x) => Some(Priority::parse(x).ok_or_else(|| {
+                ApiError::bad_request("priority must be urgent, high, normal or low")
+            })?),
+        };
+        Ok((status, priority))
+    }
+}
+
 async fn inbox(
     State(s): State<AppState>,
     Agent(a): Agent,
     Query(q): Query<InboxParams>,
 ) -> ApiResult<ApiJson<Value>> {
+    let (status, priority) = q.filters()?;
     let view = q.view.unwrap_or_else(|| "all".into());
     if !["mine", "unassigned", "all"].contains(&view.as_str()) {
         return Err(ApiError::bad_request(
             "view must be mine, unassigned or all",
         ));
     }
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(x) => Some(Status::parse(x).ok_or_else(|| {
-            ApiError::bad_request("status must be open, in_progress, resolved or closed")
-        })?),
-    };
-    let priority = match q.priority.as_deref() {
-        None | Some("") => None,
-        Some(x) => Some(Priority::parse(x).ok_or_else(|| {
-            ApiError::bad_request("priority must be urgent, high, normal or low")
-        })?),
-    };
     let convs = s
         .chat
         .inbox(
@@ -747,12 +756,61 @@ async fn conversation(
         .filter(|c| c.id != id)
         .map(conversation_view)
         .collect();
+    let linked_issue = s.chat.issue_link(id).await?;
+    let user_issues = match &visitor {
+        Some(v) => issues_of_user(&s, v).await,
+        None => Vec::new(),
+    };
     Ok(ApiJson(json!({
         "conversation": conversation_view(&conv),
         "messages": entries_view(&entries),
         "visitor": visitor.as_ref().map(visitor_view),
         "previous_conversations": previous,
+        "linked_issue": linked_issue,
+        "user_issues": user_issues,
     })))
+}
+
+/// Most Sentry issues listed for one visitor.
+const MAX_USER_ISSUES: usize = 20;
+
+/// Sentry issues whose events name the visitor's verified user id or email (`user:` in the
+/// issue search), in every project, most recently seen first. Best effort: with search off
+/// (or failing) the list is empty rather than the conversation failing.
+async fn issues_of_user(s: &AppState, v: &Visitor) -> Vec<Value> {
+    let mut users: Vec<String> = v.user_id.iter().cloned().collect();
+    if !v.email.is_empty() {
+        users.push(v.email.clone());
+    }
+    if users.is_empty() {
+        return Vec::new();
+    }
+    let Ok(projects) = s.accounts.list_projects().await else {
+        return Vec::new();
+    };
+    let q = crate::search::SearchQuery {
+        user: users,
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    for p in projects {
+        if let Ok(ids) = s.search.matching_issues(p.id, &q).await {
+            for id in ids {
+                if let Ok(i) = s.issues.issue(id).await {
+                    found.push(i);
+                }
+            }
+        }
+    }
+    found.sort_by_key(|i| std::cmp::Reverse(i.last_seen_ms));
+    found
+        .iter()
+        .take(MAX_USER_ISSUES)
+        .map(|i| {
+            json!({"id": i.id, "project_id": i.project_id, "title": i.title, "level": i.level,
+                   "status": i.status, "count": i.count, "last_seen_ms": i.last_seen_ms})
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -871,6 +929,43 @@ async fn agents_online(State(s): State<AppState>, _: Agent) -> ApiJson<Value> {
     ApiJson(json!({ "agents": s.chat.online_agents() }))
 }
 
+#[derive(Deserialize)]
+struct SearchParamsQ {
+    q: Option<String>,
+    status: Option<String>,
+    priority: Option<String>,
+    assignee: Option<u64>,
+    tickets: Option<bool>,
+    limit: Option<usize>,
+}
+
+async fn search(
+    State(s): State<AppState>,
+    _: Agent,
+    Query(q): Query<SearchParamsQ>,
+) -> ApiResult<ApiJson<Value>> {
+    let (status, priority) = InboxParams {
+        view: None,
+        status: q.status,
+        priority: q.priority,
+        assignee: None,
+        limit: None,
+    }
+    .filters()?;
+    let results = s
+        .chat
+        .search(super::search::SearchParams {
+            text: q.q.unwrap_or_default(),
+            status,
+            priority,
+            assignee: q.assignee,
+            tickets: q.tickets,
+            limit: q.limit.unwrap_or(50),
+        })
+        .await?;
+    Ok(ApiJson(json!({ "results": results })))
+}
+
 // ---- tickets and stats -------------------------------------------------------------------
 
 async fn list_tickets(
@@ -878,18 +973,7 @@ async fn list_tickets(
     Agent(a): Agent,
     Query(q): Query<InboxParams>,
 ) -> ApiResult<ApiJson<Value>> {
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(x) => Some(Status::parse(x).ok_or_else(|| {
-            ApiError::bad_request("status must be open, in_progress, resolved or closed")
-        })?),
-    };
-    let priority = match q.priority.as_deref() {
-        None | Some("") => None,
-        Some(x) => Some(Priority::parse(x).ok_or_else(|| {
-            ApiError::bad_request("priority must be urgent, high, normal or low")
-        })?),
-    };
+    let (status, priority) = q.filters()?;
     let list = s
         .chat
         .inbox(

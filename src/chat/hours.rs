@@ -74,6 +74,61 @@ pub fn next_open(site: &Site, now_ms: i64) -> Option<i64> {
     best
 }
 
+/// Longest stretch [`business_ms`] walks day by day (ten years); beyond it the time is clipped.
+const MAX_BUSINESS_DAYS: i64 = 3_660;
+
+/// Milliseconds of `[from_ms, to_ms)` that fall inside the site's business hours, in its time
+/// zone (daylight-saving days count as they are). A site without hours is always open, so
+/// its business time is the wall-clock time.
+pub fn business_ms(site: &Site, from_ms: i64, to_ms: i64) -> i64 {
+    if to_ms <= from_ms {
+        return 0;
+    }
+    if site.hours.is_empty() {
+        return to_ms - from_ms;
+    }
+    let (Some(tz), Ok(start)) = (
+        time_zone(&site.time_zone),
+        Timestamp::from_millisecond(from_ms),
+    ) else {
+        return to_ms - from_ms;
+    };
+    let mut date = start.to_zoned(tz.clone()).date();
+    let mut total = 0;
+    for _ in 0..MAX_BUSINESS_DAYS {
+        let day = date.weekday().to_monday_zero_offset() as u8;
+        for s in site.hours.iter().filter(|s| s.day == day) {
+            let at = |min: u16| -> Option<i64> {
+                let dt = if min >= 24 * 60 {
+                    date.tomorrow().ok()?.at(0, 0, 0, 0)
+                } else {
+                    date.at((min / 60) as i8, (min % 60) as i8, 0, 0)
+                };
+                Some(dt.to_zoned(tz.clone()).ok()?.timestamp().as_millisecond())
+            };
+            let (Some(open), Some(close)) = (at(s.open_min), at(s.close_min)) else {
+                continue;
+            };
+            let (a, b) = (open.max(from_ms), close.min(to_ms));
+            if b > a {
+                total += b - a;
+            }
+        }
+        let midnight = date
+            .to_zoned(tz.clone())
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or(i64::MAX);
+        if midnight >= to_ms {
+            break;
+        }
+        match date.tomorrow() {
+            Ok(d) => date = d,
+            Err(_) => break,
+        }
+    }
+    total
+}
+
 pub fn state(site: &Site, now_ms: i64, agents_online: bool) -> WidgetState {
     if !is_open(site, now_ms) {
         WidgetState::Closed
@@ -183,6 +238,44 @@ mod tests {
         assert_eq!(
             next_open(&s, ms("2026-12-04T12:00:00Z")),
             Some(ms("2026-12-07T08:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn business_time_counts_only_open_hours_in_the_sites_zone() {
+        let s = site(
+            "Europe/Berlin",
+            serde_json::json!({"mon": "09:00-17:00", "fri": "09:00-12:00"}),
+        );
+        // Monday 2026-11-30: open 08:00-16:00 UTC. 07:00 → 10:00 UTC is 2 h of business time.
+        assert_eq!(
+            business_ms(&s, ms("2026-11-30T07:00:00Z"), ms("2026-11-30T10:00:00Z")),
+            2 * 3_600_000
+        );
+        // Monday 15:00 UTC → Friday 09:00 UTC: 1 h Monday + 1 h Friday (08:00-09:00 UTC).
+        assert_eq!(
+            business_ms(&s, ms("2026-11-30T15:00:00Z"), ms("2026-12-04T09:00:00Z")),
+            2 * 3_600_000
+        );
+        // A whole week: 8 h + 3 h.
+        assert_eq!(
+            business_ms(&s, ms("2026-11-30T00:00:00Z"), ms("2026-12-07T00:00:00Z")),
+            11 * 3_600_000
+        );
+        // Outside hours only: nothing; empty or reversed spans: nothing.
+        assert_eq!(
+            business_ms(&s, ms("2026-12-01T00:00:00Z"), ms("2026-12-03T23:00:00Z")),
+            0
+        );
+        assert_eq!(business_ms(&s, 10, 10), 0);
+        // No hours: wall-clock time.
+        let always = site("UTC", serde_json::json!({}));
+        assert_eq!(business_ms(&always, 1_000, 61_000), 60_000);
+        // Until midnight ("24:00"), across the daylight-saving change in Berlin (2026-03-29).
+        let sun = site("Europe/Berlin", serde_json::json!({"sun": "00:00-24:00"}));
+        assert_eq!(
+            business_ms(&sun, ms("2026-03-28T00:00:00Z"), ms("2026-03-30T00:00:00Z")),
+            23 * 3_600_000
         );
     }
 

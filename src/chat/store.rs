@@ -35,6 +35,11 @@ pub const SEEN: TableDefinition<(u64, &str), u64> = TableDefinition::new("chat_s
 pub const CANNED: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_canned");
 /// (conversation id, resolved_ms of the resolution rated) → Csat: one rating per cycle.
 pub const CSAT: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("chat_csat");
+/// (project id, feedback id) → the visitor its ticket was opened for (feedback.rs).
+pub const FEEDBACK_VISITORS: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("chat_feedback_visitors");
+/// conversation id → IssueLink: the Sentry event and issue a feedback ticket came from.
+pub const ISSUE_LINKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_issue_links");
 /// counter name → last issued id
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("chat_counters");
 
@@ -53,6 +58,8 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(CANNED)?;
     txn.open_table(CSAT)?;
     txn.open_table(COUNTERS)?;
+    txn.open_table(FEEDBACK_VISITORS)?;
+    txn.open_table(ISSUE_LINKS)?;
     Ok(())
 }
 
@@ -75,6 +82,17 @@ pub fn migrate_default_canned(txn: &WriteTransaction) -> StoreResult<()> {
         t.insert(id, crate::store::codec::encode(&c).as_slice())?;
     }
     Ok(())
+}
+
+/// Every value of a table of encoded records, in key order.
+pub fn decode_all<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
+    t: &impl ReadableTable<K, &'static [u8]>,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        out.push(crate::store::codec::decode(row?.1.value())?);
+    }
+    Ok(out)
 }
 
 pub fn next_id(txn: &WriteTransaction, counter: &str) -> StoreResult<u64> {

@@ -109,14 +109,18 @@ impl Conn {
 
     async fn send_entry(&mut self, conv: u64, e: &Entry) -> Result<(), Closed> {
         self.text(&e.frame(conv)).await?;
-        let s = self.sent.entry(conv).or_insert(Sent { lo: e.seq, hi: 0 });
-        s.hi = s.hi.max(e.seq);
-        s.lo = s.lo.min(e.seq);
+        self.mark_sent(conv, e.seq);
         Ok(())
     }
 
-    /// A live entry from the hub.
-    async fn live(&mut self, conv: u64, e: Arc<Entry>) -> Result<(), Closed> {
+    fn mark_sent(&mut self, conv: u64, seq: u64) {
+        let s = self.sent.entry(conv).or_insert(Sent { lo: seq, hi: 0 });
+        s.hi = s.hi.max(seq);
+        s.lo = s.lo.min(seq);
+    }
+
+    /// A live entry from the hub, with its frame rendered once by the hub for every socket.
+    async fn live(&mut self, conv: u64, e: Arc<Entry>, frame: Arc<str>) -> Result<(), Closed> {
         if e.private && !self.agent() {
             return Ok(());
         }
@@ -136,7 +140,12 @@ impl Conn {
                 }
             }
         }
-        self.send_entry(conv, &e).await
+        self.socket
+            .send(Message::Text(Utf8Bytes::from(&*frame)))
+            .await
+            .map_err(|_| ())?;
+        self.mark_sent(conv, e.seq);
+        Ok(())
     }
 
     /// Sends what the client lacks of `conv` after `after`: below what this socket already sent
@@ -280,7 +289,7 @@ pub async fn run(
         return;
     }
     if let Some((conv, after)) = resume
-        && conn.resume(conv, after).await.is_err()
+        && Box::pin(conn.resume(conv, after)).await.is_err()
     {
         return;
     }
@@ -293,7 +302,9 @@ pub async fn run(
                 break;
             }
             out = rx.recv() => match out {
-                Some(Out::Entry { conv, entry }) => conn.live(conv, entry).await,
+                // Boxed: the gap fill reads the database, and an idle socket's task should not
+                // carry that future's state inline (memory per idle socket).
+                Some(Out::Entry { conv, entry, frame }) => Box::pin(conn.live(conv, entry, frame)).await,
                 Some(Out::Frame(text)) => conn.socket.send(Message::Text(Utf8Bytes::from(&*text))).await.map_err(|_| ()),
                 None => {
                     // Dropped by the hub as too slow: close; the client resumes by seq.
@@ -302,7 +313,7 @@ pub async fn run(
                 }
             },
             msg = conn.socket.recv() => match msg {
-                Some(Ok(Message::Text(t))) => conn.client_frame(t.as_str()).await,
+                Some(Ok(Message::Text(t))) => Box::pin(conn.client_frame(t.as_str())).await,
                 Some(Ok(Message::Binary(_))) => conn.text(&json!({"t": "error", "code": "bad_request", "message": "send JSON text frames"})).await,
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => Ok(()),

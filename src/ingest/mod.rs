@@ -1846,6 +1846,18 @@ fn commit_other(
             }
             txn.open_table(FEEDBACK)?
                 .insert((*project_id, fb.id), codec::encode(&fb).as_slice())?;
+            // ---- chat: user feedback opens a support ticket (issue 14) ----
+            // Published in the same transaction, so a stored feedback is never lost to chat.
+            crate::bus::publish_in(
+                txn,
+                "feedback.received",
+                crate::bus::Priority::Normal,
+                &serde_json::json!({"project_id": project_id, "feedback_id": fb.id,
+                    "kind": fb.kind, "event_id": fb.event_id, "issue_id": fb.issue_id,
+                    "name": fb.name, "email": fb.email, "message": fb.message, "url": fb.url}),
+            )
+            .map_err(|e| IngestError::Commit(e.to_string()))?;
+            // ---- end chat ----
         }
         Work::Attachment {
             event_id,

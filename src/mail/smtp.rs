@@ -61,16 +61,49 @@ pub fn check_address(s: &str) -> Result<(), String> {
     mailbox(s).map(|_| ())
 }
 
+/// A dedup key `thread:<root>:<parent>:<own>` (tokens of ASCII letters, digits, `.` and `-`)
+/// places the message in a mail thread: its Message-ID is `<own@domain>`, it answers
+/// `<parent@domain>` (In-Reply-To) and References names the root and the parent, so mail
+/// clients thread the replies of one conversation together (chat's email tickets use it).
+pub fn thread_ids(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.strip_prefix("thread:")?.split(':');
+    let (root, parent, own) = (parts.next()?, parts.next()?, parts.next()?);
+    let ok = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 100
+            && t.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
+    };
+    (parts.next().is_none() && ok(root) && ok(parent) && ok(own)).then_some((root, parent, own))
+}
+
 /// The MIME message for a stored message.
 pub fn build_message(m: &MessageRecord, body: &Body) -> Result<Message, String> {
     let from = mailbox(&m.from)?;
     // Stable across retries, so a receiver can spot a duplicate of an at-least-once resend.
-    let message_id = format!("<hearth.{}.{}@{}>", m.id, m.created_ms, from.email.domain());
+    let domain = from.email.domain().to_string();
+    let mut message_id = format!("<hearth.{}.{}@{domain}>", m.id, m.created_ms);
+    // ---- threading (chat's email replies, issue 14) ----
+    let thread = m.dedup_key.as_deref().and_then(thread_ids);
+    if let Some((_, _, own)) = thread {
+        message_id = format!("<{own}@{domain}>");
+    }
+    // ---- end threading ----
     let mut b = Message::builder()
         .from(from)
         .subject(m.subject.clone())
         .message_id(Some(message_id))
         .date_now();
+    if let Some((root, parent, _)) = thread {
+        let references = if parent == root {
+            format!("<{root}@{domain}>")
+        } else {
+            format!("<{root}@{domain}> <{parent}@{domain}>")
+        };
+        b = b
+            .in_reply_to(format!("<{parent}@{domain}>"))
+            .references(references);
+    }
     for t in &m.to {
         b = b.to(mailbox(t)?);
     }

@@ -11,6 +11,7 @@ const CSS = `
 .h .s{font-size:12px;opacity:.9}
 .h button{background:none;border:0;color:#fff;font-size:20px;cursor:pointer}
 .m{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:6px}
+.im{display:block;max-width:100%;max-height:200px;margin-top:6px;border-radius:6px}
 .g{max-width:80%;padding:7px 10px;border-radius:10px;white-space:pre-wrap;word-wrap:break-word}
 .g.v{align-self:flex-end;background:#d9480f;color:#fff}
 .g.a{align-self:flex-start;background:#f1f3f5}
@@ -31,6 +32,7 @@ const CSS = `
 .e{color:#c92a2a;font-size:12px}
 `;
 
+const IMAGE = /^image\/(png|jpeg|gif|webp)$/;
 const el = (tag, cls, text) => {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -298,6 +300,7 @@ class Widget {
       a.type = "button";
       a.addEventListener("click", () => this.download(m.attachment));
       wrap.append(a);
+      if (IMAGE.test(m.attachment.content_type || "")) this.preview(m.attachment, wrap);
     } else {
       wrap.append(document.createTextNode(m.body));
     }
@@ -397,6 +400,23 @@ class Widget {
     if (!r.ok) {
       const b = await r.json().catch(() => ({}));
       this.system((b.error && b.error.message) || "upload failed");
+    }
+  }
+
+  // An image is previewed from the same visitor-scoped download URL (fetched with the widget's
+  // credential headers; shown through a blob: URL, never as HTML).
+  async preview(a, wrap) {
+    try {
+      const r = await fetch(`${this.api}/session/${this.conv}/files/${a.id}`, {
+        headers: { "x-hearth-site-key": this.ctx.site, "x-hearth-visitor-token": this.token },
+      });
+      if (!r.ok) return;
+      const img = el("img", "im");
+      img.alt = a.name;
+      img.src = URL.createObjectURL(await r.blob());
+      wrap.append(img);
+    } catch (_) {
+      // The download button stays.
     }
   }
 

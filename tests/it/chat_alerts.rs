@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::binary::Hearth;
-use crate::chat::team;
+use crate::chat_support::team;
 use crate::common::wait_for;
 use crate::receiver::{Hit, Receiver, verify};
 

@@ -70,7 +70,7 @@ async fn the_widget_on_another_origin_and_an_agent_in_the_dashboard_talk_both_wa
         return;
     };
     let h = Hearth::start("").await;
-    let t = crate::chat::team(&h).await;
+    let t = crate::chat_support::team(&h).await;
     let sites: Value = h
         .get(&t.owner_token, "/api/chat/sites")
         .send()

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::binary::Hearth;
-use crate::chat::{team, visitor};
+use crate::chat_support::{team, visitor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_are_capped_shared_and_served_as_attachments() {

@@ -8,6 +8,8 @@ mod bus;
 mod chat;
 mod chat_alerts;
 mod chat_browser;
+mod chat_search;
+mod chat_support;
 mod chat_upload;
 mod cli;
 mod common;

@@ -84,9 +84,15 @@ export async function inbox(ctx) {
     const cls = ['chat-msg', kind === 'visitor' ? 'in' : 'out', m.private ? 'note' : null];
     return h('div', { class: cls, 'data-seq': String(m.seq) },
       h('div', { class: 'muted small' }, `${m.author.name || kind}${m.private ? ' · private note' : ''} · ${new Date(m.time_ms).toLocaleTimeString()}`),
-      m.attachment
-        ? h('a', { class: 'chat-body', href: `/api/chat/session/${st.open}/files/${m.attachment.id}` }, `📎 ${m.attachment.name} (${Math.ceil(m.attachment.size / 1024)} KB)`)
-        : h('div', { class: 'chat-body' }, m.body));
+      m.attachment ? attachmentNode(m.attachment) : h('div', { class: 'chat-body' }, m.body));
+  }
+
+  // A file link; images (raster types only) also get a preview from the same authenticated URL.
+  function attachmentNode(a) {
+    const url = `/api/chat/session/${st.open}/files/${a.id}`;
+    const link = h('a', { class: 'chat-body', href: url }, `📎 ${a.name} (${Math.ceil(a.size / 1024)} KB)`);
+    if (!/^image\/(png|jpeg|gif|webp)$/.test(a.content_type || '')) return link;
+    return h('div', {}, link, h('img', { class: 'chat-preview', src: url, alt: a.name, loading: 'lazy' }));
   }
 
   function activityNode(f) {
@@ -153,7 +159,13 @@ export async function inbox(ctx) {
         h('dt', null, 'Browser'), h('dd', { class: 'ellipsis small' }, v.user_agent || '–'),
         h('dt', null, 'Channel'), h('dd', null, st.conv.channel)),
       r.previous_conversations.length ? h('div', null, h('h4', null, 'Previous conversations'),
-        r.previous_conversations.map((c) => h('div', null, h('a', { href: `#/chat/${c.id}` }, `#${c.id} ${c.subject || ''}`)))) : null);
+        r.previous_conversations.map((c) => h('div', null, h('a', { href: `#/chat/${c.id}` }, `#${c.id} ${c.subject || ''}`)))) : null,
+      // The Sentry side: the issue this ticket's feedback came from, and the user's issues.
+      r.linked_issue && r.linked_issue.issue_id ? h('div', null, h('h4', null, 'From feedback on'),
+        h('a', { href: `#/issues/${r.linked_issue.issue_id}` }, `Issue #${r.linked_issue.issue_id}`)) : null,
+      r.user_issues && r.user_issues.length ? h('div', null, h('h4', null, 'Sentry issues for this user'),
+        r.user_issues.map((i) => h('div', { class: 'ellipsis' }, h('a', { href: `#/issues/${i.id}` }, i.title || `Issue #${i.id}`),
+          h('span', { class: 'muted small' }, ` ${i.count}×`)))) : null);
     clear(pane).append(
       h('div', { class: 'chat-head' }, h('strong', null, `#${id} ${st.conv.subject || ''}`), statusSel, prioSel, assignBtn),
       h('div', { class: 'chat-main' }, h('div', { class: 'chat-col' }, timeline, st.typing,
