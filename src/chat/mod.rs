@@ -21,6 +21,8 @@ pub mod limit;
 pub mod model;
 pub mod stats;
 pub mod store;
+// issue 19 (bandit): reply suggestions that learn
+pub mod suggest;
 pub mod upload;
 pub mod ws;
 
@@ -218,6 +220,8 @@ struct Inner {
     visitor_messages: Limiter,
     starts_per_ip: Limiter,
     sockets_per_ip: Mutex<HashMap<std::net::IpAddr, u32>>,
+    // issue 19 (bandit): the suggestion learner
+    suggest: suggest::Suggest,
 }
 
 /// Longest name, email, page URL or user agent kept for a visitor.
@@ -292,8 +296,11 @@ impl Chat {
         clock: Arc<dyn Clock>,
     ) -> Chat {
         let c = &config.chat;
+        // issue 19 (bandit)
+        let suggest = suggest::Suggest::new(db.clone(), bus.clone(), config.clone(), clock.clone());
         Chat {
             inner: Arc::new(Inner {
+                suggest,
                 hub: Hub::new(c.socket_queue),
                 visitor_messages: Limiter::new(60_000, c.visitor_messages_per_minute),
                 starts_per_ip: Limiter::new(3_600_000, c.starts_per_ip_per_hour),
@@ -311,7 +318,15 @@ impl Chat {
         }
     }
 
-    pub fn register(&self, _state: &crate::app::AppState) {}
+    pub fn register(&self, state: &crate::app::AppState) {
+        // issue 19 (bandit): the reward-join consumer
+        self.inner.suggest.register(state);
+    }
+
+    /// Reply suggestions (issue 19).
+    pub fn suggest(&self) -> &suggest::Suggest {
+        &self.inner.suggest
+    }
 
     /// The assignment sweep: agents whose heartbeat stopped drop out, and waiting
     /// conversations are assigned as agents come online or free up.

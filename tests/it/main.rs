@@ -23,6 +23,8 @@ mod mail_support;
 mod net;
 mod receiver;
 mod router_walk;
+// issue 19 (bandit): reply suggestions that learn
+mod suggest;
 mod system;
 mod upgrade;
 mod uptime;
