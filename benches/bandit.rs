@@ -318,6 +318,7 @@ fn main() {
     let mut p = Params::default();
     let mut cost_only = false;
     let mut no_cost = false;
+    let mut dump: Option<String> = None;
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -325,8 +326,10 @@ fn main() {
             "--seeds" => seeds = args[i + 1].parse().unwrap(),
             "--horizon" => horizon = args[i + 1].parse().unwrap(),
             "--alpha" => p.alpha = args[i + 1].parse().unwrap(),
+            "--lambda" => p.lambda = args[i + 1].parse().unwrap(),
             "--gamma" => p.gamma = args[i + 1].parse().unwrap(),
             "--time-gamma" => p.time_gamma = args[i + 1].parse().unwrap(),
+            "--dump" => dump = Some(args[i + 1].clone()),
             "--no-cost" => {
                 no_cost = true;
                 i -= 1;
@@ -340,6 +343,10 @@ fn main() {
             }
         }
         i += 2;
+    }
+    if let Some(dir) = dump {
+        cross_check(&dir, seeds, horizon, p);
+        return;
     }
     if !cost_only {
         simulate(seeds, horizon, p);
@@ -423,6 +430,80 @@ fn simulate(seeds: u64, horizon: usize, p: Params) {
             );
         }
     }
+}
+
+/// The Vowpal Wabbit cross-check (goal G-B5, not CI): writes each seed's world and stream
+/// (intent, noise, and the uniform/normal draws that decide any reply's outcome) to `dir`,
+/// and prints LinUCB's realised cumulative reward on exactly those draws. A script then runs
+/// VW `--cb_explore_adf --epsilon 0.05` on the same files.
+fn cross_check(dir: &str, seeds: u64, horizon: usize, p: Params) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut total = 0.0;
+    for seed in 1..=seeds {
+        let mut wrng = StdRng::seed_from_u64(seed);
+        let world = World::new(&mut wrng);
+        let mut stream = StdRng::seed_from_u64(seed ^ 0x5eed_0001);
+        let mut draws = StdRng::seed_from_u64(seed ^ 0x5eed_0002);
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(format!("{dir}/world-{seed}.csv")).unwrap(),
+        );
+        for row in &world.p {
+            writeln!(
+                w,
+                "{}",
+                row.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+            .unwrap();
+        }
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(format!("{dir}/stream-{seed}.csv")).unwrap(),
+        );
+        let mut lin = Lin::new(p);
+        let mut choice = StdRng::seed_from_u64(seed ^ 0x5eed_0003);
+        let mut sum = 0.0;
+        for _ in 0..horizon {
+            let intent = stream.random_range(0..INTENTS);
+            let x = context(&mut stream, intent);
+            let (u, c, z): (f64, f64, f64) = (draws.random(), draws.random(), normal(&mut draws));
+            writeln!(
+                out,
+                "{intent},{},{u},{c},{z}",
+                x[INTENTS..INTENTS + NOISE]
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+            .unwrap();
+            let arm = lin.choose(intent, &x, &mut choice);
+            let r = reward_of(world.p[intent][arm], u, c, z);
+            lin.update(intent, &x, arm, r);
+            sum += r;
+        }
+        println!("seed {seed}: LinUCB cumulative reward {sum:.2}");
+        total += sum;
+    }
+    println!(
+        "LinUCB mean cumulative reward over {seeds} seeds: {:.2}",
+        total / seeds as f64
+    );
+}
+
+/// The outcome of a reply with P(resolve) = `p` given the round's draws (same rule as
+/// [`outcome`], with the randomness fixed in advance).
+fn reward_of(p: f64, u: f64, c: f64, z: f64) -> f64 {
+    if u >= p {
+        return 0.0;
+    }
+    if c < 0.3 {
+        let rating = (4.2 + 0.8 * z).round().clamp(1.0, 5.0);
+        return 1.0 + 0.25 * (rating - 3.0) / 2.0;
+    }
+    1.0
 }
 
 /// choose + update for 200 arms, d = 64, one thread.

@@ -275,13 +275,12 @@ async fn the_right_reply_rises_and_a_kill_in_the_middle_loses_no_learning() {
         late >= 0.8 && late > early,
         "the right reply should rise: right on top early {early:.2}, late {late:.2}"
     );
-    for i in 0..INTENTS.len() {
+    for (i, (intent, _, right)) in INTENTS.iter().enumerate() {
         let top = sim.top_for(&h, i).await;
         assert_eq!(
             top,
-            sim.id_of(INTENTS[i].2),
-            "intent {}: the top suggestion is not the reply that resolves it",
-            INTENTS[i].0
+            sim.id_of(right),
+            "intent {intent}: the top suggestion is not the reply that resolves it"
         );
     }
     // The admin figures are consistent with what was played.

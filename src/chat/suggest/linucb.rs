@@ -360,6 +360,7 @@ mod tests {
             lambda: 1.0,
             gamma: 1.0,
             refresh_every: u32::MAX,
+            time_gamma: 1.0,
         };
         let mut arm = Arm::new(d, 1.0);
         let (mut xs, mut rs) = (Vec::new(), Vec::new());
@@ -387,6 +388,7 @@ mod tests {
             lambda: 2.0,
             gamma: 0.98,
             refresh_every: u32::MAX,
+            time_gamma: 1.0,
         };
         let mut arm = Arm::new(d, 2.0);
         let (mut xs, mut rs) = (Vec::new(), Vec::new());
@@ -410,6 +412,7 @@ mod tests {
             lambda: 1.0,
             gamma: 0.9,
             refresh_every: 10,
+            time_gamma: 1.0,
         };
         let mut arm = Arm::new(d, 1.0);
         let x = vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
@@ -458,6 +461,32 @@ mod tests {
             later.credit(x, r, at, &p);
         }
         assert!(close(&now.theta, &later.theta, 1e-12));
+    }
+
+    #[test]
+    fn an_idle_arm_regains_uncertainty_up_to_a_fresh_arms() {
+        let d = 4;
+        let p = Params {
+            time_gamma: 0.99,
+            ..Params::default()
+        };
+        let mut arm = Arm::new(d, p.lambda);
+        let x = vec![1.0, 1.0, 0.0, 0.0];
+        let nz = nonzero(&x);
+        for round in 1..=20 {
+            arm.update(&x, 1.0, &p);
+            arm.touch(round);
+        }
+        let (_, m0, w0) = arm.score_at(&x, &nz, 20, &p);
+        let (_, m1, w1) = arm.score_at(&x, &nz, 120, &p);
+        assert_eq!(m0, m1, "ageing leaves the mean alone");
+        assert!(w1 > w0 * 1.5, "{w0} → {w1}");
+        let fresh = Arm::new(d, p.lambda).score(&x, &nz, p.alpha).2;
+        let (_, _, w2) = arm.score_at(&x, &nz, 100_000, &p);
+        assert!(
+            (w2 - fresh).abs() < 1e-12,
+            "capped at a fresh arm's width: {w2} vs {fresh}"
+        );
     }
 
     #[test]

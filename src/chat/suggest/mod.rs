@@ -572,16 +572,15 @@ impl Suggest {
                             arms: &redb::Table<u64, &[u8]>,
                             touched: &mut HashMap<u64, ArmState>|
                  -> ChatResult<()> {
-                    if !touched.contains_key(&id) {
-                        let st = match arms.get(id)? {
+                    if let std::collections::hash_map::Entry::Vacant(e) = touched.entry(id) {
+                        e.insert(match arms.get(id)? {
                             Some(v) => codec::decode(v.value())?,
                             None => ArmState {
                                 arm: Arm::new(features::D, p.lambda),
                                 used: 0,
                                 resolved: 0,
                             },
-                        };
-                        touched.insert(id, st);
+                        });
                     }
                     Ok(())
                 };

@@ -143,8 +143,9 @@ mod obd {
     /// obp 0.4.1 `InverseProbabilityWeighting` / `SelfNormalizedInverseProbabilityWeighting`
     /// `.estimate_policy_value(...)` of the lookup policy below on OBD random/all, computed
     /// once by `tests/fixtures/obd/obp_reference.py` (command and versions in the README there).
-    const OBP_IPW: f64 = 0.071999999999999995;
-    const OBP_SNIPW: f64 = 0.070866141732283477;
+    /// (printed `%.17g` as 0.071999999999999995 and 0.070866141732283477; the same doubles)
+    const OBP_IPW: f64 = 0.072;
+    const OBP_SNIPW: f64 = 0.07086614173228348;
 
     /// The fixed policy: a slate of 3 items by user_feature_0; other users get item
     /// (first 8 hex digits of user_feature_0 + 7 · position) mod 80.
