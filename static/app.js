@@ -10,6 +10,7 @@ import * as stats from './js/views/stats.js';
 import * as system from './js/views/system.js';
 import * as extra from './js/views/extra.js';
 import * as chat from './js/views/chat.js';
+import * as suggest from './js/views/suggest.js'; // issue 19
 import * as monitors from './js/views/monitors.js';
 import * as alertsView from './js/views/alerts.js';
 import * as insights from './js/views/insights.js';
@@ -41,6 +42,7 @@ const ROUTES = [
   [/^\/alerts$/, alertsView.view, 'alerts'],
   [/^\/mail$/, extra.mail, 'mail'],
   [/^\/chat$/, chat.inbox, 'chat'],
+  [/^\/chat\/suggestions$/, suggest.admin, 'chat'], // issue 19
   [/^\/chat\/(\d+)$/, chat.inbox, 'chat'],
   [/^\/system$/, system.view, 'system'],
   [/^\/?$/, (ctx) => projectRedirect(ctx, 'issues'), 'issues'],

@@ -29,6 +29,17 @@ pub struct ChatConfig {
     pub sla_first_response: Vec<HumanDuration>,
     /// Resolution targets for urgent, high, normal and low priority.
     pub sla_resolution: Vec<HumanDuration>,
+    // ---- issue 19 (bandit): reply suggestions ----
+    /// Share of suggestion decisions shown in a uniformly random order (the holdout that makes
+    /// the off-policy estimate unbiased), 0 to 1.
+    pub suggest_holdout: f64,
+    /// LinUCB exploration width.
+    pub suggest_alpha: f64,
+    /// Discount of old evidence per update of a reply (1: none).
+    pub suggest_discount: f64,
+    /// A resolution counts for a used suggestion within this long, and only if the
+    /// conversation is not reopened within this long after it.
+    pub suggest_reward_window: HumanDuration,
 }
 
 impl Default for ChatConfig {
@@ -55,6 +66,11 @@ impl Default for ChatConfig {
                 HumanDuration::secs(3 * 24 * 3600),
                 HumanDuration::secs(7 * 24 * 3600),
             ],
+            // issue 19 (bandit)
+            suggest_holdout: 0.1,
+            suggest_alpha: 0.5,
+            suggest_discount: 0.999,
+            suggest_reward_window: HumanDuration::secs(7 * 24 * 3600),
         }
     }
 }

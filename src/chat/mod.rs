@@ -30,6 +30,8 @@ pub mod store;
 mod team;
 mod tickets;
 mod timeline;
+// issue 19 (bandit): reply suggestions that learn
+pub mod suggest;
 pub mod upload;
 pub mod ws;
 
@@ -238,6 +240,8 @@ struct Inner {
     sockets_per_ip: Mutex<HashMap<std::net::IpAddr, u32>>,
     /// The chat search index, opened by `register` (search.rs).
     search: std::sync::OnceLock<Arc<search::ChatIndex>>,
+    // issue 19 (bandit): the suggestion learner
+    suggest: suggest::Suggest,
 }
 
 /// Longest name, email, page URL or user agent kept for a visitor.
@@ -312,8 +316,11 @@ impl Chat {
         clock: Arc<dyn Clock>,
     ) -> Chat {
         let c = &config.chat;
+        // issue 19 (bandit)
+        let suggest = suggest::Suggest::new(db.clone(), bus.clone(), config.clone(), clock.clone());
         Chat {
             inner: Arc::new(Inner {
+                suggest,
                 hub: Hub::new(c.socket_queue),
                 visitor_messages: Limiter::new(60_000, c.visitor_messages_per_minute),
                 starts_per_ip: Limiter::new(3_600_000, c.starts_per_ip_per_hour),
@@ -335,6 +342,13 @@ impl Chat {
     pub fn register(&self, state: &crate::app::AppState) {
         self.register_feedback(state);
         self.register_search(state);
+        // issue 19 (bandit): the reward-join consumer
+        self.inner.suggest.register(state);
+    }
+
+    /// Reply suggestions (issue 19).
+    pub fn suggest(&self) -> &suggest::Suggest {
+        &self.inner.suggest
     }
 
     /// The assignment sweep: agents whose heartbeat stopped drop out, and waiting

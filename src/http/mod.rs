@@ -43,6 +43,8 @@ pub fn all_routes() -> Routes {
         .merge(crate::mail::api::routes())
         .merge(crate::alerts::api::routes())
         .merge(crate::chat::api::routes())
+        // issue 19 (bandit)
+        .merge(crate::chat::suggest::api::routes())
         .merge(crate::uptime::api::routes())
         .merge(crate::sourcemaps::api::routes())
         .merge(admin::routes())

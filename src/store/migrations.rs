@@ -27,6 +27,8 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
     crate::chat::store::ensure_tables,
+    // issue 19 (bandit): suggestion model, decisions, reward joins
+    crate::chat::suggest::ensure_tables,
     crate::uptime::store::ensure_tables,
     crate::sourcemaps::store::ensure_tables,
 ];

@@ -29,6 +29,8 @@ mod receiver;
 mod router_walk;
 // issue 20: source maps uploaded with the real sentry-cli
 mod sourcemaps;
+// issue 19 (bandit): reply suggestions that learn
+mod suggest;
 mod system;
 mod upgrade;
 mod uptime;

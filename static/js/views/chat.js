@@ -3,7 +3,8 @@
 // WebSocket. Visitor text is only ever set as text.
 import { h, clear, ago } from '../dom.js';
 import { get, post, qs } from '../api.js';
-import { session, errorBox, toast } from '../ui.js';
+import { session, errorBox, toast, can } from '../ui.js';
+import { mountSuggestions } from './suggest.js'; // issue 19: reply suggestions that learn
 
 const HEARTBEAT_MS = 20000;
 
@@ -43,7 +44,8 @@ export async function inbox(ctx) {
       v[0].toUpperCase() + v.slice(1))));
   const statusSel = h('select', { 'aria-label': 'Status filter', onchange: (e) => { st.status = e.target.value; loadList(); } },
     ['', 'open', 'in_progress', 'resolved', 'closed'].map((s) => h('option', { value: s, selected: s === st.status }, s ? s.replace('_', ' ') : 'any status')));
-  root.append(h('div', { class: 'page-head' }, h('h1', null, 'Chat'), h('div', { class: 'toolbar' }, tabs, statusSel, presence)),
+  root.append(h('div', { class: 'page-head' }, h('h1', null, 'Chat'), h('div', { class: 'toolbar' }, tabs, statusSel, presence,
+      can('admin') ? h('a', { class: 'btn', href: '#/chat/suggestions', id: 'chat-suggest-admin' }, 'Suggestions') : null)),
     h('div', { class: 'chat-grid' }, list, pane));
 
   const beat = () => post('/api/chat/agent/online', { status: presence.value }).catch(() => {});
@@ -120,13 +122,17 @@ export async function inbox(ctx) {
     const input = h('textarea', { id: 'chat-input', placeholder: 'Reply… (type / for canned responses)', rows: '3' });
     const note = h('input', { type: 'checkbox', id: 'chat-note' });
     const suggest = h('div', { class: 'chat-suggest', id: 'chat-suggest', hidden: true });
+    // issue 19: learned suggestions (top 3 with their why) when the box opens or `/` is typed
+    const learned = mountSuggestions({ convId: id, input, vars, render: renderCanned });
     const send = async () => {
-      const body = expandShortcuts(input.value.trim());
+      const raw = input.value.trim();
+      const body = expandShortcuts(raw);
       if (!body) return;
       input.value = '';
       suggest.hidden = true;
       try {
         await post(`/api/chat/session/${id}/message`, { client_msg_id: crypto.randomUUID(), body, private: note.checked });
+        if (!note.checked) learned.sent(raw, body, st.canned); // issue 19
       } catch (e) {
         input.value = body;
         toast(e.message, 'err');
@@ -169,7 +175,7 @@ export async function inbox(ctx) {
     clear(pane).append(
       h('div', { class: 'chat-head' }, h('strong', null, `#${id} ${st.conv.subject || ''}`), statusSel, prioSel, assignBtn),
       h('div', { class: 'chat-main' }, h('div', { class: 'chat-col' }, timeline, st.typing,
-        h('div', { class: 'chat-compose' }, suggest, input,
+        h('div', { class: 'chat-compose' }, learned.node, suggest, input,
           h('div', { class: 'row' }, h('label', null, note, ' Private note'), h('button', { class: 'btn primary', id: 'chat-send', onclick: send }, 'Send')))),
       details));
     timeline.scrollTop = timeline.scrollHeight;

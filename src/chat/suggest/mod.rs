@@ -1,0 +1,969 @@
+//! Reply suggestions that learn from outcomes (issue 19): a contextual bandit over canned
+//! responses, rewarded by resolution and CSAT.
+//!
+//! - **Decision** ([`Suggest::suggest`]): when an agent opens the reply box, the context of the
+//!   conversation ([`features`]) is scored against every canned response by disjoint LinUCB
+//!   ([`linucb`]); the top 3 are shown with a "why". A holdout slice (`[chat] suggest_holdout`,
+//!   default 10%) shows a uniformly random order instead. Every decision is logged with its
+//!   context, what was shown and the propensity of the top item, and `chat.suggestion.shown`
+//!   is published in the same transaction.
+//! - **Use** ([`Suggest::used`]): the agent sent a suggested (or any canned) reply, edited or
+//!   not → `chat.suggestion.used`. Never sent automatically.
+//! - **Reward join**: the durable bus consumer `chat.suggest` reads `chat.suggestion.used`,
+//!   `chat.conversation.resolved`, `chat.conversation.reopened` and `chat.csat.submitted`.
+//!   A use is a pull of the arm (`A += x xᵀ`, reward 0); the reward
+//!   `resolved without reopen within [chat] suggest_reward_window (7 days) + 0.25·(csat − 3)/2`
+//!   is credited to `b` when the outcome arrives, and taken back on a reopen within the window.
+//!   No resolution within the window = reward 0. Each handler computes the target reward from
+//!   the stored state and applies only the difference to what was credited, in the same
+//!   transaction as the model row, so a replayed or redelivered event changes nothing.
+//! - **Evaluation** ([`Suggest::stats`]): acceptance, resolution with/without a used
+//!   suggestion, and IPS/SNIPS ([`ope`]) of the learned (greedy) policy on the holdout
+//!   decisions, against the holdout's own mean, with 95% intervals.
+
+pub mod api;
+pub mod features;
+pub mod linucb;
+pub mod ope;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::model::{Canned, Conversation, Entry, Site};
+use super::{ChatError, ChatResult, Clock};
+use crate::bus::{Bus, ConsumerSpec, Delivery, Outcome, Priority as BusPriority, StartAt};
+use crate::config::Config;
+use crate::store::{Db, StoreResult, codec};
+use linucb::{Arm, Params};
+
+/// canned response id → ArmState
+pub const ARMS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_suggest_arms");
+/// decision id → Decision
+pub const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_suggest_decisions");
+/// conversation id → Join
+pub const JOINS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_suggest_joins");
+/// counter name → last value
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("chat_suggest_meta");
+
+pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.open_table(ARMS)?;
+    txn.open_table(DECISIONS)?;
+    txn.open_table(JOINS)?;
+    txn.open_table(META)?;
+    Ok(())
+}
+
+/// Suggestions shown per decision.
+pub const SHOWN: usize = 3;
+/// Decisions (and uses) remembered per conversation.
+const PER_CONV: usize = 64;
+/// Decisions read for the admin page (newest first).
+const STATS_WINDOW: u64 = 20_000;
+/// The consumer's name.
+pub const CONSUMER: &str = "chat.suggest";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArmState {
+    pub arm: Arm,
+    /// Uses of this reply (pulls).
+    pub used: u64,
+    /// Uses whose conversation resolved without reopening within the window.
+    pub resolved: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsedRec {
+    pub canned_id: u64,
+    pub edited: bool,
+    /// Position in the shown list (0 = top), `None` for a canned reply that was not shown.
+    pub rank: Option<u8>,
+    pub time_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    pub id: u64,
+    pub conversation_id: u64,
+    pub agent: u64,
+    pub time_ms: i64,
+    pub x: Vec<f64>,
+    pub intent: u8,
+    /// Shown canned ids, best first.
+    pub shown: Vec<u64>,
+    /// Canned responses that were eligible.
+    pub eligible: u32,
+    pub holdout: bool,
+    /// Probability that the logging policy put `shown[0]` on top.
+    pub pscore: f64,
+    pub used: Option<UsedRec>,
+    /// The use has reached the model (set by the consumer).
+    pub applied: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Use {
+    pub decision: u64,
+    pub canned_id: u64,
+    /// The arm's update count right after this pull (for the discount of a late reward).
+    pub at: u64,
+    pub time_ms: i64,
+    /// Reward credited so far.
+    pub credited: f64,
+    /// Whether the resolution part (1) is in `credited`.
+    pub resolved: bool,
+}
+
+/// Everything known about one conversation's suggestions and outcome.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Join {
+    pub decisions: Vec<u64>,
+    pub uses: Vec<Use>,
+    pub resolved_ms: Option<i64>,
+    /// Reopened within the window after a resolution: the resolution earns nothing.
+    pub spoiled: bool,
+    pub csat: Option<u8>,
+}
+
+impl Join {
+    fn resolved_within(&self, since_ms: i64, window_ms: i64) -> bool {
+        !self.spoiled
+            && self
+                .resolved_ms
+                .is_some_and(|t| t >= since_ms && t - since_ms <= window_ms)
+    }
+
+    /// The reward of an action taken at `since_ms`: resolution part + CSAT part.
+    pub fn reward(&self, since_ms: i64, window_ms: i64) -> (f64, bool) {
+        let resolved = self.resolved_within(since_ms, window_ms);
+        let csat = self
+            .csat
+            .map(|c| 0.25 * (c as f64 - 3.0) / 2.0)
+            .unwrap_or(0.0);
+        (if resolved { 1.0 } else { 0.0 } + csat, resolved)
+    }
+}
+
+/// One suggestion as the reply box shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Suggestion {
+    pub canned_id: u64,
+    pub shortcut: String,
+    pub title: String,
+    pub body: String,
+    pub score: f64,
+    pub why: Why,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Why {
+    pub intent: String,
+    /// Uses of this reply so far.
+    pub n: u64,
+    pub resolved: u64,
+    /// resolved / n, when n > 0.
+    pub resolution_rate: Option<f64>,
+    /// The model's expected reward in this context.
+    pub expected: f64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub decision_id: u64,
+    pub holdout: bool,
+    pub intent: String,
+    pub suggestions: Vec<Suggestion>,
+}
+
+#[derive(Clone)]
+pub struct Suggest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    bus: Bus,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    /// The model, loaded from redb on first use and kept current by the consumer.
+    arms: Mutex<Option<HashMap<u64, ArmState>>>,
+}
+
+impl Suggest {
+    pub fn new(db: Db, bus: Bus, config: Arc<Config>, clock: Arc<dyn Clock>) -> Suggest {
+        Suggest {
+            inner: Arc::new(Inner {
+                db,
+                bus,
+                config,
+                clock,
+                arms: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn params(&self) -> Params {
+        let c = &self.inner.config.chat;
+        Params {
+            alpha: c.suggest_alpha,
+            gamma: c.suggest_discount,
+            ..Params::default()
+        }
+    }
+
+    fn window_ms(&self) -> i64 {
+        self.inner
+            .config
+            .chat
+            .suggest_reward_window
+            .get()
+            .as_millis() as i64
+    }
+
+    /// Registers the reward-join consumer.
+    pub fn register(&self, state: &crate::app::AppState) {
+        let me = self.clone();
+        state.bus.register(
+            ConsumerSpec::new(
+                CONSUMER,
+                &[
+                    "chat.suggestion.used",
+                    "chat.conversation.resolved",
+                    "chat.conversation.reopened",
+                    "chat.csat.submitted",
+                ],
+            )
+            .start_at(StartAt::Now),
+            move |d: Delivery| {
+                let me = me.clone();
+                async move {
+                    match me
+                        .handle(&d.event.subject, d.event.json(), d.event.time_ms)
+                        .await
+                    {
+                        Ok(()) => Outcome::Ack,
+                        Err(e) => Outcome::retry(e),
+                    }
+                }
+            },
+        );
+    }
+
+    async fn load_arms(&self) -> ChatResult<HashMap<u64, ArmState>> {
+        if let Some(m) = self.inner.arms.lock().expect("arms").as_ref() {
+            return Ok(m.clone());
+        }
+        let m = self
+            .inner
+            .db
+            .read(|txn| {
+                let t = txn.open_table(ARMS)?;
+                let mut m = HashMap::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    m.insert(k.value(), codec::decode::<ArmState>(v.value())?);
+                }
+                Ok::<_, ChatError>(m)
+            })
+            .await?;
+        let mut g = self.inner.arms.lock().expect("arms");
+        if g.is_none() {
+            *g = Some(m.clone());
+        }
+        Ok(g.as_ref().expect("loaded").clone())
+    }
+
+    fn cache_put(&self, updated: Vec<(u64, ArmState)>) {
+        let mut g = self.inner.arms.lock().expect("arms");
+        if let Some(m) = g.as_mut() {
+            for (k, v) in updated {
+                m.insert(k, v);
+            }
+        }
+    }
+
+    /// The top suggestions for conversation `conv_id`, logged as one decision.
+    pub async fn suggest(&self, conv_id: u64, agent: u64) -> ChatResult<Shown> {
+        let now = self.inner.clock.now_ms();
+        let (conv, site, messages, canned, round) = self
+            .inner
+            .db
+            .read(move |txn| {
+                let conv: Conversation = txn
+                    .open_table(super::store::CONVERSATIONS)?
+                    .get(conv_id)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?
+                    .ok_or(ChatError::NotFound("conversation"))?;
+                let site: Option<Site> = txn
+                    .open_table(super::store::SITES)?
+                    .get(conv.site_id)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?;
+                // The visitor's last few messages, newest last.
+                let entries = txn.open_table(super::store::ENTRIES)?;
+                let mut msgs = Vec::new();
+                for row in entries.range((conv_id, 0)..=(conv_id, u64::MAX))?.rev() {
+                    let e: Entry = codec::decode(row?.1.value())?;
+                    if e.is_message() && !e.private && e.author.kind == "visitor" {
+                        msgs.push(e.body);
+                        if msgs.len() == 5 {
+                            break;
+                        }
+                    }
+                }
+                msgs.reverse();
+                let mut canned = Vec::new();
+                for row in txn.open_table(super::store::CANNED)?.iter()? {
+                    canned.push(codec::decode::<Canned>(row?.1.value())?);
+                }
+                // Rounds are decisions: an arm's idle time is counted in them.
+                let round = txn
+                    .open_table(META)?
+                    .get("decision")?
+                    .map(|v| v.value())
+                    .unwrap_or(0)
+                    + 1;
+                Ok::<_, ChatError>((conv, site, msgs, canned, round))
+            })
+            .await?;
+        if canned.is_empty() {
+            return Err(ChatError::Invalid(
+                "there are no canned responses to suggest; add some under Chat → Canned responses"
+                    .into(),
+            ));
+        }
+        let (x, intent) = features::context(&features::Inputs {
+            visitor_messages: &messages,
+            channel: conv.channel,
+            business_hours: site
+                .as_ref()
+                .map(|s| super::hours::is_open(s, now))
+                .unwrap_or(false),
+            reopened: conv.reopened > 0,
+        });
+        let arms = self.load_arms().await?;
+        let p = self.params();
+        let fresh = Arm::new(features::D, p.lambda);
+        let nz = linucb::nonzero(&x);
+        let mut scored = Vec::with_capacity(canned.len());
+        for c in &canned {
+            let arm = arms.get(&c.id).map(|a| &a.arm).unwrap_or(&fresh);
+            let (s, m, _) = arm.score_at(&x, &nz, round, &p);
+            scored.push((s, m));
+        }
+        let k = canned.len();
+        let holdout_share = self.inner.config.chat.suggest_holdout.clamp(0.0, 1.0);
+        let holdout = holdout_share > 0.0 && rand::random::<f64>() < holdout_share;
+        let order: Vec<usize> = if holdout {
+            let mut v: Vec<usize> = (0..k).collect();
+            rand::seq::SliceRandom::shuffle(v.as_mut_slice(), &mut rand::rng());
+            v
+        } else {
+            let s: Vec<f64> = scored.iter().map(|s| s.0).collect();
+            linucb::top_k(&s, k)
+        };
+        // The logging policy: with probability h a uniform order, else the (deterministic)
+        // LinUCB order, so the top item's propensity is h/K (+ 1 − h if LinUCB puts it there).
+        let ucb_top = {
+            let s: Vec<f64> = scored.iter().map(|s| s.0).collect();
+            linucb::top_k(&s, 1)[0]
+        };
+        let pscore = holdout_share / k as f64
+            + if order[0] == ucb_top {
+                1.0 - holdout_share
+            } else {
+                0.0
+            };
+        let shown: Vec<usize> = order.into_iter().take(SHOWN).collect();
+        let shown_ids: Vec<u64> = shown.iter().map(|i| canned[*i].id).collect();
+        let intent_name = features::INTENTS[intent].0.to_string();
+        let bus = self.inner.bus.clone();
+        let decision = Decision {
+            id: 0,
+            conversation_id: conv_id,
+            agent,
+            time_ms: now,
+            x: x.clone(),
+            intent: intent as u8,
+            shown: shown_ids.clone(),
+            eligible: k as u32,
+            holdout,
+            pscore,
+            used: None,
+            applied: false,
+        };
+        let decision_id = self
+            .inner
+            .db
+            .write(move |txn| {
+                let mut d = decision;
+                d.id = next(txn, "decision")?;
+                txn.open_table(DECISIONS)?
+                    .insert(d.id, codec::encode(&d).as_slice())?;
+                let mut joins = txn.open_table(JOINS)?;
+                let mut j: Join = joins
+                    .get(conv_id)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                j.decisions.push(d.id);
+                if j.decisions.len() > PER_CONV {
+                    j.decisions.remove(0);
+                }
+                joins.insert(conv_id, codec::encode(&j).as_slice())?;
+                bus.publish_durable(
+                    txn,
+                    "chat.suggestion.shown",
+                    BusPriority::Normal,
+                    &json!({"decision_id": d.id, "conversation_id": conv_id, "agent": agent,
+                            "shown": d.shown, "holdout": d.holdout, "pscore": d.pscore,
+                            "intent": intent_name_of(intent)}),
+                )?;
+                Ok::<_, ChatError>(d.id)
+            })
+            .await?;
+        let suggestions = shown
+            .iter()
+            .map(|&i| {
+                let c = &canned[i];
+                let st = arms.get(&c.id);
+                let (n, resolved) = st.map(|s| (s.used, s.resolved)).unwrap_or((0, 0));
+                let rate = (n > 0).then(|| resolved as f64 / n as f64);
+                let expected = scored[i].1;
+                let text = match rate {
+                    Some(r) => format!(
+                        "{intent_name}: resolved {:.0}% of {n} uses (expected {:.2})",
+                        r * 100.0,
+                        expected
+                    ),
+                    None => format!("{intent_name}: not used yet, worth a try"),
+                };
+                Suggestion {
+                    canned_id: c.id,
+                    shortcut: c.shortcut.clone(),
+                    title: c.title.clone(),
+                    body: c.body.clone(),
+                    score: scored[i].0,
+                    why: Why {
+                        intent: intent_name.clone(),
+                        n,
+                        resolved,
+                        resolution_rate: rate,
+                        expected,
+                        text,
+                    },
+                }
+            })
+            .collect();
+        Ok(Shown {
+            decision_id,
+            holdout,
+            intent: intent_name.clone(),
+            suggestions,
+        })
+    }
+
+    /// The agent sent canned response `canned_id` (edited or not) after decision `decision_id`.
+    /// Recorded once: repeating the same call changes nothing; another reply for the same
+    /// decision is refused.
+    pub async fn used(
+        &self,
+        decision_id: u64,
+        canned_id: u64,
+        edited: bool,
+    ) -> ChatResult<Decision> {
+        let now = self.inner.clock.now_ms();
+        let bus = self.inner.bus.clone();
+        self.inner
+            .db
+            .write(move |txn| {
+                let mut t = txn.open_table(DECISIONS)?;
+                let mut d: Decision = t
+                    .get(decision_id)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?
+                    .ok_or(ChatError::NotFound("suggestion decision"))?;
+                if let Some(u) = &d.used {
+                    if u.canned_id == canned_id {
+                        return Ok(d);
+                    }
+                    return Err(ChatError::Invalid(format!(
+                        "decision {decision_id} already recorded canned response {} as used; ask for new suggestions before the next reply",
+                        u.canned_id
+                    )));
+                }
+                if txn
+                    .open_table(super::store::CANNED)?
+                    .get(canned_id)?
+                    .is_none()
+                {
+                    return Err(ChatError::NotFound("canned response"));
+                }
+                let rank = d
+                    .shown
+                    .iter()
+                    .position(|c| *c == canned_id)
+                    .map(|p| p as u8);
+                d.used = Some(UsedRec {
+                    canned_id,
+                    edited,
+                    rank,
+                    time_ms: now,
+                });
+                t.insert(decision_id, codec::encode(&d).as_slice())?;
+                bus.publish_durable(
+                    txn,
+                    "chat.suggestion.used",
+                    BusPriority::Normal,
+                    &json!({"decision_id": decision_id, "conversation_id": d.conversation_id,
+                            "canned_id": canned_id, "edited": edited, "rank": rank}),
+                )?;
+                Ok(d)
+            })
+            .await
+    }
+
+    /// One bus event of the reward join. Idempotent (see the module docs).
+    pub async fn handle(&self, subject: &str, payload: Value, time_ms: i64) -> ChatResult<()> {
+        let p = self.params();
+        let window = self.window_ms();
+        let subject = subject.to_string();
+        let updated = self
+            .inner
+            .db
+            .write(move |txn| {
+                let u = |k: &str| payload.get(k).and_then(Value::as_u64);
+                let mut decisions = txn.open_table(DECISIONS)?;
+                let mut joins = txn.open_table(JOINS)?;
+                let mut arms = txn.open_table(ARMS)?;
+                let conv_id = match subject.as_str() {
+                    "chat.suggestion.used" => {
+                        let Some(id) = u("decision_id") else {
+                            return Ok(Vec::new());
+                        };
+                        match decisions
+                            .get(id)?
+                            .map(|v| codec::decode::<Decision>(v.value()))
+                        {
+                            Some(d) => d?.conversation_id,
+                            None => return Ok(Vec::new()),
+                        }
+                    }
+                    _ => match u("conversation_id") {
+                        Some(c) => c,
+                        None => return Ok(Vec::new()),
+                    },
+                };
+                let Some(mut j) = joins
+                    .get(conv_id)?
+                    .map(|v| codec::decode::<Join>(v.value()))
+                    .transpose()?
+                else {
+                    // No suggestion was ever shown in this conversation.
+                    return Ok(Vec::new());
+                };
+                let mut touched: HashMap<u64, ArmState> = HashMap::new();
+                let load = |id: u64,
+                            arms: &redb::Table<u64, &[u8]>,
+                            touched: &mut HashMap<u64, ArmState>|
+                 -> ChatResult<()> {
+                    if let std::collections::hash_map::Entry::Vacant(e) = touched.entry(id) {
+                        e.insert(match arms.get(id)? {
+                            Some(v) => codec::decode(v.value())?,
+                            None => ArmState {
+                                arm: Arm::new(features::D, p.lambda),
+                                used: 0,
+                                resolved: 0,
+                            },
+                        });
+                    }
+                    Ok(())
+                };
+                match subject.as_str() {
+                    "chat.suggestion.used" => {
+                        let id = u("decision_id").unwrap_or(0);
+                        let mut d: Decision = codec::decode(
+                            decisions
+                                .get(id)?
+                                .ok_or(ChatError::NotFound("decision"))?
+                                .value(),
+                        )?;
+                        if d.applied {
+                            return Ok(Vec::new());
+                        }
+                        let Some(used) = d.used.clone() else {
+                            return Ok(Vec::new());
+                        };
+                        load(used.canned_id, &arms, &mut touched)?;
+                        let st = touched.get_mut(&used.canned_id).expect("loaded");
+                        let at = st.arm.pull(&d.x, &p);
+                        st.arm.touch(d.id);
+                        st.used += 1;
+                        j.uses.push(Use {
+                            decision: id,
+                            canned_id: used.canned_id,
+                            at,
+                            time_ms: used.time_ms,
+                            credited: 0.0,
+                            resolved: false,
+                        });
+                        if j.uses.len() > PER_CONV {
+                            j.uses.remove(0);
+                        }
+                        d.applied = true;
+                        decisions.insert(id, codec::encode(&d).as_slice())?;
+                    }
+                    "chat.conversation.resolved" => {
+                        j.resolved_ms = Some(time_ms);
+                    }
+                    "chat.conversation.reopened" => {
+                        if let Some(t) = j.resolved_ms
+                            && time_ms - t <= window
+                        {
+                            j.spoiled = true;
+                        }
+                    }
+                    "chat.csat.submitted" => {
+                        if let Some(r) = u("rating").filter(|r| (1..=5).contains(r)) {
+                            j.csat = Some(r as u8);
+                        }
+                    }
+                    _ => {}
+                }
+                // Bring every use's credit to its target.
+                let mut credits = Vec::new();
+                for (i, us) in j.uses.iter().enumerate() {
+                    let (target, resolved) = j.reward(us.time_ms, window);
+                    if target != us.credited || resolved != us.resolved {
+                        credits.push((i, target, resolved));
+                    }
+                }
+                for (i, target, resolved) in credits {
+                    let (arm_id, decision, at, credited, was) = {
+                        let us = &j.uses[i];
+                        (us.canned_id, us.decision, us.at, us.credited, us.resolved)
+                    };
+                    let x = match decisions.get(decision)? {
+                        Some(v) => codec::decode::<Decision>(v.value())?.x,
+                        None => continue,
+                    };
+                    load(arm_id, &arms, &mut touched)?;
+                    let st = touched.get_mut(&arm_id).expect("loaded");
+                    st.arm.credit(&x, target - credited, at, &p);
+                    if resolved && !was {
+                        st.resolved += 1;
+                    } else if !resolved && was {
+                        st.resolved = st.resolved.saturating_sub(1);
+                    }
+                    j.uses[i].credited = target;
+                    j.uses[i].resolved = resolved;
+                }
+                for (id, st) in &touched {
+                    arms.insert(*id, codec::encode(st).as_slice())?;
+                }
+                joins.insert(conv_id, codec::encode(&j).as_slice())?;
+                Ok::<_, ChatError>(touched.into_iter().collect::<Vec<_>>())
+            })
+            .await?;
+        self.cache_put(updated);
+        Ok(())
+    }
+
+    /// Per-arm figures for the admin page.
+    pub async fn model(&self) -> ChatResult<Vec<Value>> {
+        let arms = self.load_arms().await?;
+        let mut v: Vec<Value> = arms
+            .iter()
+            .map(|(id, s)| {
+                json!({"canned_id": id, "used": s.used, "resolved": s.resolved,
+                       "updates": s.arm.updates})
+            })
+            .collect();
+        v.sort_by_key(|x| x["canned_id"].as_u64());
+        Ok(v)
+    }
+
+    /// The admin page's figures.
+    pub async fn stats(&self) -> ChatResult<Value> {
+        let window = self.window_ms();
+        let (decisions, joins, canned) = self
+            .inner
+            .db
+            .read(|txn| {
+                let t = txn.open_table(DECISIONS)?;
+                let mut ds = Vec::new();
+                for row in t.iter()?.rev() {
+                    ds.push(codec::decode::<Decision>(row?.1.value())?);
+                    if ds.len() as u64 >= STATS_WINDOW {
+                        break;
+                    }
+                }
+                let jt = txn.open_table(JOINS)?;
+                let mut js = HashMap::new();
+                for d in &ds {
+                    if !js.contains_key(&d.conversation_id)
+                        && let Some(v) = jt.get(d.conversation_id)?
+                    {
+                        js.insert(d.conversation_id, codec::decode::<Join>(v.value())?);
+                    }
+                }
+                let mut canned = Vec::new();
+                for row in txn.open_table(super::store::CANNED)?.iter()? {
+                    canned.push(row?.0.value());
+                }
+                Ok::<_, ChatError>((ds, js, canned))
+            })
+            .await?;
+        let arms = self.load_arms().await?;
+        let n = decisions.len();
+        let accepted = decisions
+            .iter()
+            .filter(|d| d.used.as_ref().is_some_and(|u| u.rank.is_some()))
+            .count();
+        let (mut with, mut with_res, mut without, mut without_res) = (0u64, 0u64, 0u64, 0u64);
+        for j in joins.values() {
+            let ok = j.resolved_ms.is_some() && !j.spoiled;
+            if j.uses.is_empty() {
+                without += 1;
+                without_res += ok as u64;
+            } else {
+                with += 1;
+                with_res += ok as u64;
+            }
+        }
+        // The learned policy: the greedy arm (highest θ·x) among today's canned responses.
+        let fresh = Arm::new(features::D, self.params().lambda);
+        let greedy = |x: &[f64]| -> Option<u64> {
+            let mut best: Option<(f64, u64)> = None;
+            for id in &canned {
+                let m = arms.get(id).map(|a| &a.arm).unwrap_or(&fresh).mean(x);
+                if best.is_none_or(|(b, _)| m > b) {
+                    best = Some((m, *id));
+                }
+            }
+            best.map(|b| b.1)
+        };
+        let reward = |d: &Decision| {
+            joins
+                .get(&d.conversation_id)
+                .map(|j| j.reward(d.time_ms, window).0)
+                .unwrap_or(0.0)
+        };
+        let mut rounds = Vec::new();
+        let mut holdout_rewards = Vec::new();
+        let mut policy_rewards = Vec::new();
+        for d in &decisions {
+            let r = reward(d);
+            if d.holdout {
+                holdout_rewards.push(r);
+                let target = match (greedy(&d.x), d.shown.first()) {
+                    (Some(g), Some(top)) if g == *top => 1.0,
+                    _ => 0.0,
+                };
+                rounds.push(ope::Round {
+                    target,
+                    pscore: 1.0 / d.eligible.max(1) as f64,
+                    reward: r,
+                });
+            } else {
+                policy_rewards.push(r);
+            }
+        }
+        let rate = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        Ok(json!({
+            "decisions": n,
+            "accepted": accepted,
+            "acceptance_rate": rate(accepted as u64, n as u64),
+            "conversations_with_used_suggestion": with,
+            "resolution_rate_with_suggestion": rate(with_res, with),
+            "conversations_without_used_suggestion": without,
+            "resolution_rate_without_suggestion": rate(without_res, without),
+            "holdout_decisions": holdout_rewards.len(),
+            "holdout_share": self.inner.config.chat.suggest_holdout,
+            "ips": ope::ips(&rounds),
+            "snips": ope::snips(&rounds),
+            "holdout_mean": ope::mean(&holdout_rewards),
+            "policy_mean": ope::mean(&policy_rewards),
+            "arms": arms.len(),
+            "uses": arms.values().map(|a| a.used).sum::<u64>(),
+            "resolved_uses": arms.values().map(|a| a.resolved).sum::<u64>(),
+        }))
+    }
+}
+
+fn intent_name_of(i: usize) -> &'static str {
+    features::INTENTS[i.min(features::INTENTS.len() - 1)].0
+}
+
+fn next(txn: &WriteTransaction, name: &str) -> ChatResult<u64> {
+    let mut t = txn.open_table(META)?;
+    let n = t.get(name)?.map(|v| v.value()).unwrap_or(0) + 1;
+    t.insert(name, n)?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::model::Channel;
+    use crate::chat::{Chat, ManualClock, NewSite, VisitorHello, Who};
+
+    #[test]
+    fn reward_is_resolution_within_the_window_plus_the_csat_term() {
+        let w = 7 * 24 * 3_600_000;
+        let mut j = Join::default();
+        assert_eq!(j.reward(0, w), (0.0, false));
+        j.resolved_ms = Some(1000);
+        assert_eq!(j.reward(0, w), (1.0, true));
+        // Resolved after the window: no reward.
+        assert_eq!(j.reward(1000 - w - 1, w), (0.0, false));
+        j.csat = Some(5);
+        assert_eq!(j.reward(0, w), (1.25, true));
+        j.csat = Some(1);
+        assert_eq!(j.reward(0, w), (0.75, true));
+        j.spoiled = true;
+        assert_eq!(j.reward(0, w), (-0.25, false));
+    }
+
+    /// Uses, resolutions, reopenings and ratings reach the model once, however often the bus
+    /// delivers them.
+    #[tokio::test]
+    async fn the_reward_join_is_idempotent_and_takes_back_a_reopened_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        config.chat.suggest_holdout = 0.0;
+        let config = Arc::new(config);
+        let db = Db::open(&config.db_path(), 1 << 20).unwrap();
+        let bus = Bus::new(db.clone(), config.bus.clone());
+        let accounts = crate::accounts::Accounts::new(db.clone(), config.clone());
+        let mail = crate::mail::Mail::new(db.clone(), bus.clone(), config.clone());
+        let clock = ManualClock::new(1_000_000);
+        let chat = Chat::with_clock(db, bus, config, accounts, mail, clock.clone());
+        let site = chat
+            .create_site(NewSite {
+                name: "s".into(),
+                require_identity: false,
+                hours: Vec::new(),
+                time_zone: "UTC".into(),
+            })
+            .await
+            .unwrap();
+        let (_, v, _) = chat
+            .visitor_session(
+                VisitorHello {
+                    site_key: site.site_key.clone(),
+                    visitor_token: None,
+                    user_id: None,
+                    user_hash: None,
+                    name: None,
+                    email: None,
+                    page_url: None,
+                    user_agent: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let who = Who::Visitor {
+            site_id: site.id,
+            visitor: v,
+        };
+        let (conv, _) = chat
+            .start_conversation(
+                &who,
+                Channel::Chat,
+                Some("I was charged twice on my card".into()),
+                None,
+            )
+            .await
+            .unwrap();
+        let s = chat.suggest();
+        let shown = s.suggest(conv.id, 1).await.unwrap();
+        assert_eq!(shown.intent, "billing");
+        assert_eq!(shown.suggestions.len(), SHOWN);
+        let pick = shown.suggestions[1].canned_id;
+        s.used(shown.decision_id, pick, false).await.unwrap();
+        // The same call again is accepted and changes nothing; another reply is refused.
+        s.used(shown.decision_id, pick, true).await.unwrap();
+        let other = shown.suggestions[0].canned_id;
+        assert!(s.used(shown.decision_id, other, false).await.is_err());
+
+        let used = json!({"decision_id": shown.decision_id});
+        let conv_ev = json!({"conversation_id": conv.id});
+        let t = clock.now_ms();
+        for _ in 0..2 {
+            s.handle("chat.suggestion.used", used.clone(), t)
+                .await
+                .unwrap();
+        }
+        let arm = |s: Suggest| async move { s.load_arms().await.unwrap()[&pick].clone() };
+        let a = arm(s.clone()).await;
+        assert_eq!((a.used, a.resolved, a.arm.updates), (1, 0, 1));
+        let x = s
+            .inner
+            .db
+            .read(move |txn| {
+                let d: Decision = codec::decode(
+                    txn.open_table(DECISIONS)?
+                        .get(shown.decision_id)?
+                        .unwrap()
+                        .value(),
+                )?;
+                Ok::<_, ChatError>(d.x)
+            })
+            .await
+            .unwrap();
+        let m0 = a.arm.mean(&x);
+        for _ in 0..2 {
+            s.handle("chat.conversation.resolved", conv_ev.clone(), t + 1000)
+                .await
+                .unwrap();
+        }
+        let a = arm(s.clone()).await;
+        assert_eq!((a.used, a.resolved, a.arm.updates), (1, 1, 1));
+        let m1 = a.arm.mean(&x);
+        assert!(m1 > m0 + 0.5, "{m0} → {m1}");
+        for _ in 0..2 {
+            s.handle(
+                "chat.csat.submitted",
+                json!({"conversation_id": conv.id, "rating": 5}),
+                t + 2000,
+            )
+            .await
+            .unwrap();
+        }
+        let m2 = arm(s.clone()).await.arm.mean(&x);
+        assert!(m2 > m1, "{m1} → {m2}");
+        // Reopened within the window: the resolution part is taken back, the rating stays.
+        for _ in 0..2 {
+            s.handle("chat.conversation.reopened", conv_ev.clone(), t + 3000)
+                .await
+                .unwrap();
+        }
+        let a = arm(s.clone()).await;
+        assert_eq!(a.resolved, 0);
+        let m3 = a.arm.mean(&x);
+        assert!((m3 - (m2 - (m1 - m0))).abs() < 1e-9, "{m0} {m1} {m2} {m3}");
+        // The cache and the stored model agree.
+        let stored = s
+            .inner
+            .db
+            .read(move |txn| {
+                let st: ArmState =
+                    codec::decode(txn.open_table(ARMS)?.get(pick)?.unwrap().value())?;
+                Ok::<_, ChatError>(st)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.arm, a.arm);
+        let stats = s.stats().await.unwrap();
+        assert_eq!(stats["decisions"], 1);
+        assert_eq!(stats["accepted"], 1);
+    }
+}
