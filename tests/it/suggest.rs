@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::binary::Hearth;
-use crate::chat::{Team, team, visitor};
+use crate::chat_support::{Team, team, visitor};
 use crate::common::wait_for;
 
 /// Rate limits that a few hundred conversations from 127.0.0.1 would hit otherwise.
