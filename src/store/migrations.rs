@@ -82,9 +82,17 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "uptime: monitors, results, rollups and the due-time queue",
         run: |_| Ok(()),
     },
+    // New tables only (created by `ensure_tables`): source-map artifacts, the reply-suggestion
+    // model and its logged decisions, tickets opened from Sentry feedback. The bump makes older
+    // releases refuse a database whose source maps and learning they would silently ignore.
+    Migration {
+        version: 8,
+        name: "source maps, reply suggestions and feedback tickets",
+        run: |_| Ok(()),
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 7;
+pub const CURRENT_VERSION: u64 = 8;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {
