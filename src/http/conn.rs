@@ -99,6 +99,34 @@ impl Drop for InFlight {
     }
 }
 
+/// A request body that notes when it has been read to its end.
+struct ReadToEnd {
+    inner: hyper::body::Incoming,
+    done: Arc<AtomicBool>,
+}
+
+impl http_body::Body for ReadToEnd {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done.store(true, Ordering::Release);
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A response body that keeps its request in flight until hyper has written it.
 struct TrackedBody {
     inner: axum::body::Body,
@@ -286,9 +314,24 @@ pub async fn serve_tcp(
                 let in_flight = request_head.begin(req.version());
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
-                let response = router.clone().oneshot(req.map(axum::body::Body::new));
+                let http1 = req.version() <= axum::http::Version::HTTP_11;
+                let read = Arc::new(AtomicBool::new(
+                    http_body::Body::is_end_stream(req.body()),
+                ));
+                let done = read.clone();
+                let req = req.map(|inner| axum::body::Body::new(ReadToEnd { inner, done }));
+                let response = router.clone().oneshot(req);
                 async move {
-                    let response = response.await?;
+                    let mut response = response.await?;
+                    // Answered before its body was read (a 413, a refused credential): hyper
+                    // closes such a connection, so say so, or a client reuses it and its next
+                    // request meets a closed socket.
+                    if http1 && !read.load(Ordering::Acquire) {
+                        response.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
                     Ok::<_, std::convert::Infallible>(response.map(|inner| {
                         axum::body::Body::new(TrackedBody {
                             inner,
