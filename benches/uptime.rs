@@ -293,12 +293,13 @@ async fn main() {
     }
     latencies.sort();
     let mut ingested = ingest.await.unwrap();
+    let ingest_p99 = ingested.percentile_ms(0.99);
     println!(
         "ingest during the status page run: {} events accepted ({:.0}/s; asked {:.0}/s), p99 {:.2} ms, {} errors, {} throttled",
         ingested.ok,
         ingested.ok as f64 / 35.0,
         a.ingest_rate,
-        ingested.percentile_ms(0.99),
+        ingest_p99,
         ingested.errors,
         ingested.throttled,
     );
