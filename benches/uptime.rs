@@ -16,21 +16,30 @@
 //!
 //! ```text
 //! cargo bench --bench uptime -- --monitors 1000 --interval 30 --seconds 120 --status-monitors 50
+//!     [--ingest-rate 100]
 //! ```
 //!
+//! The status page is measured while ingest runs: the ingest load loop of `ingest_load`
+//! (`benches/support`) POSTs the Python SDK envelope at `--ingest-rate` events/s (default 100)
+//! from 4 connections during those 35 s, and its accepted rate and p99 are printed too.
+//!
 //! `HEARTH_BENCH_SERVER` runs another server binary instead of this build's.
+
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::{Load, Server, cpu_secs, ingest_load, load_envelope, rss_kb, templates};
 
 struct Args {
     monitors: usize,
     interval: u64,
     seconds: u64,
     status_monitors: usize,
+    ingest_rate: f64,
 }
 
 fn args() -> Args {
@@ -39,6 +48,7 @@ fn args() -> Args {
         interval: 30,
         seconds: 120,
         status_monitors: 50,
+        ingest_rate: 100.0,
     };
     let argv: Vec<String> = std::env::args().collect();
     for (i, arg) in argv.iter().enumerate() {
@@ -48,50 +58,19 @@ fn args() -> Args {
             "--interval" => a.interval = next().unwrap_or(30).max(1),
             "--seconds" => a.seconds = next().unwrap_or(120),
             "--status-monitors" => a.status_monitors = next().unwrap_or(50) as usize,
+            "--ingest-rate" => a.ingest_rate = next().unwrap_or(100) as f64,
             _ => {}
         }
     }
     a
 }
 
-fn cpu_secs(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
 fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    rss_kb(pid) as f64 / 1024.0
 }
 
 async fn metric(http: &reqwest::Client, base: &str, token: &str, name: &str) -> f64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::metric(http, base, token, name).await as f64
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -149,62 +128,14 @@ async fn main() {
         );
     tokio::spawn(async move { axum::serve(target, app).await.unwrap() });
 
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let mut config = hearth::Config::default();
-    config.storage.data_dir = dir.clone();
-    let token = {
-        let app = hearth::build(config).unwrap();
-        let s = app.state();
-        let u = s
-            .accounts
-            .create_user(
-                "bench@example.invalid",
-                "Bench",
-                hearth::accounts::Role::Admin,
-                None,
-            )
-            .await
-            .unwrap();
-        s.accounts.create_api_token(u.id, "bench").await.unwrap().1
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let exe = std::env::var("HEARTH_BENCH_SERVER")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hearth").to_string());
-    let mut child = std::process::Command::new(&exe)
-        .args([
-            "serve",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-level",
-            "warn",
-        ])
-        .env("HEARTH_UPTIME__STATUS_PAGE_RATE_LIMIT", "0")
-        .current_dir(&dir)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
+    let mut server = Server::start(&[("HEARTH_UPTIME__STATUS_PAGE_RATE_LIMIT", "0")]).await;
+    let (pid, base, token, exe) = (
+        server.pid,
+        server.base.clone(),
+        server.token.clone(),
+        server.exe.clone(),
+    );
     let http = reqwest::Client::new();
-    let t0 = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/health/ready")).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let rss_idle = rss_mb(pid);
 
     // Create the monitors, 16 requests at a time.
@@ -323,7 +254,18 @@ async fn main() {
         detect.as_secs_f64()
     );
 
-    // Status page at 100 requests/s for 35 s.
+    // Status page at 100 requests/s for 35 s, while ingest runs.
+    let tpls = Arc::new(templates(&load_envelope(), 10, false));
+    let ingest = tokio::spawn(ingest_load(Load {
+        port: server.port,
+        project_id: server.project_id,
+        public_key: server.public_key.clone(),
+        templates: tpls,
+        connections: 4,
+        gzip: false,
+        rate: Some(a.ingest_rate),
+        deadline: Instant::now() + Duration::from_secs(35),
+    }));
     let page_url = format!("{base}/status/bench");
     let mut latencies = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -350,6 +292,17 @@ async fn main() {
         errors += usize::from(!ok);
     }
     latencies.sort();
+    let mut ingested = ingest.await.unwrap();
+    let ingest_p99 = ingested.percentile_ms(0.99);
+    println!(
+        "ingest during the status page run: {} events accepted ({:.0}/s; asked {:.0}/s), p99 {:.2} ms, {} errors, {} throttled",
+        ingested.ok,
+        ingested.ok as f64 / 35.0,
+        a.ingest_rate,
+        ingest_p99,
+        ingested.errors,
+        ingested.throttled,
+    );
     println!(
         "status page ({} monitors): {} requests at 100/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors",
         a.status_monitors,
@@ -360,14 +313,11 @@ async fn main() {
     );
 
     // Stop the server and weigh the tables.
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
-    let file_mb = std::fs::metadata(dir.join("hearth.redb"))
+    server.stop();
+    let file_mb = std::fs::metadata(server.db_path())
         .map(|m| m.len() as f64 / 1e6)
         .unwrap_or(0.0);
-    let db = redb::Database::open(dir.join("hearth.redb")).unwrap();
+    let db = redb::Database::open(server.db_path()).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     let (res_rows, res_bytes) = table_size(&txn, hearth::uptime::store::RESULTS);
     let (roll_rows, roll_bytes) = table_size(&txn, hearth::uptime::store::ROLLUPS);

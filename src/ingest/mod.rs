@@ -1326,8 +1326,8 @@ fn replayable(
                             event_id: e.event_id.into_owned(),
                             grouped: e.grouped.into_owned(),
                             grouping_version: e.grouping_version,
-                            // Not logged: a replayed event during a grouping transition
-                            // matches its issue by the current hash only.
+                            // Not logged: recomputed from the payload by `recover` when
+                            // the project was in a grouping transition.
                             secondary_hash: None,
                             payload: e.payload.into_owned(),
                             received_ms: e.received_ms,
@@ -1351,6 +1351,28 @@ fn replayable(
     }
     batches.retain(|(seq, _)| !aborted.contains(seq));
     Ok(batches)
+}
+
+/// A replayed event's hash on the previous grouping version, as it had when received: while
+/// its project was in transition after a grouping upgrade, the event must still find the issue
+/// of its previous-version hash (the log holds the current hash only). The payload is read
+/// again only for a project in transition.
+fn restore_secondary_hash(issues: &Issues, e: &mut PreparedEvent) {
+    let (payload, reference) = (&e.payload, &e.reference);
+    e.secondary_hash = issues.secondary_hash(
+        e.project_id,
+        e.grouping_version,
+        e.received_ms,
+        &e.grouped.hash,
+        || {
+            let json = match reference {
+                Some((_, r)) => codec::decompress_json_against(payload, r.doc()),
+                None => codec::decompress_json(payload),
+            }
+            .ok()?;
+            crate::issues::project::parse_for_grouping(&json).ok()
+        },
+    );
 }
 
 const WAL_APPLIED: &str = "wal_applied";
@@ -1388,6 +1410,14 @@ impl Ingest {
             codec::decompress_json(&row.ok()??).ok()
         })?;
         let replayed = batches.len() as u64;
+        let mut batches = batches;
+        for (_, jobs) in &mut batches {
+            for w in jobs.iter_mut().flatten() {
+                if let Work::Event(e) = w {
+                    restore_secondary_hash(&inner.issues, e);
+                }
+            }
+        }
         for (seq, jobs) in batches {
             inner.db.write_blocking_with(false, |txn| {
                 commit_batch(&inner.issues, &inner.metrics, &inner.config, txn, &jobs)?;
@@ -1788,6 +1818,27 @@ fn commit_other(
             check_in,
             config,
         } => {
+            // A check-in already applied with this status, or one already finished, is not
+            // applied again: the same record replayed from the ingest log after a crash, or an
+            // SDK's retry, would otherwise count twice toward the monitor's thresholds (and a
+            // late update could reopen a finished run). Sentry ignores updates to a finished
+            // check-in too.
+            let ckey = (*project_id, slug.as_str(), check_in.check_in_id.as_str());
+            let old: Option<CheckIn> = match txn.open_table(CHECK_INS)?.get(ckey)? {
+                Some(v) => Some(codec::decode(v.value())?),
+                None => None,
+            };
+            if old.as_ref().is_some_and(|o| {
+                o.status == check_in.status || matches!(o.status.as_str(), "ok" | "error")
+            }) {
+                tracing::debug!(
+                    project_id,
+                    slug,
+                    check_in_id = check_in.check_in_id,
+                    "check-in already applied; not evaluated again"
+                );
+                return Ok(None);
+            }
             let mut monitors = txn.open_table(MONITORS)?;
             let key = (*project_id, slug.as_str());
             let mut m: Monitor = match monitors.get(key)? {
@@ -1807,10 +1858,8 @@ fn commit_other(
             m.last_check_in_ms = check_in.updated_ms;
             monitors.insert(key, codec::encode(&m).as_slice())?;
             let mut cis = txn.open_table(CHECK_INS)?;
-            let ckey = (*project_id, slug.as_str(), check_in.check_in_id.as_str());
-            let merged = match cis.get(ckey)? {
-                Some(v) => {
-                    let mut old: CheckIn = codec::decode(v.value())?;
+            let merged = match old {
+                Some(mut old) => {
                     old.status = check_in.status.clone();
                     old.updated_ms = check_in.updated_ms;
                     old.duration_s = check_in.duration_s.or(old.duration_s);

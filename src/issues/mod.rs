@@ -503,6 +503,24 @@ impl Issues {
         (g, secondary)
     }
 
+    /// The hash of `event` on the previous grouping version of `project_id` if the project was
+    /// in transition at `at_ms` and it differs from `hash` (an event replayed from the ingest
+    /// log after a crash gets the secondary hash it had when it was received).
+    /// `event` is read only then.
+    pub fn secondary_hash(
+        &self,
+        project_id: u64,
+        version: u32,
+        at_ms: i64,
+        hash: &str,
+        event: impl FnOnce() -> Option<Value>,
+    ) -> Option<String> {
+        let inner = self.inner.as_ref()?;
+        let settings = inner.grouping.get(&inner.db, project_id);
+        let prev = settings.transition(version, at_ms)?;
+        Some(grouping::hash_on(&event()?, prev, &settings.rules)).filter(|h| h != hash)
+    }
+
     /// Drops the cached grouping settings of a project after they changed.
     pub fn forget_grouping(&self, project_id: u64) {
         if let Some(inner) = &self.inner {

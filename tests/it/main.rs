@@ -35,6 +35,8 @@ mod system;
 mod upgrade;
 mod uptime;
 mod uptime_dashboard;
+// issue 15 (finish): the DNS kind against a local DNS server
+mod uptime_dns;
 mod uptime_heartbeats;
 mod uptime_monitors;
 mod uptime_pages;

@@ -186,6 +186,11 @@ async fn healthchecks_pings_and_kuma_pushes_drive_heartbeat_monitors() {
 
 /// Rewrites a captured envelope: the check-in's status (and its item length).
 fn envelope(name: &str, status: Option<&str>) -> Vec<u8> {
+    envelope_with(name, status, None)
+}
+
+/// Rewrites a captured envelope: the check-in's status and id (and its item length).
+fn envelope_with(name: &str, status: Option<&str>, check_in_id: Option<&str>) -> Vec<u8> {
     let path = crate::ingest::shared_dir()
         .join("fixtures/sentry")
         .join(format!("{name}.envelope"));
@@ -196,6 +201,9 @@ fn envelope(name: &str, status: Option<&str>) -> Vec<u8> {
     let mut item: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     if let Some(s) = status {
         item["status"] = json!(s);
+    }
+    if let Some(id) = check_in_id {
+        item["check_in_id"] = json!(id);
     }
     let payload = serde_json::to_string(&item).unwrap();
     format!(
@@ -264,9 +272,18 @@ async fn sentry_check_ins_create_a_cron_monitor_whose_failures_alert() {
     let ok = rows.iter().find(|r| r["record"] == "success").expect("ok");
     assert_eq!(ok["response_ms"], 200, "duration 0.2 s: {rows:?}");
 
-    // Two error check-ins (failure_issue_threshold 2): DOWN, alerted.
-    for _ in 0..2 {
-        let r = send(envelope("py_check_in.2", Some("error")))
+    // An update to the finished check-in is ignored, as Sentry ignores it (and an SDK's
+    // retry of it counts once): still up.
+    let r = send(envelope("py_check_in.2", Some("error")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Two error check-ins, each a run of its own (failure_issue_threshold 2): DOWN, alerted.
+    for run in [
+        "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1",
+        "e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2",
+    ] {
+        let r = send(envelope_with("py_check_in.2", Some("error"), Some(run)))
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -372,5 +389,159 @@ async fn an_expected_ping_during_a_restart_is_unknown_not_missed() {
         .unwrap();
     assert_eq!(v["state"]["status"], "up", "{v}");
     assert!(rx.at("/hook").is_empty(), "no alert for the restart");
+    assert!(h.stop().await);
+}
+
+/// Kill -9 after check-ins were acknowledged but before a synced commit had them: the restart
+/// commits them again from the ingest log, and each is evaluated once (an error check-in below
+/// `failure_issue_threshold` 2 leaves the monitor up, with one failure recorded). A retry of a
+/// check-in already applied is not evaluated again either.
+#[tokio::test]
+async fn check_ins_replayed_after_kill_9_are_evaluated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // No synced commit of ingest during the run: acknowledged batches are durable in the
+    // ingest log only, so the restart must replay them.
+    let env = [("HEARTH_INGEST__CHECKPOINT_INTERVAL", "1h")];
+    let mut h = Hearth::start_in(dir.path(), "", &env).await;
+    let tok = h.owner().await.token;
+    let (pid, dsn) = h.project(&tok, "shop").await;
+    let key = dsn
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let send = |h: &Hearth, body: Vec<u8>| {
+        http.post(h.url(&format!("/api/{pid}/envelope/")))
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={key}, sentry_version=7"),
+            )
+            .header("content-type", "application/x-sentry-envelope")
+            .body(body)
+            .send()
+    };
+    // A background write that syncs (another part's) can make the acknowledged batches durable
+    // before the kill, so that nothing is replayed: then kill again after another check-in.
+    let mut failures = 0;
+    let mut replayed = false;
+    for attempt in 0..5 {
+        if attempt == 0 {
+            for name in ["py_check_in.1", "py_check_in.2"] {
+                let r = send(&h, envelope(name, None)).await.unwrap();
+                assert_eq!(r.status(), 200, "{name}");
+            }
+        }
+        // A failed run: one failure, below the threshold of 2 (which resets on the OK below).
+        let run = format!("{attempt:0>32}");
+        let r = send(
+            &h,
+            envelope_with("py_check_in.2", Some("error"), Some(&run)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        failures += 1;
+        // SIGKILL, right after the acknowledgement.
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &h.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for("the process to die", T, || {
+            let dead = !h.running();
+            async move { dead.then_some(()) }
+        })
+        .await;
+        drop(h);
+        h = Hearth::start_in(dir.path(), "", &env).await;
+        if h.log_text()
+            .contains("again from the ingest log after a crash")
+        {
+            replayed = true;
+            break;
+        }
+        // Not replayed this time: an OK run resets the failure count before the next try.
+        let ok = format!("{:f>32}", attempt);
+        let r = send(&h, envelope_with("py_check_in.2", Some("ok"), Some(&ok)))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(replayed, "no kill landed before a synced commit in 5 tries");
+
+    let list: Value = h
+        .get(&tok, "/api/monitors")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let m = list["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["slug"] == "nightly-report")
+        .cloned()
+        .expect("the cron monitor survived the crash");
+    let id = m["id"].as_u64().unwrap();
+    let rows = results(&h, &tok, id).await;
+    let count = |kind: &str| rows.iter().filter(|r| r["record"] == kind).count();
+    assert_eq!(
+        count("failure"),
+        failures,
+        "each error check-in once: {rows:?}"
+    );
+    assert_eq!(count("started"), 1, "{rows:?}");
+    assert_eq!(
+        m["state"]["status"], "up",
+        "one failure is below the threshold: {m}"
+    );
+
+    // The SDK retries the last error check-in (its acknowledgement was lost): not again.
+    let last = format!("{:0>32}", failures - 1);
+    let r = send(
+        &h,
+        envelope_with("py_check_in.2", Some("error"), Some(&last)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // A new failed run after it is evaluated: the second failure in a row takes it DOWN. Had
+    // the retry counted, this one would find the monitor down already; either way the count of
+    // failure rows tells.
+    let r = send(
+        &h,
+        envelope_with("py_check_in.2", Some("error"), Some(&"d".repeat(32))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let rows = wait_for("the second failure in a row", T, || async {
+        let rows = results(&h, &tok, id).await;
+        (rows.iter().filter(|r| r["record"] == "failure").count() > failures).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        rows.iter().filter(|r| r["record"] == "failure").count(),
+        failures + 1,
+        "the retry was not evaluated: {rows:?}"
+    );
+    let m: Value = h
+        .get(&tok, &format!("/api/monitors/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["state"]["status"], "down", "{m}");
     assert!(h.stop().await);
 }
