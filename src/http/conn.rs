@@ -315,9 +315,7 @@ pub async fn serve_tcp(
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
                 let http1 = req.version() <= axum::http::Version::HTTP_11;
-                let read = Arc::new(AtomicBool::new(
-                    http_body::Body::is_end_stream(req.body()),
-                ));
+                let read = Arc::new(AtomicBool::new(http_body::Body::is_end_stream(req.body())));
                 let done = read.clone();
                 let req = req.map(|inner| axum::body::Body::new(ReadToEnd { inner, done }));
                 let response = router.clone().oneshot(req);
