@@ -778,3 +778,6 @@ pub fn sha1_hex(data: &[u8]) -> String {
     use sha1::Digest;
     hex::encode(sha1::Sha1::digest(data))
 }
+
+#[cfg(test)]
+mod retention_tests;
