@@ -837,3 +837,161 @@ async fn tickets_are_opened_assigned_resolved_and_counted() {
     assert_eq!(s["total"]["conversations"], 1);
     h.stop().await;
 }
+
+/// A visitor socket that stops reading is dropped once its queue (`[chat] socket_queue`)
+/// fills: it gets the frames already queued, then close 1013; a fresh socket resuming from the
+/// last seq it saw gets every missed message exactly once, in order. The slow client is a real
+/// WebSocket client over a TCP socket with a tiny receive buffer, so the server's writes stall
+/// and its queue fills, with large messages so the kernel buffers fill quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_visitor_socket_is_dropped_with_1013_and_resumes_by_seq() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let h = Hearth::start("[chat]\nsocket_queue = 4\nmax_message_size = \"60 KiB\"\n").await;
+    let t = team(&h).await;
+    let v = visitor(&h, &t.site_key).await;
+    let conv = start(&h, &v, "first").await;
+
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        sock.connect(([127, 0, 0, 1], h.port).into()),
+    )
+    .await
+    .expect("tcp connect within 10 s")
+    .expect("tcp connect");
+    let url = format!(
+        "ws://127.0.0.1:{}/api/chat/ws/{conv}?after_seq=0&site_key={}&visitor_token={}",
+        h.port, v.site_key, v.token
+    );
+    let (mut slow, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::client_async(url, tcp),
+    )
+    .await
+    .expect("websocket handshake within 10 s")
+    .expect("slow visitor socket");
+    // Read up to `resumed`: the slow socket has seen seq 1.
+    let mut last_seen = 0;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), slow.next())
+            .await
+            .expect("a frame within 15 s")
+            .expect("socket open")
+            .expect("frame");
+        let Message::Text(t) = m else { continue };
+        let f: Value = serde_json::from_str(t.as_str()).unwrap();
+        if f["t"] == "ev" {
+            last_seen = f["seq"].as_u64().unwrap();
+        }
+        if f["t"] == "resumed" {
+            break;
+        }
+    }
+    assert_eq!(last_seen, 1);
+
+    // The slow socket now reads nothing. The agent writes large messages until the hub drops
+    // the socket (counted in /metrics); bounded by a message count and a time limit.
+    let body = |i: u64| format!("{i:05} {}", "x".repeat(60 * 1024 - 16));
+    let dropped = |h: &Hearth| {
+        let req = h.get(&t.owner_token, "/metrics");
+        async move {
+            let m = req.send().await.unwrap().text().await.unwrap();
+            m.lines()
+                .find_map(|l| l.strip_prefix("hearth_chat_sockets_dropped_slow_total "))
+                .map(|n| n.trim().parse::<u64>().unwrap())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(dropped(&h).await, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut sent = 0u64;
+    loop {
+        sent += 1;
+        let r = h
+            .post(&t.agent_token, &format!("/api/chat/session/{conv}/message"))
+            .json(&json!({"client_msg_id": format!("a-{sent}"), "body": body(sent)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "agent message {sent}");
+        if dropped(&h).await >= 1 {
+            break;
+        }
+        assert!(
+            sent < 1000 && tokio::time::Instant::now() < deadline,
+            "the server never dropped the unread socket after {sent} messages of 60 KiB \
+             (socket_queue = 4)"
+        );
+    }
+    // A few more while the socket is gone from the hub: only a resume can deliver these.
+    for _ in 0..3 {
+        sent += 1;
+        let r = h
+            .post(&t.agent_token, &format!("/api/chat/session/{conv}/message"))
+            .json(&json!({"client_msg_id": format!("a-{sent}"), "body": body(sent)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "agent message {sent}");
+    }
+
+    // Reading again, the slow socket gets what was already written or queued, in order, then
+    // close 1013 ("too slow; reconnect and resume").
+    let mut close = None;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), slow.next())
+            .await
+            .expect("the dropped socket closes within 30 s once read");
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                let f: Value = serde_json::from_str(t.as_str()).unwrap();
+                if f["t"] == "ev" {
+                    let seq = f["seq"].as_u64().unwrap();
+                    assert_eq!(seq, last_seen + 1, "in order, none skipped");
+                    assert_eq!(f["data"]["body"], body(seq - 1));
+                    last_seen = seq;
+                }
+            }
+            Some(Ok(Message::Close(c))) => {
+                close = c;
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("the dropped socket errored instead of closing: {e}"),
+            None => break,
+        }
+    }
+    let close = close.expect("a close frame, not just the end of the stream");
+    assert_eq!(u16::from(close.code), 1013, "{close:?}");
+    assert_eq!(close.reason.as_str(), "too slow; reconnect and resume");
+    assert!(
+        last_seen < sent + 1,
+        "the socket was dropped before it got everything (saw seq {last_seen})"
+    );
+    drop(slow);
+
+    // A fresh socket resumes from the last seq it saw: every missed message, once, in order.
+    let mut vis = Ws::visitor(
+        &h,
+        &format!("/api/chat/ws/{conv}?after_seq={last_seen}"),
+        &v,
+    )
+    .await;
+    let (resumed, frames) = vis.until(|f| f["t"] == "resumed").await;
+    assert_eq!(resumed["last_seq"], sent + 1);
+    let got: Vec<u64> = frames
+        .iter()
+        .filter(|f| f["t"] == "ev")
+        .map(|f| {
+            let seq = f["seq"].as_u64().unwrap();
+            assert_eq!(f["data"]["body"], body(seq - 1));
+            seq
+        })
+        .collect();
+    assert_eq!(got, (last_seen + 1..=sent + 1).collect::<Vec<u64>>());
+    vis.close().await;
+    assert!(h.stop().await, "graceful stop");
+}
