@@ -344,6 +344,16 @@ fn main() {
         }
         i += 2;
     }
+    // `cargo test --all-targets` runs this binary without `--bench`: a one-seed smoke run keeps
+    // it compiling and working without spending minutes of a debug build on the full study.
+    if !args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--seeds") {
+        seeds = 1;
+        horizon = horizon.min(3_000);
+        no_cost = true;
+        println!(
+            "smoke run (one seed, 3,000 conversations; verdicts need `cargo bench --bench bandit`)"
+        );
+    }
     if let Some(dir) = dump {
         cross_check(&dir, seeds, horizon, p);
         return;

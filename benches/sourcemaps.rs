@@ -345,7 +345,9 @@ async fn main() {
     // reqwest is built without a crypto provider (the binary installs ring first thing).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let conns = arg("--connections", 16) as usize;
-    let secs = arg("--seconds", 10);
+    // Without `--bench` (under `cargo test --all-targets`) a short smoke run.
+    let full = std::env::args().any(|a| a == "--bench" || a == "--seconds");
+    let secs = arg("--seconds", if full { 10 } else { 1 });
     let built: Vec<(String, Vec<u8>, Vec<u32>)> = (0..BUNDLES).map(make_bundle).collect();
     let map_size = built[0].1.len();
     let (s, token, http) = start().await;
