@@ -8,6 +8,7 @@ pub mod api;
 pub mod derived;
 pub mod grouping;
 pub mod grouping_settings;
+pub mod grouping_text;
 pub mod grouping_v2;
 pub mod model;
 pub mod project;

@@ -34,6 +34,7 @@
 //!   rollups (no scan of raw results per request).
 
 pub mod api;
+pub mod check_result;
 pub mod checks;
 pub mod conditions;
 pub mod heartbeat;
