@@ -156,7 +156,62 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
     let js = family == "javascript";
     let mut notes: Vec<&str> = Vec::new();
     let abs_path = f.facts.abs_path;
-    // Module, with JVM generated names normalised.
+    let module = frame_module(f, js, abs_path, &mut notes);
+    let filename = frame_filename(f, module.is_none(), abs_path, &mut notes);
+    let raw_func = f.facts.function;
+    let function = frame_function(f, js, &mut notes);
+    let context = frame_context(f, js, function.is_none(), abs_path, &mut notes);
+    let label = {
+        let mut l = Vec::new();
+        if let Some(m) = &module {
+            l.push(m.clone());
+        } else if let Some(b) = &filename {
+            l.push(b.clone());
+        } else if let Some(p) = abs_path.or(f.facts.filename) {
+            l.push(p.to_string());
+        }
+        l.push(
+            function
+                .clone()
+                .or(raw_func.map(str::to_string))
+                .unwrap_or_else(|| "?".into()),
+        );
+        if let Some(c) = &context {
+            l.push(format!("`{c}`"));
+        }
+        l.join(" · ")
+    };
+    let place = module.clone().or(filename.clone()).unwrap_or_default();
+    let mut key = format!("frame:{place}:{}", function.as_deref().unwrap_or_default());
+    if let Some(c) = &context {
+        key.push(':');
+        key.push_str(c);
+    }
+    let empty = place.is_empty() && function.is_none() && context.is_none();
+    let reason = skip_reason(f, prev, app_only, empty);
+    let mut hint_parts: Vec<String> = reason.iter().cloned().collect();
+    if f.group && f.app_rule.is_some() && reason.is_none() {
+        hint_parts.push(format!("in-app by rule `{}`", f.app_rule.unwrap_or("")));
+    }
+    hint_parts.extend(notes.iter().map(|n| n.to_string()));
+    FrameOut {
+        key,
+        part: Part {
+            kind: "frame",
+            label,
+            contributes: reason.is_none(),
+            hint: (!hint_parts.is_empty()).then(|| hint_parts.join("; ")),
+        },
+    }
+}
+
+/// Module, with JVM generated names normalised.
+fn frame_module(
+    f: &RuledFrame,
+    js: bool,
+    abs_path: Option<&str>,
+    notes: &mut Vec<&'static str>,
+) -> Option<String> {
     let mut module = f.facts.module.map(str::to_string);
     if let Some(m) = &module {
         if js && m.contains('/') && abs_path.is_some_and(|p| p.ends_with(m.as_str())) {
@@ -170,11 +225,18 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
             module = Some(n);
         }
     }
-    // File name: basename, unless a module is there or it is not a real file.
+    module
+}
+
+/// File name: basename, unless a module is there or it is not a real file.
+fn frame_filename(
+    f: &RuledFrame,
+    no_module: bool,
+    abs_path: Option<&str>,
+    notes: &mut Vec<&'static str>,
+) -> Option<String> {
     let mut filename = None;
-    if module.is_none()
-        && let Some(fname) = f.facts.filename.or(abs_path)
-    {
+    if no_module && let Some(fname) = f.facts.filename.or(abs_path) {
         let b = basename(fname);
         if has_url_origin(abs_path) || has_url_origin(Some(fname)) {
             notes.push("file name ignored: the frame points to a URL");
@@ -193,9 +255,12 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
             filename = Some(b);
         }
     }
-    // Function, normalised per platform.
-    let raw_func = f.facts.function;
-    let mut function = raw_func.map(normalize_function);
+    filename
+}
+
+/// Function, normalised per platform.
+fn frame_function(f: &RuledFrame, js: bool, notes: &mut Vec<&'static str>) -> Option<String> {
+    let mut function = f.facts.function.map(normalize_function);
     if let Some(func) = function.clone() {
         if js {
             let trimmed = func
@@ -244,7 +309,17 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
             function = None;
         }
     }
-    // Context line, where the platform's source is trustworthy.
+    function
+}
+
+/// Context line, where the platform's source is trustworthy.
+fn frame_context(
+    f: &RuledFrame,
+    js: bool,
+    no_function: bool,
+    abs_path: Option<&str>,
+    notes: &mut Vec<&'static str>,
+) -> Option<String> {
     let mut context = None;
     if CONTEXT_LINE_PLATFORMS.contains(&f.platform)
         && let Some(line) = f.raw.get("context_line").and_then(s)
@@ -253,40 +328,25 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
         if norm.is_empty() {
         } else if line.chars().count() > 120 {
             notes.push("context line ignored: longer than 120 characters");
-        } else if js && function.is_none() && has_url_origin(abs_path) {
+        } else if js && no_function && has_url_origin(abs_path) {
             notes.push("context line ignored: from a URL and no function");
         } else {
             context = Some(norm);
         }
     }
-    let label = {
-        let mut l = Vec::new();
-        if let Some(m) = &module {
-            l.push(m.clone());
-        } else if let Some(b) = &filename {
-            l.push(b.clone());
-        } else if let Some(p) = abs_path.or(f.facts.filename) {
-            l.push(p.to_string());
-        }
-        l.push(
-            function
-                .clone()
-                .or(raw_func.map(str::to_string))
-                .unwrap_or_else(|| "?".into()),
-        );
-        if let Some(c) = &context {
-            l.push(format!("`{c}`"));
-        }
-        l.join(" · ")
-    };
-    let place = module.clone().or(filename.clone()).unwrap_or_default();
-    let mut key = format!("frame:{place}:{}", function.as_deref().unwrap_or_default());
-    if let Some(c) = &context {
-        key.push(':');
-        key.push_str(c);
-    }
-    let empty = place.is_empty() && function.is_none() && context.is_none();
-    // Why it does not contribute, first reason wins.
+    context
+}
+
+/// Why a frame does not contribute, first reason wins.
+fn skip_reason(
+    f: &RuledFrame,
+    prev: Option<&Value>,
+    app_only: bool,
+    empty: bool,
+) -> Option<String> {
+    let js = f.facts.family == "javascript";
+    let raw_func = f.facts.function;
+    let abs_path = f.facts.abs_path;
     let js_low_quality = js
         && (raw_func.map(|f| f.rsplit('.').next().unwrap_or(f)) == Some("eval")
             || abs_path.is_some_and(|p| {
@@ -295,7 +355,7 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
                     "[native code]" | "native code" | "eval code" | "<anonymous>"
                 )
             }));
-    let reason: Option<String> = if !f.group {
+    if !f.group {
         Some(format!(
             "left out by stack-trace rule `{}`",
             f.group_rule.unwrap_or("")
@@ -313,20 +373,6 @@ fn frame_component(f: &RuledFrame, prev: Option<&Value>, app_only: bool) -> Fram
         Some("nothing to group by".into())
     } else {
         None
-    };
-    let mut hint_parts: Vec<String> = reason.iter().cloned().collect();
-    if f.group && f.app_rule.is_some() && reason.is_none() {
-        hint_parts.push(format!("in-app by rule `{}`", f.app_rule.unwrap_or("")));
-    }
-    hint_parts.extend(notes.iter().map(|n| n.to_string()));
-    FrameOut {
-        key,
-        part: Part {
-            kind: "frame",
-            label,
-            contributes: reason.is_none(),
-            hint: (!hint_parts.is_empty()).then(|| hint_parts.join("; ")),
-        },
     }
 }
 

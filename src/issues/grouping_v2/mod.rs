@@ -158,80 +158,100 @@ fn default_grouping(
     rules: &ProjectRules,
 ) -> (Vec<String>, Vec<Part>, String) {
     let platform = event.get("platform").and_then(s).unwrap_or("other");
-    let mut parts = Vec::new();
-    let mut comps = Vec::new();
     let message = message_template(event);
     if !excs.is_empty() {
-        let stacks: Vec<Stack> = excs
-            .iter()
-            .map(|e| ruled(frames_of(e), platform, rules))
-            .collect();
-        let app_only = stacks
-            .iter()
-            .any(|st| st.frames.iter().any(|f| f.facts.in_app == Some(true)));
-        let mut any_frames = false;
-        for (exc, stack) in excs.iter().zip(&stacks) {
-            if let Some(t) = exc.get("type").and_then(s) {
-                let contributes = exc_type_contributes(exc);
-                if contributes {
-                    comps.push(format!("type:{t}"));
-                }
-                parts.push(Part {
-                    kind: "type",
-                    label: t.to_string(),
-                    contributes,
-                    hint: (!contributes)
-                        .then(|| "ignored because the exception is synthetic".into()),
-                });
+        return exception_grouping(excs, platform, rules, message);
+    }
+    stack_or_message_grouping(event, platform, rules, message)
+}
+
+/// Grouping by the exceptions: type and in-app (else all) frames, else type and value.
+fn exception_grouping(
+    excs: &[&Value],
+    platform: &str,
+    rules: &ProjectRules,
+    message: Option<String>,
+) -> (Vec<String>, Vec<Part>, String) {
+    let mut parts = Vec::new();
+    let mut comps = Vec::new();
+    let stacks: Vec<Stack> = excs
+        .iter()
+        .map(|e| ruled(frames_of(e), platform, rules))
+        .collect();
+    let app_only = stacks
+        .iter()
+        .any(|st| st.frames.iter().any(|f| f.facts.in_app == Some(true)));
+    let mut any_frames = false;
+    for (exc, stack) in excs.iter().zip(&stacks) {
+        if let Some(t) = exc.get("type").and_then(s) {
+            let contributes = exc_type_contributes(exc);
+            if contributes {
+                comps.push(format!("type:{t}"));
             }
-            let (keys, fparts) = stack_parts(stack, app_only);
-            let has_frames = !keys.is_empty();
-            any_frames |= has_frames;
-            comps.extend(keys);
-            parts.extend(fparts);
-            if let Some(v) = exc.get("value").and_then(s) {
-                // Parameterising costs a few regexes: only when the value counts.
-                let (label, hint) = if has_frames {
-                    (
-                        v.to_string(),
-                        Some("ignored because the stack trace takes precedence".into()),
-                    )
-                } else {
-                    let p = parameterize(v);
-                    comps.push(format!("value:{p}"));
-                    (p, None)
-                };
-                parts.push(Part {
-                    kind: "value",
-                    label,
-                    contributes: !has_frames,
-                    hint,
-                });
-            }
-        }
-        if let Some(m) = message {
             parts.push(Part {
-                kind: "message",
-                label: m,
-                contributes: false,
-                hint: Some("ignored because the exception takes precedence".into()),
+                kind: "type",
+                label: t.to_string(),
+                contributes,
+                hint: (!contributes).then(|| "ignored because the exception is synthetic".into()),
             });
         }
-        let how = if any_frames {
-            if app_only {
-                "exception: type and in-app frames"
+        let (keys, fparts) = stack_parts(stack, app_only);
+        let has_frames = !keys.is_empty();
+        any_frames |= has_frames;
+        comps.extend(keys);
+        parts.extend(fparts);
+        if let Some(v) = exc.get("value").and_then(s) {
+            // Parameterising costs a few regexes: only when the value counts.
+            let (label, hint) = if has_frames {
+                (
+                    v.to_string(),
+                    Some("ignored because the stack trace takes precedence".into()),
+                )
             } else {
-                "exception: type and all frames (no frame is in-app)"
-            }
-        } else {
-            "exception: type and value (no usable stack trace)"
-        };
-        if comps.is_empty() {
-            comps.push("empty".into());
+                let p = parameterize(v);
+                comps.push(format!("value:{p}"));
+                (p, None)
+            };
+            parts.push(Part {
+                kind: "value",
+                label,
+                contributes: !has_frames,
+                hint,
+            });
         }
-        return (comps, parts, how.into());
     }
-    // No exception: a thread's or the event's own stack trace, else the message.
+    if let Some(m) = message {
+        parts.push(Part {
+            kind: "message",
+            label: m,
+            contributes: false,
+            hint: Some("ignored because the exception takes precedence".into()),
+        });
+    }
+    let how = if any_frames {
+        if app_only {
+            "exception: type and in-app frames"
+        } else {
+            "exception: type and all frames (no frame is in-app)"
+        }
+    } else {
+        "exception: type and value (no usable stack trace)"
+    };
+    if comps.is_empty() {
+        comps.push("empty".into());
+    }
+    (comps, parts, how.into())
+}
+
+/// No exception: a thread's or the event's own stack trace, else the message.
+fn stack_or_message_grouping(
+    event: &Value,
+    platform: &str,
+    rules: &ProjectRules,
+    message: Option<String>,
+) -> (Vec<String>, Vec<Part>, String) {
+    let mut parts = Vec::new();
+    let mut comps = Vec::new();
     let mut holder: Option<(&Value, &'static str)> = None;
     match thread_of(event) {
         Ok(Some(t)) => holder = Some((t, "threads")),

@@ -380,59 +380,19 @@ pub fn apply(
             kind,
             rid,
             body,
-        } => {
-            let body = body.as_ref().map(|b| cut(b, PING_BODY_LIMIT));
-            let finish = |up: bool, message: Option<String>| Signal::Finish {
-                id: rid.clone(),
-                up,
-                message,
-                duration: None,
-            };
-            let signal = match kind {
-                PingKind::Success | PingKind::Exit(0) => finish(true, body),
-                PingKind::Fail => finish(false, body.or(Some("fail signal".into()))),
-                PingKind::Exit(n) => finish(false, Some(format!("exit status {n}"))),
-                PingKind::Start => Signal::Start { id: rid.clone() },
-                PingKind::Log => Signal::Log { message: body },
-            };
-            (*at, signal)
-        }
+        } => (*at, ping_signal(*kind, rid, body)),
         Input::Push {
             at,
             up,
             msg,
             ping_ms,
-        } => (
-            *at,
-            Signal::Finish {
-                id: None,
-                up: *up,
-                message: msg
-                    .as_ref()
-                    .map(|m| cut(m, PING_BODY_LIMIT))
-                    .or_else(|| (!up).then(|| "push status down".to_string())),
-                duration: ping_ms.and_then(|ms| seconds(ms / 1000.0)),
-            },
-        ),
+        } => (*at, push_signal(*up, msg, *ping_ms)),
         Input::CheckIn {
             at,
             id,
             status,
             duration,
-        } => {
-            let id = Some(id.clone());
-            let signal = match status {
-                CheckInStatus::InProgress => Signal::Start { id },
-                CheckInStatus::Ok | CheckInStatus::Error => Signal::Finish {
-                    id,
-                    up: *status == CheckInStatus::Ok,
-                    message: (*status == CheckInStatus::Error)
-                        .then(|| "check-in error".to_string()),
-                    duration: duration.and_then(seconds),
-                },
-            };
-            (*at, signal)
-        }
+        } => (*at, check_in_signal(id, *status, *duration)),
     };
     if s.monitor.paused {
         s.monitor = monitor::resume(&s.monitor);
@@ -442,6 +402,65 @@ pub fn apply(
     }
     // What fell due before this signal is judged first, at its own time.
     advance(&mut s, policy, at, false, ctx, &mut out);
+    take_signal(&mut s, policy, at, signal, ctx, &mut out);
+    (s, out)
+}
+
+/// A Healthchecks ping as a signal.
+fn ping_signal(kind: PingKind, rid: &Option<String>, body: &Option<String>) -> Signal {
+    let body = body.as_ref().map(|b| cut(b, PING_BODY_LIMIT));
+    let finish = |up: bool, message: Option<String>| Signal::Finish {
+        id: rid.clone(),
+        up,
+        message,
+        duration: None,
+    };
+    match kind {
+        PingKind::Success | PingKind::Exit(0) => finish(true, body),
+        PingKind::Fail => finish(false, body.or(Some("fail signal".into()))),
+        PingKind::Exit(n) => finish(false, Some(format!("exit status {n}"))),
+        PingKind::Start => Signal::Start { id: rid.clone() },
+        PingKind::Log => Signal::Log { message: body },
+    }
+}
+
+/// An Uptime Kuma push as a signal.
+fn push_signal(up: bool, msg: &Option<String>, ping_ms: Option<f64>) -> Signal {
+    Signal::Finish {
+        id: None,
+        up,
+        message: msg
+            .as_ref()
+            .map(|m| cut(m, PING_BODY_LIMIT))
+            .or_else(|| (!up).then(|| "push status down".to_string())),
+        duration: ping_ms.and_then(|ms| seconds(ms / 1000.0)),
+    }
+}
+
+/// A Sentry check-in as a signal.
+fn check_in_signal(id: &str, status: CheckInStatus, duration: Option<f64>) -> Signal {
+    let id = Some(id.to_string());
+    match status {
+        CheckInStatus::InProgress => Signal::Start { id },
+        CheckInStatus::Ok | CheckInStatus::Error => Signal::Finish {
+            id,
+            up: status == CheckInStatus::Ok,
+            message: (status == CheckInStatus::Error).then(|| "check-in error".to_string()),
+            duration: duration.and_then(seconds),
+        },
+    }
+}
+
+/// What a signal does once what fell due before it was judged: a log line, a run started, or
+/// a run finished (up or down), which the monitor then observes.
+fn take_signal(
+    s: &mut HeartbeatState,
+    policy: &HeartbeatPolicy,
+    at: Timestamp,
+    signal: Signal,
+    ctx: &Context,
+    out: &mut Vec<Transition>,
+) {
     match signal {
         Signal::Log { message } => {
             out.push(Transition::Record(Record {
@@ -461,7 +480,7 @@ pub fn apply(
                 run: id,
                 ..Record::new(at, RecordKind::Started)
             }));
-            expect_after(&mut s, policy, at);
+            expect_after(s, policy, at);
         }
         Signal::Finish {
             id,
@@ -489,16 +508,15 @@ pub fn apply(
                 )
             }));
             s.last_signal = Some(at);
-            expect_after(&mut s, policy, at);
+            expect_after(s, policy, at);
             let obs = Observation {
                 at,
                 up,
                 error: (!up).then(|| first_line(message.as_deref().unwrap_or("failure"))),
             };
-            observe(&mut s, policy, &obs, ctx, &mut out);
+            observe(s, policy, &obs, ctx, out);
         }
     }
-    (s, out)
 }
 
 fn expect_after(s: &mut HeartbeatState, policy: &HeartbeatPolicy, at: Timestamp) {

@@ -79,22 +79,7 @@ pub(super) fn parse_cron(expr: &str) -> Result<Fields, ScheduleError> {
             "unknown nickname; use @yearly, @monthly, @weekly, @daily or @hourly",
         ));
     }
-    // Fields with their byte offsets, for error positions.
-    let mut parts = Vec::new();
-    let mut start = None;
-    for (i, c) in line
-        .char_indices()
-        .chain(std::iter::once((line.len(), ' ')))
-    {
-        match (c.is_whitespace(), start) {
-            (false, None) => start = Some(i),
-            (true, Some(s)) => {
-                parts.push((s, &line[s..i]));
-                start = None;
-            }
-            _ => {}
-        }
-    }
+    let parts = fields_with_offsets(line);
     if parts.len() != 5 {
         return Err(ScheduleError::new(format!(
             "a crontab line has 5 fields (minute hour day-of-month month day-of-week), this one has {}",
@@ -124,74 +109,8 @@ pub(super) fn parse_cron(expr: &str) -> Result<Fields, ScheduleError> {
         real_time: parts[0].1.starts_with('*') || parts[1].1.starts_with('*'),
     };
     for (&kind, &(at, text)) in field.iter().zip(&parts) {
-        let bad =
-            |msg: &str| ScheduleError::at(at, format!("bad {} field '{text}': {msg}", kind.name()));
         for term in text.split(',') {
-            let mut values: Vec<u32> = Vec::new();
-            let upper = term.to_ascii_uppercase();
-            if kind == CronField::Day && upper == "L" {
-                f.last_days |= 1 << 1;
-                continue;
-            }
-            if kind == CronField::Weekday {
-                if let Some((day, nth)) = upper.split_once('#') {
-                    let day = kind
-                        .value(day)
-                        .ok_or_else(|| bad("expected a weekday before #"))?;
-                    let nth: u8 = nth
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=5).contains(n))
-                        .ok_or_else(|| bad("# takes 1 to 5"))?;
-                    f.nth_weekdays.push(((day % 7) as u8, nth));
-                    continue;
-                }
-                if let Some(day) = upper.strip_suffix('L').filter(|d| !d.is_empty()) {
-                    let day = kind
-                        .value(day)
-                        .ok_or_else(|| bad("expected a weekday before L"))?;
-                    f.last_weekdays |= 1 << (day % 7);
-                    continue;
-                }
-            }
-            let (range, step) = match term.split_once('/') {
-                Some((r, s)) => {
-                    let step: u32 = s
-                        .parse()
-                        .ok()
-                        .filter(|&s| s > 0)
-                        .ok_or_else(|| bad("the step after / must be a positive number"))?;
-                    (r, step)
-                }
-                None => (term, 1),
-            };
-            let (lo, hi) = kind.range();
-            let (from, to) = if range == "*" {
-                (lo, if kind == CronField::Weekday { 6 } else { hi })
-            } else if let Some((a, b)) = range.split_once('-') {
-                let a = kind.value(a).ok_or_else(|| bad("not a value in range"))?;
-                let b = kind.value(b).ok_or_else(|| bad("not a value in range"))?;
-                if b < a {
-                    return Err(bad("a range must go upwards"));
-                }
-                (a, b)
-            } else {
-                let a = kind
-                    .value(range)
-                    .ok_or_else(|| bad("not a value in range"))?;
-                // `5/15` means from 5 to the end in steps of 15.
-                (a, if term.contains('/') { hi } else { a })
-            };
-            values.extend((from..=to).step_by(step as usize));
-            for v in values {
-                match kind {
-                    CronField::Minute => f.minutes |= 1 << v,
-                    CronField::Hour => f.hours |= 1 << v,
-                    CronField::Day => f.days |= 1 << v,
-                    CronField::Month => f.months |= 1 << v,
-                    CronField::Weekday => f.weekdays |= 1 << (v % 7),
-                }
-            }
+            cron_term(&mut f, kind, at, text, term)?;
         }
     }
     // A day that no chosen month has can never fire (`0 0 30 2 *`).
@@ -209,4 +128,102 @@ pub(super) fn parse_cron(expr: &str) -> Result<Fields, ScheduleError> {
         }
     }
     Ok(f)
+}
+
+/// The line's whitespace-separated fields with their byte offsets, for error positions.
+fn fields_with_offsets(line: &str) -> Vec<(usize, &str)> {
+    let mut parts = Vec::new();
+    let mut start = None;
+    for (i, c) in line
+        .char_indices()
+        .chain(std::iter::once((line.len(), ' ')))
+    {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                parts.push((s, &line[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+/// Adds one comma-separated term of a field (`5`, `1-5`, `*/15`, `L`, `MON#2`, `FRIL`) to `f`.
+fn cron_term(
+    f: &mut Fields,
+    kind: CronField,
+    at: usize,
+    text: &str,
+    term: &str,
+) -> Result<(), ScheduleError> {
+    let bad =
+        |msg: &str| ScheduleError::at(at, format!("bad {} field '{text}': {msg}", kind.name()));
+    let mut values: Vec<u32> = Vec::new();
+    let upper = term.to_ascii_uppercase();
+    if kind == CronField::Day && upper == "L" {
+        f.last_days |= 1 << 1;
+        return Ok(());
+    }
+    if kind == CronField::Weekday {
+        if let Some((day, nth)) = upper.split_once('#') {
+            let day = kind
+                .value(day)
+                .ok_or_else(|| bad("expected a weekday before #"))?;
+            let nth: u8 = nth
+                .parse()
+                .ok()
+                .filter(|n| (1..=5).contains(n))
+                .ok_or_else(|| bad("# takes 1 to 5"))?;
+            f.nth_weekdays.push(((day % 7) as u8, nth));
+            return Ok(());
+        }
+        if let Some(day) = upper.strip_suffix('L').filter(|d| !d.is_empty()) {
+            let day = kind
+                .value(day)
+                .ok_or_else(|| bad("expected a weekday before L"))?;
+            f.last_weekdays |= 1 << (day % 7);
+            return Ok(());
+        }
+    }
+    let (range, step) = match term.split_once('/') {
+        Some((r, s)) => {
+            let step: u32 = s
+                .parse()
+                .ok()
+                .filter(|&s| s > 0)
+                .ok_or_else(|| bad("the step after / must be a positive number"))?;
+            (r, step)
+        }
+        None => (term, 1),
+    };
+    let (lo, hi) = kind.range();
+    let (from, to) = if range == "*" {
+        (lo, if kind == CronField::Weekday { 6 } else { hi })
+    } else if let Some((a, b)) = range.split_once('-') {
+        let a = kind.value(a).ok_or_else(|| bad("not a value in range"))?;
+        let b = kind.value(b).ok_or_else(|| bad("not a value in range"))?;
+        if b < a {
+            return Err(bad("a range must go upwards"));
+        }
+        (a, b)
+    } else {
+        let a = kind
+            .value(range)
+            .ok_or_else(|| bad("not a value in range"))?;
+        // `5/15` means from 5 to the end in steps of 15.
+        (a, if term.contains('/') { hi } else { a })
+    };
+    values.extend((from..=to).step_by(step as usize));
+    for v in values {
+        match kind {
+            CronField::Minute => f.minutes |= 1 << v,
+            CronField::Hour => f.hours |= 1 << v,
+            CronField::Day => f.days |= 1 << v,
+            CronField::Month => f.months |= 1 << v,
+            CronField::Weekday => f.weekdays |= 1 << (v % 7),
+        }
+    }
+    Ok(())
 }
