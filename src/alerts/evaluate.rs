@@ -5,13 +5,21 @@
 use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::model::{self, Alert, ChannelDelivery, DeliveryStatus, Fired, Rule, Trigger};
 use super::{Alerts, AlertsError, DeliverJob, store};
 use crate::app::AppState;
+use crate::bus::events::{DLQ_PREFIX, DeadLettered};
 use crate::bus::{Delivery, Outcome, Priority};
+use crate::chat::events::{TICKET_CREATED, TICKET_SLA_BREACHED, TicketCreated, TicketSlaBreached};
+use crate::issues::events::{
+    EVENT_STORED, EventStored, ISSUE_CREATED, ISSUE_REGRESSED, ISSUE_STATE_CHANGED,
+    IssueStateChanged,
+};
 use crate::store::now_ms;
+use crate::uptime::events::MONITOR_PREFIX;
 
 fn str_field(p: &Value, k: &str) -> Option<String> {
     match &p[k] {
@@ -77,6 +85,8 @@ enum Seen {
     },
     Dlq {
         consumer: String,
+        /// The dead event's last error.
+        error: String,
     },
     Monitor {
         name: String,
@@ -87,6 +97,7 @@ enum Seen {
     Ticket {
         id: u64,
         priority: String,
+        subject: String,
         breach: Option<String>,
     },
     Nothing,
@@ -168,62 +179,69 @@ impl Alerts {
     ) -> (Seen, Option<&'static str>) {
         let mut daily: Option<&'static str> = None;
         let seen = match subject {
-            "issue.created" => {
+            ISSUE_CREATED => {
                 daily = Some("issues_created");
                 Seen::IssueCreated
             }
-            "issue.regressed" => {
+            ISSUE_REGRESSED => {
                 daily = Some("issues_regressed");
                 Seen::IssueRegressed
             }
-            "issue.state_changed" => {
-                let to = ["status", "state", "to", "new_status"]
-                    .iter()
-                    .find_map(|k| str_field(p, k))
-                    .unwrap_or_default();
-                if to.starts_with("resolved") {
+            ISSUE_STATE_CHANGED => {
+                if IssueStateChanged::deserialize(p).is_ok_and(|c| c.to.starts_with("resolved")) {
                     daily = Some("issues_resolved");
                 }
                 Seen::Nothing
             }
-            "event.stored" => match u64_field(p, "issue_id") {
-                Some(issue) => {
+            EVENT_STORED => match EventStored::deserialize(p) {
+                Ok(stored) => {
+                    let issue = stored.issue_id;
                     {
                         let mut pending = self.inner.pending.lock().expect("pending counts");
                         *pending.events.entry(day).or_default() += 1;
                         *pending.per_issue.entry((day, issue)).or_default() += 1;
-                        if let Some(t) = str_field(p, "title") {
-                            pending.titles.insert(issue, t);
+                        if !stored.title.is_empty() {
+                            pending.titles.insert(issue, stored.title);
                         }
                     }
                     Seen::Event {
                         count_in: self.count_event(issue, now),
                     }
                 }
-                None => Seen::Nothing,
+                Err(_) => Seen::Nothing,
             },
-            s if s.starts_with("$sys.dlq.") => Seen::Dlq {
-                consumer: s.trim_start_matches("$sys.dlq.").to_string(),
+            s if s.starts_with(DLQ_PREFIX) => Seen::Dlq {
+                consumer: s.trim_start_matches(DLQ_PREFIX).to_string(),
+                error: DeadLettered::deserialize(p)
+                    .map(|d| d.error)
+                    .unwrap_or_default(),
             },
-            s if s.starts_with("monitor.") && (s.ends_with(".down") || s.ends_with(".up")) => {
+            s if s.starts_with(MONITOR_PREFIX) && (s.ends_with(".down") || s.ends_with(".up")) => {
                 let down = s.ends_with(".down");
                 let name = s
-                    .trim_start_matches("monitor.")
+                    .trim_start_matches(MONITOR_PREFIX)
                     .trim_end_matches(if down { ".down" } else { ".up" })
                     .to_string();
                 Seen::Monitor { name, down }
             }
-            "chat.ticket.created" | "chat.ticket.sla_breached" => {
-                match u64_field(p, "conversation_id") {
-                    Some(id) => Seen::Ticket {
-                        id,
-                        priority: str_field(p, "priority").unwrap_or_else(|| "normal".into()),
-                        breach: (subject == "chat.ticket.sla_breached")
-                            .then(|| str_field(p, "target").unwrap_or_else(|| "sla".into())),
-                    },
-                    None => Seen::Nothing,
-                }
-            }
+            TICKET_CREATED => match TicketCreated::deserialize(p) {
+                Ok(t) => Seen::Ticket {
+                    id: t.conversation_id,
+                    priority: t.priority.as_str().to_string(),
+                    subject: t.subject,
+                    breach: None,
+                },
+                Err(_) => Seen::Nothing,
+            },
+            TICKET_SLA_BREACHED => match TicketSlaBreached::deserialize(p) {
+                Ok(t) => Seen::Ticket {
+                    id: t.conversation_id,
+                    priority: t.priority.as_str().to_string(),
+                    subject: t.subject,
+                    breach: Some(t.target),
+                },
+                Err(_) => Seen::Nothing,
+            },
             _ => Seen::Nothing,
         };
         (seen, daily)
@@ -277,7 +295,7 @@ impl Alerts {
         let issue_id = u64_field(p, "issue_id");
         let default_throttle = self.inner.config.alerts.default_throttle.get().as_millis() as i64;
         let bus = state.bus.clone();
-        let title_for_issue = (subject == "issue.created")
+        let title_for_issue = (subject == ISSUE_CREATED)
             .then(|| issue_id.zip(str_field(p, "title")))
             .flatten();
         let fired = self
@@ -367,7 +385,7 @@ fn triggered(rule: &Rule, seen: &Seen) -> Option<(String, Option<u64>, Option<St
                 None,
             )
         }
-        (Trigger::DlqGrowth { consumer }, Seen::Dlq { consumer: c }) => {
+        (Trigger::DlqGrowth { consumer }, Seen::Dlq { consumer: c, .. }) => {
             if consumer.as_ref().is_some_and(|want| want != c) {
                 return None;
             }
@@ -399,6 +417,7 @@ fn triggered(rule: &Rule, seen: &Seen) -> Option<(String, Option<u64>, Option<St
                 id,
                 priority,
                 breach: None,
+                ..
             },
         ) => {
             if !priority_at_least(priority, min_priority) {
@@ -416,6 +435,7 @@ fn triggered(rule: &Rule, seen: &Seen) -> Option<(String, Option<u64>, Option<St
                 id,
                 priority,
                 breach: Some(target),
+                ..
             },
         ) => {
             if !priority_at_least(priority, min_priority) {
@@ -454,13 +474,12 @@ fn alert_for(
         _ => None,
     };
     let title = str_field(p, "title").unwrap_or_else(|| match seen {
-        Seen::Dlq { consumer } => format!(
-            "{} event(s) dead-lettered by {consumer}: {}",
-            1,
-            str_field(p, "error").unwrap_or_default()
-        ),
+        Seen::Dlq { consumer, error } => {
+            format!("{} event(s) dead-lettered by {consumer}: {error}", 1)
+        }
         Seen::Monitor { .. } => reason.clone(),
-        Seen::Ticket { id, .. } => str_field(p, "subject")
+        Seen::Ticket { id, subject, .. } => Some(subject)
+            .filter(|s| !s.is_empty())
             .map(|s| s.chars().take(200).collect())
             .unwrap_or_else(|| format!("Ticket #{id}")),
         _ => subject.to_string(),
@@ -472,7 +491,7 @@ fn alert_for(
     let url = match issue_id {
         Some(i) => format!("{base}/#/issues/{i}"),
         None => match seen {
-            Seen::Dlq { consumer } => format!("{base}/#/bus/dlq/{consumer}"),
+            Seen::Dlq { consumer, .. } => format!("{base}/#/bus/dlq/{consumer}"),
             Seen::Monitor { name, .. } => format!("{base}/#/monitors/{name}"),
             Seen::Ticket { id, .. } => format!("{base}/#/chat/{id}"),
             _ => format!("{base}/#/alerts"),

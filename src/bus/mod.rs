@@ -16,6 +16,7 @@
 mod admin;
 pub mod api;
 mod dispatch;
+pub mod events;
 pub mod store;
 pub mod subject;
 

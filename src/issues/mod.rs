@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod derived;
+pub mod events;
 pub mod grouping;
 pub mod grouping_settings;
 pub mod grouping_text;

@@ -37,6 +37,7 @@ pub mod api;
 pub mod check_result;
 pub mod checks;
 pub mod conditions;
+pub mod events;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod monitor;

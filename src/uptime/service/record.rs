@@ -2,6 +2,7 @@
 //! publishes, in the writer's transaction; and pruning old rows.
 
 use super::*;
+use crate::uptime::events::{MONITOR_PREFIX, MonitorChanged};
 
 /// The facts around a monitor at `at`: an active maintenance window, a parent that is down.
 pub(crate) fn context(
@@ -202,7 +203,7 @@ fn notification(
     kind: NotifyKind,
     at: Timestamp,
     error: Option<&str>,
-) -> (String, Value) {
+) -> (String, MonitorChanged) {
     let (word, title) = match kind {
         NotifyKind::Down => ("down", format!("{} is down", m.name)),
         NotifyKind::Reminder => ("down", format!("{} is still down", m.name)),
@@ -213,16 +214,16 @@ fn notification(
         _ => title,
     };
     (
-        format!("monitor.{}.{word}", m.slug),
-        json!({
-            "name": m.slug,
-            "monitor_id": m.id,
-            "monitor_name": m.name,
-            "title": title,
-            "error": error,
-            "reminder": kind == NotifyKind::Reminder,
-            "at": at,
-        }),
+        format!("{MONITOR_PREFIX}{}.{word}", m.slug),
+        MonitorChanged {
+            name: m.slug.clone(),
+            monitor_id: m.id,
+            monitor_name: m.name.clone(),
+            title,
+            error: error.map(str::to_string),
+            reminder: kind == NotifyKind::Reminder,
+            at,
+        },
     )
 }
 
