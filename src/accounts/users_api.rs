@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use super::session::{LinkKind, SESSION_COOKIE, UserPatch};
 use super::{Role, User, session_cookie};
 use crate::app::AppState;
-use crate::http::auth::{Admin, Owner, Viewer};
+use crate::http::assets;
+use crate::http::auth::{Admin, Owner, Viewer, same_origin};
+use crate::http::client::client_ip;
 use crate::http::error::{ApiError, ApiJson, ApiResult};
 use crate::http::routes::{Access, Routes};
 
@@ -158,11 +160,11 @@ fn signed_in(s: &AppState, user: &User, secret: &str) -> Response {
 }
 
 async fn login_page(headers: HeaderMap) -> Response {
-    crate::http::assets::serve("login.html", &headers)
+    assets::serve("login.html", &headers)
 }
 
 async fn setup_page(headers: HeaderMap) -> Response {
-    crate::http::assets::serve("setup.html", &headers)
+    assets::serve("setup.html", &headers)
 }
 
 #[derive(Deserialize)]
@@ -176,7 +178,7 @@ struct LoginBody {
 fn refuse_foreign_page(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let names_origin =
         headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN);
-    if names_origin && !crate::http::auth::same_origin(headers, &s.config.server.base_url()) {
+    if names_origin && !same_origin(headers, &s.config.server.base_url()) {
         return Err(super::cross_origin());
     }
     Ok(())
@@ -191,14 +193,14 @@ async fn login(
     // Another site's form must not sign the browser in to an account of the attacker's.
     refuse_foreign_page(&s, &headers)?;
     let peer = peer.map(|Extension(ConnectInfo(a))| a.ip());
-    let ip = crate::http::client_ip(peer, &headers, &s.config.server.trusted_proxies);
+    let ip = client_ip(peer, &headers, &s.config.server.trusted_proxies);
     let (user, secret) = s.accounts.login(&body.email, &body.password, ip).await?;
     Ok(signed_in(&s, &user, &secret))
 }
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(secret) = session_cookie(&headers) {
-        if !crate::http::auth::same_origin(&headers, &s.config.server.base_url()) {
+        if !same_origin(&headers, &s.config.server.base_url()) {
             return Err(super::cross_origin());
         }
         s.accounts.logout(&secret).await?;

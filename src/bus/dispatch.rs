@@ -10,6 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 use redb::{ReadableTable, ReadableTableMetadata};
 use tokio_util::sync::CancellationToken;
 
+use super::events::{DLQ_PREFIX, DeadLettered};
 use super::store::{CONSUMERS, DLQ, LANES, LOG, RETRIES};
 use super::{
     Attempt, BusError, ConsumerState, DeadLetter, Delivery, Event, EventHead, Handler,
@@ -215,26 +216,7 @@ pub(super) async fn run_consumer(
             }
             continue;
         }
-        let concurrency = consumer.spec.concurrency;
-        let handler = consumer.handler.clone();
-        let results: Vec<(Pick, Outcome)> =
-            futures_util::stream::iter(std::mem::take(&mut round.picks))
-                .map(|pick| {
-                    let handler = handler.clone();
-                    let delivery = Delivery {
-                        event: pick.event.clone(),
-                        attempt: pick.attempts + 1,
-                        consumer: name.clone(),
-                    };
-                    let consumer = consumer.clone();
-                    async move {
-                        let outcome = handle_caught(&*handler, delivery, &consumer).await;
-                        (pick, outcome)
-                    }
-                })
-                .buffered(concurrency)
-                .collect()
-                .await;
+        let results = handle_picks(&consumer, &name, std::mem::take(&mut round.picks)).await;
         let acked = results.iter().filter(|(_, o)| *o == Outcome::Ack).count() as u64;
         let only_cursors = results
             .iter()
@@ -271,6 +253,33 @@ pub(super) async fn run_consumer(
             return;
         }
     }
+}
+
+/// Runs the handler on a round's picks, `concurrency` at a time, answers in pick order.
+async fn handle_picks(
+    consumer: &Arc<Registered>,
+    name: &Arc<str>,
+    picks: Vec<Pick>,
+) -> Vec<(Pick, Outcome)> {
+    let concurrency = consumer.spec.concurrency;
+    let handler = consumer.handler.clone();
+    futures_util::stream::iter(picks)
+        .map(|pick| {
+            let handler = handler.clone();
+            let delivery = Delivery {
+                event: pick.event.clone(),
+                attempt: pick.attempts + 1,
+                consumer: name.clone(),
+            };
+            let consumer = consumer.clone();
+            async move {
+                let outcome = handle_caught(&*handler, delivery, &consumer).await;
+                (pick, outcome)
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await
 }
 
 /// How long a consumer may hold cursor progress in memory before committing it. Cursor moves
@@ -562,19 +571,19 @@ async fn commit_round(
                     letter.error
                 );
                 // A failure while handling a DLQ notice must not breed more notices.
-                if !letter.event.subject.starts_with("$sys.dlq.") {
+                if !letter.event.subject.starts_with(DLQ_PREFIX) {
                     publish_in(
                         txn,
-                        &format!("$sys.dlq.{name}"),
+                        &format!("{DLQ_PREFIX}{name}"),
                         Priority::High,
-                        &serde_json::json!({
-                            "consumer": name,
-                            "seq": letter.event.seq,
-                            "event_id": letter.event.id,
-                            "subject": letter.event.subject,
-                            "error": letter.error,
-                            "attempts": letter.attempts.len(),
-                        }),
+                        &DeadLettered {
+                            consumer: name.to_string(),
+                            seq: letter.event.seq,
+                            event_id: letter.event.id.clone(),
+                            subject: letter.event.subject.clone(),
+                            error: letter.error.clone(),
+                            attempts: letter.attempts.len(),
+                        },
                     )?;
                 }
             }

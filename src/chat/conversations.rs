@@ -1,6 +1,7 @@
 //! Conversations and messages: starting, posting (idempotent by client id), files, email
 //! replies to email-channel tickets, and CSAT.
 
+use super::events::{TICKET_CREATED, TicketCreated};
 use super::*;
 
 impl Chat {
@@ -129,10 +130,14 @@ impl Chat {
                 if conv.ticket {
                     bus.publish_durable(
                         txn,
-                        "chat.ticket.created",
+                        TICKET_CREATED,
                         BusPriority::Normal,
-                        &json!({"conversation_id": id, "priority": conv.priority, "channel": channel,
-                                "subject": conv.subject}),
+                        &TicketCreated {
+                            conversation_id: id,
+                            priority: conv.priority,
+                            channel,
+                            subject: conv.subject.clone(),
+                        },
                     )?;
                 }
                 txn.open_table(VISITOR_CONVS)?.insert((visitor_id, id), ())?;

@@ -16,6 +16,7 @@ pub mod assign;
 pub mod canned;
 pub mod config;
 mod conversations;
+pub mod events;
 pub mod feedback;
 pub mod hours;
 pub mod hub;

@@ -1,5 +1,6 @@
 //! The background sweep: auto-assignment of waiting conversations and SLA breaches.
 
+use super::events::{TICKET_SLA_BREACHED, TicketSlaBreached};
 use super::*;
 
 impl Chat {
@@ -48,16 +49,24 @@ impl Chat {
                 }
                 let n = due.len();
                 for (mut c, bits) in due {
-                    for (bit, kind, list) in [(1u8, "first_response", &fr), (2, "resolution", &res)] {
+                    for (bit, kind, list) in [(1u8, "first_response", &fr), (2, "resolution", &res)]
+                    {
                         if bits & bit != 0 {
                             let ms = target(list, c.priority).unwrap_or(0);
                             bus.publish_durable(
                                 txn,
-                                "chat.ticket.sla_breached",
+                                TICKET_SLA_BREACHED,
                                 BusPriority::High,
-                                &json!({"conversation_id": c.id, "target": kind, "priority": c.priority,
-                                        "target_ms": ms, "overdue_ms": now - c.created_ms - ms,
-                                        "assignee": c.assignee, "ticket": c.ticket, "subject": c.subject}),
+                                &TicketSlaBreached {
+                                    conversation_id: c.id,
+                                    target: kind.to_string(),
+                                    priority: c.priority,
+                                    target_ms: ms,
+                                    overdue_ms: now - c.created_ms - ms,
+                                    assignee: c.assignee,
+                                    ticket: c.ticket,
+                                    subject: c.subject.clone(),
+                                },
                             )?;
                         }
                     }

@@ -6,11 +6,15 @@
 
 pub mod api;
 pub mod derived;
+pub mod events;
 pub mod grouping;
 pub mod grouping_settings;
+pub mod grouping_text;
 pub mod grouping_v2;
 pub mod model;
-pub mod project;
+// The pruned JSON parser; `project` is its old name, kept until ingest and search use the new one.
+pub use pruned_event as project;
+pub mod pruned_event;
 pub mod rules;
 pub mod store;
 

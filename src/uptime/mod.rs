@@ -34,8 +34,10 @@
 //!   rollups (no scan of raw results per request).
 
 pub mod api;
+pub mod check_result;
 pub mod checks;
 pub mod conditions;
+pub mod events;
 pub mod heartbeat;
 pub mod maintenance;
 pub mod monitor;

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::CheckResult;
 use super::tcp::timed_out;
-use crate::uptime::conditions::{DNS_RCODES, Outcome};
+use crate::uptime::check_result::CheckResult;
+use crate::uptime::check_result::Outcome;
+use crate::uptime::conditions::DNS_RCODES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -15,8 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::CheckResult;
-use crate::uptime::conditions::Outcome;
+use crate::uptime::check_result::CheckResult;
+use crate::uptime::check_result::Outcome;
 
 /// Redirects followed at most (the same limit as browsers' lower bound and reqwest's default).
 pub const MAX_REDIRECTS: usize = 10;

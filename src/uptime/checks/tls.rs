@@ -17,8 +17,8 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use x509_cert::der::Decode;
 
-use super::CheckResult;
 use super::tcp::{connect, timed_out, validate_host_port};
+use crate::uptime::check_result::CheckResult;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
