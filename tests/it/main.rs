@@ -21,6 +21,8 @@ mod ingest;
 mod ingest_kill;
 // issue 12: hostile input, attachment caps, retention, session counts (harden-ingest)
 mod ingest_limits;
+// issue 16 (dash): browser events without a user count the client address as the user
+mod ingest_users;
 mod issues;
 mod mail;
 mod mail_support;
