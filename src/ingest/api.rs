@@ -62,7 +62,7 @@ pub fn routes() -> Routes {
             Method::GET,
             "/api/projects/{pid}/release-health",
             Access::Viewer,
-            "Session counts per release (started, exited, errored, crashed, abnormal, crash-free rate)",
+            "Session counts per release (started, exited, errored, crashed, abnormal, crash-free rate; users, crashed users, crash-free users)",
             get(release_health),
         )
         .add(
@@ -511,10 +511,16 @@ async fn release_health(
                 } else {
                     None
                 };
+                // dash (issue 16): crash-free users (sessions that name their user).
+                let (users, crashed_users) = super::release_users::counts(txn, pid, k.value().1)?;
+                let crash_free_users = (users > 0)
+                    .then(|| 100.0 * users.saturating_sub(crashed_users) as f64 / users as f64);
                 out.push(json!({
                     "release": k.value().1, "sessions": h.sessions, "exited": h.exited,
                     "errored": h.errored, "crashed": h.crashed, "abnormal": h.abnormal,
                     "crash_free_percent": crash_free, "last_seen_ms": h.last_seen_ms,
+                    "users": users, "crashed_users": crashed_users,
+                    "crash_free_users_percent": crash_free_users,
                     "environments": h.environments,
                 }));
             }

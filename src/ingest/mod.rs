@@ -15,6 +15,7 @@ pub mod capture;
 pub mod decode;
 pub mod envelope;
 pub mod items;
+pub mod release_users;
 pub mod store;
 pub mod wal;
 
@@ -162,6 +163,16 @@ pub enum Work {
     CompressedAttachment {
         event_id: String,
         attachment: CompressedAttachment,
+    },
+    /// The user of a session (its `did`, or `ip:ADDRESS`), after its `SessionUpdate`: counted
+    /// once per release for crash-free users (dash, issue 16). New variants go here, before
+    /// `Event`, so records of an older ingest log still read.
+    SessionUser {
+        project_id: u64,
+        sid: String,
+        release: String,
+        state: u8,
+        user: String,
     },
     /// Last: a skipped variant anywhere else shifts the variant numbers postcard writes
     /// against those it reads.
@@ -987,17 +998,35 @@ impl Prep<'_> {
                     _ if errors > 0 => 1,
                     _ => 0,
                 };
+                let sid: String = items::text(&v.sid)
+                    .map(|s| s.chars().take(64).collect())
+                    .unwrap_or_default();
+                let release: String = release.chars().take(200).collect();
+                let user = match items::text(&v.did) {
+                    Some(did) => Some(did.chars().take(200).collect::<String>()),
+                    None if items::text(&attrs.ip_address).as_deref() == Some("{{auto}}") => {
+                        self.client_ip.map(|ip| format!("ip:{ip}"))
+                    }
+                    None => None,
+                };
                 works.push(Work::SessionUpdate {
                     project_id,
-                    sid: items::text(&v.sid)
-                        .map(|s| s.chars().take(64).collect())
-                        .unwrap_or_default(),
-                    release: release.chars().take(200).collect(),
+                    sid: sid.clone(),
+                    release: release.clone(),
                     environment: items::text(&attrs.environment),
                     init: v.init.get().copied().unwrap_or(false),
                     state,
                     exited: status == "exited",
                 });
+                if let Some(user) = user {
+                    works.push(Work::SessionUser {
+                        project_id,
+                        sid,
+                        release,
+                        state,
+                        user,
+                    });
+                }
             }
             "sessions" => {
                 let v: items::Sessions = parse(item, max_item)?;
@@ -1959,6 +1988,13 @@ fn commit_other(
             *state,
             *exited,
         )?,
+        Work::SessionUser {
+            project_id,
+            sid,
+            release,
+            state,
+            user,
+        } => release_users::commit(txn, *project_id, sid, release, *state, user)?,
     }
     Ok(None)
 }

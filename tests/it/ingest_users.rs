@@ -103,3 +103,87 @@ async fn browser_events_from_two_addresses_count_two_users() {
     assert!(text.contains("ip:198.51.100.20"), "the user tag: {text}");
     h.stop().await;
 }
+
+async fn post_envelope(h: &Hearth, pid: u64, key: &str, forwarded_for: &str, body: String) {
+    let url = h.url(&format!(
+        "/api/{pid}/envelope/?sentry_version=7&sentry_key={key}"
+    ));
+    let r = h
+        .http
+        .post(url)
+        .header("x-forwarded-for", forwarded_for)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// Crash-free users per release: the real browser session (`ip_address: "{{auto}}"`) twice
+/// from one address is one user; a crashed session from another address is a second, crashed
+/// user; a session naming its user by `did` is a third.
+#[tokio::test]
+async fn release_health_counts_crash_free_users() {
+    let dir = shared_dir().join("fixtures/sentry");
+    let (Ok(first), Ok(update)) = (
+        std::fs::read_to_string(dir.join("browser_captured.1.envelope")),
+        std::fs::read_to_string(dir.join("browser_captured.2.envelope")),
+    ) else {
+        skip("../shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [("HEARTH_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1/32\"]")];
+    let h = Hearth::start_in(tmp.path(), "", &env).await;
+    let owner = h.owner().await;
+    let (pid, dsn) = h.project(&owner.token, "web").await;
+    let key = url::Url::parse(&dsn).unwrap().username().to_string();
+    post_envelope(&h, pid, &key, "203.0.113.7", first).await;
+    post_envelope(&h, pid, &key, "203.0.113.7", update).await;
+    let session = |sid: &str, status: &str, user: &str| {
+        format!(
+            "{{}}\n{{\"type\":\"session\"}}\n{{\"sid\":\"{sid}\",\"init\":true,\"status\":\"{status}\",\
+             \"errors\":1,{user}\"attrs\":{{\"release\":\"fixture-shop-web@3.1.0\",\
+             \"ip_address\":\"{{{{auto}}}}\"}}}}\n"
+        )
+    };
+    post_envelope(
+        &h,
+        pid,
+        &key,
+        "198.51.100.20",
+        session(&new_id(), "crashed", ""),
+    )
+    .await;
+    let did = "\"did\":\"customer-42\",";
+    post_envelope(
+        &h,
+        pid,
+        &key,
+        "198.51.100.20",
+        session(&new_id(), "exited", did),
+    )
+    .await;
+
+    let v: Value = h
+        .get(&owner.token, &format!("/api/projects/{pid}/release-health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = v["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["release"] == "fixture-shop-web@3.1.0")
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(row["sessions"], 3, "{row}");
+    assert_eq!(row["users"], 3, "{row}");
+    assert_eq!(row["crashed_users"], 1, "{row}");
+    let pct = row["crash_free_users_percent"].as_f64().unwrap();
+    assert!((pct - 200.0 / 3.0).abs() < 0.01, "{row}");
+    h.stop().await;
+}

@@ -15,6 +15,8 @@ mod cli;
 mod common;
 // issue 16: every dashboard screen in Chromium (dash)
 mod dashboard_screens;
+// issue 16 (dash): every screen at 390 px
+mod dashboard_phone;
 mod grouping;
 mod hardening;
 mod ingest;
