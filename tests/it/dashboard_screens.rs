@@ -109,9 +109,9 @@ pub(crate) async fn goto(b: &Browser, h: &Hearth, hash: &str) {
 
 /// One captured SDK request.
 pub(crate) struct Fixture {
-    meta: Value,
-    body: Vec<u8>,
-    envelope: Vec<u8>,
+    pub(crate) meta: Value,
+    pub(crate) body: Vec<u8>,
+    pub(crate) envelope: Vec<u8>,
 }
 
 pub(crate) fn fixture(name: &str) -> Option<Fixture> {
