@@ -91,3 +91,39 @@ pub fn counts(
     };
     Ok((get("users")?, get("crashed")?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Work;
+
+    /// The ingest log writes work with postcard, which numbers enum variants: the new variant
+    /// reads back, and the variants an older log holds keep their numbers.
+    #[test]
+    fn session_users_go_through_the_ingest_log_and_old_variants_keep_their_numbers() {
+        let w = Work::SessionUser {
+            project_id: 3,
+            sid: "s1".into(),
+            release: "web@1".into(),
+            state: 3,
+            user: "ip:203.0.113.7".into(),
+        };
+        let bytes = postcard::to_stdvec(&w).unwrap();
+        match postcard::from_bytes::<Work>(&bytes).unwrap() {
+            Work::SessionUser { user, state, .. } => {
+                assert_eq!((user.as_str(), state), ("ip:203.0.113.7", 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let update = Work::SessionUpdate {
+            project_id: 3,
+            sid: "s1".into(),
+            release: "web@1".into(),
+            environment: None,
+            init: true,
+            state: 0,
+            exited: false,
+        };
+        assert_eq!(postcard::to_stdvec(&update).unwrap()[0], 6);
+        assert_eq!(bytes[0], 8);
+    }
+}
