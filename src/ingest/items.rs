@@ -173,6 +173,9 @@ pub struct Session {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Aggregate {
+    /// The distinct id the bucket's sessions share, if any: their user.
+    #[serde(default)]
+    pub did: Lenient<String>,
     #[serde(default)]
     pub exited: Lenient<u64>,
     #[serde(default)]

@@ -1052,6 +1052,22 @@ impl Prep<'_> {
                         crashed: cr,
                         abnormal: ab,
                     });
+                    // dash (issue 16): a bucket with a distinct id is that user's sessions.
+                    if let Some(did) = items::text(&agg.did) {
+                        let state = match (cr, ab, er) {
+                            (1.., _, _) => 3,
+                            (0, 1.., _) => 2,
+                            (0, 0, 1..) => 1,
+                            _ => 0,
+                        };
+                        works.push(Work::SessionUser {
+                            project_id,
+                            sid: String::new(),
+                            release: release.chars().take(200).collect(),
+                            state,
+                            user: did.chars().take(200).collect(),
+                        });
+                    }
                 }
             }
             "client_report" => {

@@ -121,7 +121,7 @@ async fn post_envelope(h: &Hearth, pid: u64, key: &str, forwarded_for: &str, bod
 
 /// Crash-free users per release: the real browser session (`ip_address: "{{auto}}"`) twice
 /// from one address is one user; a crashed session from another address is a second, crashed
-/// user; a session naming its user by `did` is a third.
+/// user; a session naming its user by `did` is a third, who crashes in an aggregate bucket.
 #[tokio::test]
 async fn release_health_counts_crash_free_users() {
     let dir = shared_dir().join("fixtures/sentry");
@@ -164,6 +164,12 @@ async fn release_health_counts_crash_free_users() {
         session(&new_id(), "exited", did),
     )
     .await;
+    // Pre-aggregated sessions: a bucket with a distinct id is that user's (now crashed); one
+    // without names nobody.
+    let aggregates = "{}\n{\"type\":\"sessions\"}\n{\"attrs\":{\"release\":\"fixture-shop-web@3.1.0\"},\
+        \"aggregates\":[{\"started\":\"2026-11-22T02:00:00Z\",\"did\":\"customer-42\",\"crashed\":1},\
+        {\"started\":\"2026-11-22T02:00:00Z\",\"exited\":5}]}\n";
+    post_envelope(&h, pid, &key, "198.51.100.20", aggregates.to_string()).await;
 
     let v: Value = h
         .get(&owner.token, &format!("/api/projects/{pid}/release-health"))
@@ -180,10 +186,10 @@ async fn release_health_counts_crash_free_users() {
         .find(|r| r["release"] == "fixture-shop-web@3.1.0")
         .unwrap_or_else(|| panic!("{v}"))
         .clone();
-    assert_eq!(row["sessions"], 3, "{row}");
+    assert_eq!(row["sessions"], 9, "{row}");
     assert_eq!(row["users"], 3, "{row}");
-    assert_eq!(row["crashed_users"], 1, "{row}");
+    assert_eq!(row["crashed_users"], 2, "{row}");
     let pct = row["crash_free_users_percent"].as_f64().unwrap();
-    assert!((pct - 200.0 / 3.0).abs() < 0.01, "{row}");
+    assert!((pct - 100.0 / 3.0).abs() < 0.01, "{row}");
     h.stop().await;
 }
