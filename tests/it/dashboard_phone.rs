@@ -68,32 +68,9 @@ async fn overflow(b: &Browser) -> (u64, u64, Value) {
     (w[0].as_u64().unwrap(), w[1].as_u64().unwrap(), wide)
 }
 
-#[tokio::test]
-async fn no_dashboard_screen_scrolls_sideways_at_390_px() {
-    if fixture("py_zero_division.1").is_none() {
-        crate::common::skip(
-            "shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR to the shared/ directory)",
-        );
-        return;
-    }
-    let h = Hearth::start("").await;
-    let owner = h.owner().await;
-    let (pid, dsn) = h.project(&owner.token, "Shop").await;
-    let key = dsn_key(&dsn);
-    for name in ALL {
-        replay(&h, pid, &key, name).await;
-    }
-    seed(&h, &owner.token).await;
-    let zd = issue_id(&h, &owner, pid, "ZeroDivisionError").await;
-    let web = issue_id(&h, &owner, pid, "Checkout form invalid").await;
-    let Some(b) = Browser::start().await else {
-        return;
-    };
-    b.c.set_window_size(390, 844).await.unwrap();
-    sign_in(&b, &h, &owner).await;
-
-    // (screen, what shows it has loaded, screenshot)
-    let screens: Vec<(String, &str, &str)> = vec![
+/// Every screen: (hash, what shows it has loaded, screenshot).
+fn screens(pid: u64, zd: u64, web: u64) -> Vec<(String, &'static str, &'static str)> {
+    vec![
         ("/projects".into(), "#project-list", "dash-phone-projects"),
         (format!("/projects/{pid}"), "#keys", "dash-phone-project"),
         (
@@ -166,7 +143,34 @@ async fn no_dashboard_screen_scrolls_sideways_at_390_px() {
             "dash-phone-chat-suggestions",
         ),
         ("/system".into(), "#users", "dash-phone-system"),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn no_dashboard_screen_scrolls_sideways_at_390_px() {
+    if fixture("py_zero_division.1").is_none() {
+        crate::common::skip(
+            "shared/fixtures/sentry is missing (set HEARTH_SHARED_DIR to the shared/ directory)",
+        );
+        return;
+    }
+    let h = Hearth::start("").await;
+    let owner = h.owner().await;
+    let (pid, dsn) = h.project(&owner.token, "Shop").await;
+    let key = dsn_key(&dsn);
+    for name in ALL {
+        replay(&h, pid, &key, name).await;
+    }
+    seed(&h, &owner.token).await;
+    let zd = issue_id(&h, &owner, pid, "ZeroDivisionError").await;
+    let web = issue_id(&h, &owner, pid, "Checkout form invalid").await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    b.c.set_window_size(390, 844).await.unwrap();
+    sign_in(&b, &h, &owner).await;
+
+    let screens = screens(pid, zd, web);
     let mut wide = Vec::new();
     for (hash, ready, name) in &screens {
         goto(&b, &h, hash).await;
