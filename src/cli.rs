@@ -226,6 +226,35 @@ pub fn recorded_served_url(data_dir: &Path) -> Option<String> {
     (url.starts_with("http://") || url.starts_with("https://")).then(|| url.to_string())
 }
 
+/// At a server's first start on a data directory, or when it serves on another address than
+/// last time, logs each project's DSN as the server names it: a DSN printed by an offline
+/// `project add` before may name another address (dash, issue 16).
+pub async fn announce_dsns(state: &crate::app::AppState, before: Option<&str>) {
+    let Ok(projects) = state.accounts.list_projects().await else {
+        return;
+    };
+    if projects.is_empty() {
+        return;
+    }
+    let base = state.config.server.base_url();
+    match before {
+        None => {
+            tracing::info!("first start on this data directory; the projects' DSNs name {base}")
+        }
+        Some(old) => {
+            tracing::info!("the address changed from {old}; the projects' DSNs now name {base}")
+        }
+    }
+    for p in projects.iter().take(50) {
+        let Ok(keys) = state.accounts.list_keys(p.id).await else {
+            continue;
+        };
+        for k in keys.iter().filter(|k| k.revoked_ms.is_none()).take(3) {
+            tracing::info!("project {:?} (id {}): DSN {}", p.name, p.id, k.dsn(&base));
+        }
+    }
+}
+
 /// Where an offline `project add` takes the DSN's address from (dash, issue 16): the
 /// `--listen`/`--public-url` of this command line, else the address the last `serve` on this
 /// data directory recorded, else the configuration (`[server] public_url`, else `listen`).

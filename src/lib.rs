@@ -205,7 +205,11 @@ impl App {
             true => format!("http://{}", listener.local_addr()?),
             false => state.config.server.base_url(),
         };
+        let before = cli::recorded_served_url(&state.config.storage.data_dir);
         cli::record_served_url(&state.config.storage.data_dir, &served);
+        if before.as_deref() != Some(served.as_str()) {
+            cli::announce_dsns(&state, before.as_deref()).await;
+        }
         tracing::info!(
             addr = %listener.local_addr()?,
             version = VERSION,

@@ -489,21 +489,22 @@ async fn dlq_commands_show_replay_and_purge_dead_letters() {
 }
 
 /// Runs `hearth serve` on `dir` with the port from `--listen` (not from a config file) until it
-/// is ready, then stops it with SIGTERM.
-async fn serve_once_on(dir: &Path, port: u16) {
+/// is ready, then stops it with SIGTERM; returns what it logged.
+async fn serve_once_on(dir: &Path, port: u16) -> String {
     let cfg = dir.join("cli-test-config.toml");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .arg("-c")
         .arg(&cfg)
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "serve"])
         .env_remove("HEARTH_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    crate::common::install_crypto();
     let http = reqwest::Client::new();
     let ready = format!("http://127.0.0.1:{port}/health/ready");
     crate::common::wait_for("the server to be ready", Duration::from_secs(60), || {
@@ -518,7 +519,14 @@ async fn serve_once_on(dir: &Path, port: u16) {
         .await
         .unwrap();
     assert!(killed.success());
-    assert!(child.wait().await.unwrap().success(), "serve exits cleanly");
+    let out = child.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "serve exits cleanly: {log}");
+    log
 }
 
 /// Issue 16: `hearth project add` on a data directory no server runs on prints a DSN with the
@@ -535,6 +543,7 @@ async fn offline_project_add_names_the_address_the_server_uses() {
     let o = hearth(&data, &["project", "add", "early"]).await;
     assert!(o.stderr.contains("no server has run"), "{}", o.stderr);
     assert!(dsn(&o.json).contains("@127.0.0.1:8080/"), "{}", o.json);
+    let early = o.json;
 
     // The address the server will use, given as `serve` will be given it.
     let port = crate::common::free_port();
@@ -558,7 +567,21 @@ async fn offline_project_add_names_the_address_the_server_uses() {
     assert!(dsn(&o.json).contains("@errors.example.com/"), "{}", o.json);
 
     // After a serve whose port came from --listen: that address, without any flag.
-    serve_once_on(&data, port).await;
+    // The first start names every project's DSN as the server serves it, so a DSN printed
+    // before (the "early" one) is corrected in the log.
+    let log = serve_once_on(&data, port).await;
+    let early_key = dsn(&early)
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        log.contains(&format!("{early_key}@{listen}/")),
+        "the early project's DSN with the served address: {log}"
+    );
     let o = hearth(&data, &["project", "add", "later"]).await;
     assert!(o.ok, "{}", o.stderr);
     assert!(dsn(&o.json).contains(&format!("@{listen}/")), "{}", o.json);
