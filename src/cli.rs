@@ -208,8 +208,17 @@ const SERVED_URL_FILE: &str = "served-url";
 /// Records the base URL a server serves on (`http://LISTEN`, or `[server] public_url`), for an
 /// offline `project add` later. Best effort: a read-only data directory only loses the hint.
 pub fn record_served_url(data_dir: &Path, url: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = data_dir.join(format!("{SERVED_URL_FILE}.tmp"));
-    let done = std::fs::write(&tmp, format!("{url}\n"))
+    // Private like every file in the data directory.
+    let done = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(format!("{url}\n").as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, data_dir.join(SERVED_URL_FILE)));
     if let Err(e) = done {
         tracing::warn!(
