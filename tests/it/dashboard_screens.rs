@@ -654,6 +654,12 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         "const f = document.getElementById('issue-feedback'); return f && f.textContent.includes('checkout button')",
     )
     .await;
+    js(
+        &b,
+        "document.getElementById('issue-feedback').scrollIntoView({block: 'center'}); return 1",
+    )
+    .await;
+    shot(&b, "dash-issue-feedback").await;
 
     // Attachments: the browser event once more with a log file attached (an attachment item
     // after the event item, as the SDKs' addAttachment sends it), listed and downloaded.
