@@ -202,18 +202,115 @@ impl AdminCommand {
     }
 }
 
+/// The file in the data directory where `serve` records the address it serves on.
+const SERVED_URL_FILE: &str = "served-url";
+
+/// Records the base URL a server serves on (`http://LISTEN`, or `[server] public_url`), for an
+/// offline `project add` later. Best effort: a read-only data directory only loses the hint.
+pub fn record_served_url(data_dir: &Path, url: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = data_dir.join(format!("{SERVED_URL_FILE}.tmp"));
+    // Private like every file in the data directory.
+    let done = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(format!("{url}\n").as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, data_dir.join(SERVED_URL_FILE)));
+    if let Err(e) = done {
+        tracing::warn!(
+            "cannot record the served address in {}: {e}",
+            data_dir.display()
+        );
+    }
+}
+
+/// The base URL the last `serve` on `data_dir` recorded, if any.
+pub fn recorded_served_url(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(SERVED_URL_FILE)).ok()?;
+    let url = text.trim();
+    (url.starts_with("http://") || url.starts_with("https://")).then(|| url.to_string())
+}
+
+/// At a server's first start on a data directory, or when it serves on another address than
+/// last time, logs each project's DSN as the server names it: a DSN printed by an offline
+/// `project add` before may name another address (dash, issue 16).
+pub async fn announce_dsns(state: &crate::app::AppState, before: Option<&str>) {
+    let Ok(projects) = state.accounts.list_projects().await else {
+        return;
+    };
+    if projects.is_empty() {
+        return;
+    }
+    let base = state.config.server.base_url();
+    match before {
+        None => {
+            tracing::info!("first start on this data directory; the projects' DSNs name {base}")
+        }
+        Some(old) => {
+            tracing::info!("the address changed from {old}; the projects' DSNs now name {base}")
+        }
+    }
+    for p in projects.iter().take(50) {
+        let Ok(keys) = state.accounts.list_keys(p.id).await else {
+            continue;
+        };
+        for k in keys.iter().filter(|k| k.revoked_ms.is_none()).take(3) {
+            tracing::info!("project {:?} (id {}): DSN {}", p.name, p.id, k.dsn(&base));
+        }
+    }
+}
+
+/// Where an offline `project add` takes the DSN's address from (dash, issue 16): the
+/// `--listen`/`--public-url` of this command line, else the address the last `serve` on this
+/// data directory recorded, else the configuration (`[server] public_url`, else `listen`).
+/// Returns the note to print about it.
+fn offline_dsn_address(config: &mut Config, address_flags: bool) -> Option<String> {
+    if address_flags {
+        return None;
+    }
+    if let Some(url) = recorded_served_url(&config.storage.data_dir) {
+        let configured = config.server.base_url();
+        config.server.public_url = url.clone();
+        return (configured != url).then(|| {
+            format!(
+                "note: the server is not running; this DSN names {url}, where it last served \
+                 (its configuration here says {configured}; pass --public-url to name another)."
+            )
+        });
+    }
+    if !config.server.public_url.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "note: no server has run on this data directory yet, so this DSN names {} from \
+         [server] listen. If `hearth serve` will listen elsewhere (--listen, \
+         HEARTH_SERVER__LISTEN) or sits behind a proxy, set [server] public_url, or pass the \
+         same --listen/--public-url here; the project page in the dashboard always shows the \
+         DSN the server uses.",
+        config.server.base_url()
+    ))
+}
+
 /// Runs `cmd` against the server of `config` (socket) or its stopped data directory
 /// (in-process) and prints the JSON answer. Errors carry the API's message.
-pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
+/// `address_flags`: `--listen` or `--public-url` was given on this command line.
+pub async fn run(mut config: Config, cmd: AdminCommand, address_flags: bool) -> anyhow::Result<()> {
     let req = cmd.request()?;
-    // dash (issue 16): without a running server the DSN is built from this command's
-    // configuration; say which address it names so a server started elsewhere is noticed.
+    // dash (issue 16): without a running server the DSN is built here; name the address the
+    // server will really use as well as can be known.
     let offline_dsn = matches!(cmd, AdminCommand::Project(ProjectCmd::Add { .. }))
         && tokio::net::UnixStream::connect(config.socket_path())
             .await
             .is_err();
-    let base = config.server.base_url();
-    let pinned = !config.server.public_url.is_empty();
+    let note = if offline_dsn {
+        offline_dsn_address(&mut config, address_flags)
+    } else {
+        None
+    };
     let (status, body) = send(config, req).await?;
     if !status.is_success() {
         let code = body["error"]["code"].as_str().unwrap_or("error");
@@ -224,13 +321,8 @@ pub async fn run(config: Config, cmd: AdminCommand) -> anyhow::Result<()> {
         bail!("{message} ({code}, HTTP {})", status.as_u16());
     }
     println!("{}", serde_json::to_string_pretty(&body)?);
-    if offline_dsn && !pinned {
-        eprintln!(
-            "note: the server is not running, so this DSN names {base} from [server] listen. \
-             If `hearth serve` will listen elsewhere (--listen, HEARTH_SERVER__LISTEN) or sits \
-             behind a proxy, set [server] public_url (or pass the same --listen/--public-url \
-             here); the project page in the dashboard always shows the DSN the server uses."
-        );
+    if let Some(note) = note {
+        eprintln!("{note}");
     }
     Ok(())
 }

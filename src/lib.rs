@@ -200,6 +200,16 @@ impl App {
                 token.cancel();
             });
         }
+        // dash (issue 16): an offline `hearth project add` names the address served on here.
+        let served = match state.config.server.public_url.is_empty() {
+            true => format!("http://{}", listener.local_addr()?),
+            false => state.config.server.base_url(),
+        };
+        let before = cli::recorded_served_url(&state.config.storage.data_dir);
+        cli::record_served_url(&state.config.storage.data_dir, &served);
+        if before.as_deref() != Some(served.as_str()) {
+            cli::announce_dsns(&state, before.as_deref()).await;
+        }
         tracing::info!(
             addr = %listener.local_addr()?,
             version = VERSION,

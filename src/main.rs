@@ -87,7 +87,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match run(cli.command, loaded) {
+    let address_flags = cli.overrides.listen.is_some() || cli.overrides.public_url.is_some();
+    match run(cli.command, loaded, address_flags) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hearth: {e:#}");
@@ -122,7 +123,12 @@ fn allocator_defaults() {
     let _ = cmd.exec();
 }
 
-fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::process::ExitCode> {
+/// `address_flags`: `--listen` or `--public-url` was given on this command line.
+fn run(
+    command: Command,
+    loaded: hearth::config::Loaded,
+    address_flags: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let config = loaded.config;
     match command {
         Command::Serve => {
@@ -173,7 +179,7 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(hearth::cli::run(config, cmd))?;
+            rt.block_on(hearth::cli::run(config, cmd, address_flags))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::SendTestEmail { to } => {

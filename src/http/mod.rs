@@ -10,6 +10,7 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod openapi_bodies;
+mod openapi_bodies_more;
 pub mod routes;
 pub mod socket;
 

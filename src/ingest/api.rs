@@ -18,6 +18,16 @@ use crate::http::error::{ApiError, ApiJson};
 use crate::http::routes::{Access, Routes};
 use crate::store::codec;
 
+/// The peer address axum's connect info gives, when the server was started with it.
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+/// The client's address as the server believes it (trusted proxies honoured): the user of
+/// browser events that name none (`auto_user`).
+fn client_ip(s: &AppState, peer: Peer, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
+    crate::http::client_ip(peer, headers, &s.config.server.trusted_proxies)
+}
+
 pub fn routes() -> Routes {
     Routes::new()
         .add(
@@ -52,7 +62,7 @@ pub fn routes() -> Routes {
             Method::GET,
             "/api/projects/{pid}/release-health",
             Access::Viewer,
-            "Session counts per release (started, exited, errored, crashed, abnormal, crash-free rate)",
+            "Session counts per release (started, exited, errored, crashed, abnormal, crash-free rate; users, crashed users, crash-free users)",
             get(release_health),
         )
         .add(
@@ -290,10 +300,12 @@ fn attachment_limit_header(retry_after: u64) -> String {
 async fn envelope(
     State(s): State<AppState>,
     Path(pid): Path<String>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let ip = client_ip(&s, peer, &headers);
     let r = async {
         let pid = project_id(&pid)?;
         let cfg = &s.ingest.config().ingest;
@@ -344,7 +356,7 @@ async fn envelope(
         };
         let prepared = s
             .ingest
-            .prepare_envelope(pid, version, header, stream, big)
+            .prepare_envelope(pid, version, header, stream, big, ip)
             .await?;
         drop(_slot);
         s.ingest.submit_envelope(prepared).await
@@ -388,10 +400,12 @@ async fn envelope(
 async fn store_event(
     State(s): State<AppState>,
     Path(pid): Path<String>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let ip = client_ip(&s, peer, &headers);
     let r = async {
         let pid = project_id(&pid)?;
         let key = key_from_request(&headers, &uri).ok_or(IngestError::MissingKey)?;
@@ -399,7 +413,7 @@ async fn store_event(
         // One event: never more than `max_event_size` is decompressed.
         let cap = s.ingest.config().ingest.max_event_size.as_usize();
         let body = read_body(&s.ingest, &headers, body, cap, "[ingest] max_event_size").await?;
-        let ev = s.ingest.prepare_event(pid, version, &body, None)?;
+        let ev = s.ingest.prepare_event(pid, version, &body, None, ip)?;
         drop(body);
         let id = ev.event_id.clone();
         s.ingest
@@ -418,6 +432,7 @@ async fn capture_common(
     headers: &HeaderMap,
     body: Body,
     exception: bool,
+    ip: Option<std::net::IpAddr>,
 ) -> Result<Value, IngestError> {
     let pid = project_id(pid)?;
     let key = key_from_request(headers, uri).ok_or(IngestError::MissingKey)?;
@@ -437,7 +452,7 @@ async fn capture_common(
     .map_err(IngestError::InvalidJson)?;
     let raw = serde_json::to_vec(&event).map_err(|e| IngestError::InvalidJson(e.to_string()))?;
     drop(event);
-    let ev = s.ingest.prepare_event(pid, version, &raw, None)?;
+    let ev = s.ingest.prepare_event(pid, version, &raw, None, ip)?;
     let id = ev.event_id.clone();
     s.ingest
         .submit(vec![super::Work::Event(Box::new(ev))])
@@ -448,22 +463,26 @@ async fn capture_common(
 async fn capture_exception(
     State(s): State<AppState>,
     Path(pid): Path<String>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let r = capture_common(&s, &pid, &uri, &headers, body, true).await;
+    let ip = client_ip(&s, peer, &headers);
+    let r = capture_common(&s, &pid, &uri, &headers, body, true, ip).await;
     reply(r, &s.ingest)
 }
 
 async fn capture_message(
     State(s): State<AppState>,
     Path(pid): Path<String>,
+    peer: Peer,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let r = capture_common(&s, &pid, &uri, &headers, body, false).await;
+    let ip = client_ip(&s, peer, &headers);
+    let r = capture_common(&s, &pid, &uri, &headers, body, false, ip).await;
     reply(r, &s.ingest)
 }
 
@@ -492,10 +511,16 @@ async fn release_health(
                 } else {
                     None
                 };
+                // dash (issue 16): crash-free users (sessions that name their user).
+                let (users, crashed_users) = super::release_users::counts(txn, pid, k.value().1)?;
+                let crash_free_users = (users > 0)
+                    .then(|| 100.0 * users.saturating_sub(crashed_users) as f64 / users as f64);
                 out.push(json!({
                     "release": k.value().1, "sessions": h.sessions, "exited": h.exited,
                     "errored": h.errored, "crashed": h.crashed, "abnormal": h.abnormal,
                     "crash_free_percent": crash_free, "last_seen_ms": h.last_seen_ms,
+                    "users": users, "crashed_users": crashed_users,
+                    "crash_free_users_percent": crash_free_users,
                     "environments": h.environments,
                 }));
             }

@@ -148,6 +148,9 @@ pub struct Attrs {
     pub release: Lenient<String>,
     #[serde(default)]
     pub environment: Lenient<String>,
+    /// `{{auto}}`: the client's address is the session's user (dash, issue 16).
+    #[serde(default)]
+    pub ip_address: Lenient<String>,
 }
 
 /// A `session` item (one session's update).
@@ -163,10 +166,16 @@ pub struct Session {
     pub errors: Lenient<u64>,
     #[serde(default)]
     pub attrs: Option<Attrs>,
+    /// The distinct id: the session's user.
+    #[serde(default)]
+    pub did: Lenient<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Aggregate {
+    /// The distinct id the bucket's sessions share, if any: their user.
+    #[serde(default)]
+    pub did: Lenient<String>,
     #[serde(default)]
     pub exited: Lenient<u64>,
     #[serde(default)]

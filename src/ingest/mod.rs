@@ -10,10 +10,12 @@
 //! answered 429 (`backpressure`), never dropped silently.
 
 pub mod api;
+mod auto_user;
 pub mod capture;
 pub mod decode;
 pub mod envelope;
 pub mod items;
+pub mod release_users;
 pub mod store;
 pub mod wal;
 
@@ -161,6 +163,16 @@ pub enum Work {
     CompressedAttachment {
         event_id: String,
         attachment: CompressedAttachment,
+    },
+    /// The user of a session (its `did`, or `ip:ADDRESS`), after its `SessionUpdate`: counted
+    /// once per release for crash-free users (dash, issue 16). New variants go here, before
+    /// `Event`, so records of an older ingest log still read.
+    SessionUser {
+        project_id: u64,
+        sid: String,
+        release: String,
+        state: u8,
+        user: String,
     },
     /// Last: a skipped variant anywhere else shifts the variant numbers postcard writes
     /// against those it reads.
@@ -558,6 +570,7 @@ impl Ingest {
         grouping_version: u32,
         raw: &[u8],
         envelope_event_id: Option<&str>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<PreparedEvent, IngestError> {
         let max = self.inner().config.ingest.max_event_size.as_usize();
         if raw.len() > max {
@@ -575,7 +588,12 @@ impl Ingest {
             (self.inner().sourcemaps.get()).and_then(|maps| maps.symbolicate(project_id, raw));
         let raw: &[u8] = symbolicated.as_deref().unwrap_or(raw);
         // Only what grouping reads is parsed into values; the payload is stored as sent.
-        let event = crate::issues::project::parse_for_grouping(raw).map_err(invalid)?;
+        let mut event = crate::issues::project::parse_for_grouping(raw).map_err(invalid)?;
+        // dash (issue 16): a browser event without a user is the client's address's user.
+        let auto_ip = client_ip.filter(|_| auto_user::wants_ip(&event));
+        if let Some(ip) = auto_ip {
+            auto_user::set_ip(&mut event, ip);
+        }
         let Some(obj) = event.as_object() else {
             return Err(IngestError::InvalidJson(
                 "the event must be a JSON object".into(),
@@ -599,13 +617,16 @@ impl Ingest {
         // Freed before a full parse below: never two trees of one event at once.
         drop(event);
         let rewritten;
-        let json: &[u8] = if fixed_id || !has_timestamp {
+        let json: &[u8] = if fixed_id || !has_timestamp || auto_ip.is_some() {
             // Rare (SDKs send both): rewrite the whole document with the id and time filled in.
             let mut full: Value = serde_json::from_slice(raw).map_err(invalid)?;
             let obj = full.as_object_mut().expect("checked above");
             obj.insert("event_id".into(), Value::String(event_id.clone()));
             obj.entry("timestamp")
                 .or_insert_with(|| Value::from(received_ms as f64 / 1000.0));
+            if let Some(ip) = auto_ip {
+                auto_user::set_ip(&mut full, ip);
+            }
             rewritten = serde_json::to_vec(&full).map_err(invalid)?;
             &rewritten
         } else {
@@ -637,9 +658,11 @@ impl Ingest {
         grouping_version: u32,
         header: &envelope::EnvelopeHeader,
         stream: &mut envelope::Stream<R>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Prepared, IngestError> {
         let mut prep = Prep {
             ingest: self,
+            client_ip,
             project_id,
             grouping_version,
             header_id: header
@@ -726,11 +749,18 @@ impl Ingest {
         header: envelope::EnvelopeHeader,
         stream: envelope::Stream<Box<dyn std::io::BufRead + Send>>,
         large: bool,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Prepared, IngestError> {
         let this = self.clone();
         let prepare = move || {
             let mut stream = stream;
-            this.prepare_stream(project_id, grouping_version, &header, &mut stream)
+            this.prepare_stream(
+                project_id,
+                grouping_version,
+                &header,
+                &mut stream,
+                client_ip,
+            )
         };
         if large {
             crate::store::run_blocking(prepare).await
@@ -783,6 +813,8 @@ fn storage_full(db: &Db, failed: bool) -> Option<IngestError> {
 /// Turns envelope items into writer work, one at a time (see [`Ingest::prepare_stream`]).
 struct Prep<'i> {
     ingest: &'i Ingest,
+    /// The client's address, for events that get an IP-based user (`auto_user`).
+    client_ip: Option<std::net::IpAddr>,
     project_id: u64,
     grouping_version: u32,
     header_id: Option<String>,
@@ -916,6 +948,7 @@ impl Prep<'_> {
                     grouping_version,
                     &item.payload,
                     header_id.as_deref(),
+                    self.client_ip,
                 )?;
                 event_id.get_or_insert_with(|| ev.event_id.clone());
                 works.push(Work::Event(Box::new(ev)));
@@ -965,17 +998,35 @@ impl Prep<'_> {
                     _ if errors > 0 => 1,
                     _ => 0,
                 };
+                let sid: String = items::text(&v.sid)
+                    .map(|s| s.chars().take(64).collect())
+                    .unwrap_or_default();
+                let release: String = release.chars().take(200).collect();
+                let user = match items::text(&v.did) {
+                    Some(did) => Some(did.chars().take(200).collect::<String>()),
+                    None if items::text(&attrs.ip_address).as_deref() == Some("{{auto}}") => {
+                        self.client_ip.map(|ip| format!("ip:{ip}"))
+                    }
+                    None => None,
+                };
                 works.push(Work::SessionUpdate {
                     project_id,
-                    sid: items::text(&v.sid)
-                        .map(|s| s.chars().take(64).collect())
-                        .unwrap_or_default(),
-                    release: release.chars().take(200).collect(),
+                    sid: sid.clone(),
+                    release: release.clone(),
                     environment: items::text(&attrs.environment),
                     init: v.init.get().copied().unwrap_or(false),
                     state,
                     exited: status == "exited",
                 });
+                if let Some(user) = user {
+                    works.push(Work::SessionUser {
+                        project_id,
+                        sid,
+                        release,
+                        state,
+                        user,
+                    });
+                }
             }
             "sessions" => {
                 let v: items::Sessions = parse(item, max_item)?;
@@ -1001,6 +1052,22 @@ impl Prep<'_> {
                         crashed: cr,
                         abnormal: ab,
                     });
+                    // dash (issue 16): a bucket with a distinct id is that user's sessions.
+                    if let Some(did) = items::text(&agg.did) {
+                        let state = match (cr, ab, er) {
+                            (1.., _, _) => 3,
+                            (0, 1.., _) => 2,
+                            (0, 0, 1..) => 1,
+                            _ => 0,
+                        };
+                        works.push(Work::SessionUser {
+                            project_id,
+                            sid: String::new(),
+                            release: release.chars().take(200).collect(),
+                            state,
+                            user: did.chars().take(200).collect(),
+                        });
+                    }
                 }
             }
             "client_report" => {
@@ -1937,6 +2004,13 @@ fn commit_other(
             *state,
             *exited,
         )?,
+        Work::SessionUser {
+            project_id,
+            sid,
+            release,
+            state,
+            user,
+        } => release_users::commit(txn, *project_id, sid, release, *state, user)?,
     }
     Ok(None)
 }

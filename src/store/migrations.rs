@@ -24,6 +24,7 @@ const TABLE_SETS: &[fn(&WriteTransaction) -> StoreResult<()>] = &[
     crate::issues::store::ensure_tables,
     crate::issues::grouping_settings::ensure_tables,
     crate::ingest::store::ensure_tables,
+    crate::ingest::release_users::ensure_tables,
     crate::mail::store::ensure_tables,
     crate::alerts::store::ensure_tables,
     crate::chat::store::ensure_tables,

@@ -36,6 +36,11 @@ pub(crate) struct Browser {
 impl Browser {
     /// A headless chromium session, or `None` (after `skip`) when no browser is installed.
     pub(crate) async fn start() -> Option<Browser> {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Browser::start`], with more chromium flags (e.g. dark mode).
+    pub(crate) async fn start_with(extra_args: &[&str]) -> Option<Browser> {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(bin).exists() {
                 skip(&format!(
@@ -62,18 +67,23 @@ impl Browser {
         .await;
         let profile = tempfile::tempdir().unwrap();
         let mut caps = serde_json::Map::new();
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
+            json!({ "binary": CHROMIUM, "args": args }),
         );
         let c = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)

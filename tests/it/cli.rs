@@ -487,3 +487,103 @@ async fn dlq_commands_show_replay_and_purge_dead_letters() {
     let l = ok(hearth(&data, &["dlq", "list"]).await, "dlq list");
     assert_eq!(l["dead_letters"], json!([]));
 }
+
+/// Runs `hearth serve` on `dir` with the port from `--listen` (not from a config file) until it
+/// is ready, then stops it with SIGTERM; returns what it logged.
+async fn serve_once_on(dir: &Path, port: u16) -> String {
+    let cfg = dir.join("cli-test-config.toml");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "serve"])
+        .env_remove("HEARTH_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    crate::common::install_crypto();
+    let http = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/health/ready");
+    crate::common::wait_for("the server to be ready", Duration::from_secs(60), || {
+        let r = http.get(&ready).send();
+        async move { r.await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().await.unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "serve exits cleanly: {log}");
+    log
+}
+
+/// Issue 16: `hearth project add` on a data directory no server runs on prints a DSN with the
+/// address the server uses: the `--listen`/`--public-url` given to it, else the address the
+/// last `serve` there recorded (even when that server took its port from a flag), else the
+/// configuration, with a note saying so.
+#[tokio::test]
+async fn offline_project_add_names_the_address_the_server_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dsn = |v: &Value| v["dsn"].as_str().unwrap().to_string();
+
+    // Before any serve: the configuration's address, and a note that says so.
+    let o = hearth(&data, &["project", "add", "early"]).await;
+    assert!(o.stderr.contains("no server has run"), "{}", o.stderr);
+    assert!(dsn(&o.json).contains("@127.0.0.1:8080/"), "{}", o.json);
+    let early = o.json;
+
+    // The address the server will use, given as `serve` will be given it.
+    let port = crate::common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let o = hearth(&data, &["project", "add", "flagged", "--listen", &listen]).await;
+    assert!(o.ok, "{}", o.stderr);
+    assert!(dsn(&o.json).contains(&format!("@{listen}/")), "{}", o.json);
+    assert!(!o.stderr.contains("note:"), "{}", o.stderr);
+    let o = hearth(
+        &data,
+        &[
+            "project",
+            "add",
+            "proxied",
+            "--public-url",
+            "https://errors.example.com/",
+        ],
+    )
+    .await;
+    assert!(dsn(&o.json).starts_with("https://"), "{}", o.json);
+    assert!(dsn(&o.json).contains("@errors.example.com/"), "{}", o.json);
+
+    // After a serve whose port came from --listen: that address, without any flag.
+    // The first start names every project's DSN as the server serves it, so a DSN printed
+    // before (the "early" one) is corrected in the log.
+    let log = serve_once_on(&data, port).await;
+    let early_key = dsn(&early)
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        log.contains(&format!("{early_key}@{listen}/")),
+        "the early project's DSN with the served address: {log}"
+    );
+    let o = hearth(&data, &["project", "add", "later"]).await;
+    assert!(o.ok, "{}", o.stderr);
+    assert!(dsn(&o.json).contains(&format!("@{listen}/")), "{}", o.json);
+    assert!(o.stderr.contains("where it last served"), "{}", o.stderr);
+}

@@ -30,7 +30,7 @@ fn screenshot_dir() -> PathBuf {
         .join("screenshots/dashboard")
 }
 
-async fn shot(b: &Browser, name: &str) {
+pub(crate) async fn shot(b: &Browser, name: &str) {
     let _ =
         b.c.execute(
             "const t = document.getElementById('toasts'); if (t) t.replaceChildren(); return 1",
@@ -45,7 +45,7 @@ async fn shot(b: &Browser, name: &str) {
     println!("screenshot: {}", path.display());
 }
 
-async fn wait_js(b: &Browser, what: &str, script: &str) -> Value {
+pub(crate) async fn wait_js(b: &Browser, what: &str, script: &str) -> Value {
     wait_for(what, WAIT, || async {
         let v = b.c.execute(script, vec![]).await.ok()?;
         let truthy = match &v {
@@ -61,11 +61,11 @@ async fn wait_js(b: &Browser, what: &str, script: &str) -> Value {
     .await
 }
 
-async fn js(b: &Browser, script: &str) -> Value {
+pub(crate) async fn js(b: &Browser, script: &str) -> Value {
     b.c.execute(script, vec![]).await.expect("script")
 }
 
-async fn click(b: &Browser, css: &str) {
+pub(crate) async fn click(b: &Browser, css: &str) {
     wait_js(
         b,
         &format!("{css} on screen"),
@@ -80,7 +80,7 @@ async fn click(b: &Browser, css: &str) {
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
-async fn type_into(b: &Browser, css: &str, text: &str) {
+pub(crate) async fn type_into(b: &Browser, css: &str, text: &str) {
     wait_js(
         b,
         &format!("{css} on screen"),
@@ -92,7 +92,7 @@ async fn type_into(b: &Browser, css: &str, text: &str) {
     el.send_keys(text).await.unwrap();
 }
 
-async fn goto(b: &Browser, h: &Hearth, hash: &str) {
+pub(crate) async fn goto(b: &Browser, h: &Hearth, hash: &str) {
     let url = h.url(&format!("/#{hash}"));
     if b.c
         .current_url()
@@ -108,13 +108,13 @@ async fn goto(b: &Browser, h: &Hearth, hash: &str) {
 }
 
 /// One captured SDK request.
-struct Fixture {
-    meta: Value,
-    body: Vec<u8>,
-    envelope: Vec<u8>,
+pub(crate) struct Fixture {
+    pub(crate) meta: Value,
+    pub(crate) body: Vec<u8>,
+    pub(crate) envelope: Vec<u8>,
 }
 
-fn fixture(name: &str) -> Option<Fixture> {
+pub(crate) fn fixture(name: &str) -> Option<Fixture> {
     let dir = shared_dir().join("fixtures/sentry");
     let meta = std::fs::read(dir.join(format!("{name}.meta.json"))).ok()?;
     Some(Fixture {
@@ -188,7 +188,7 @@ async fn send(h: &Hearth, pid: u64, key: &str, f: &Fixture, body: &[u8], decoded
 }
 
 /// Replays a fixture byte for byte.
-async fn replay(h: &Hearth, pid: u64, key: &str, name: &str) {
+pub(crate) async fn replay(h: &Hearth, pid: u64, key: &str, name: &str) {
     let f = fixture(name).expect("fixture");
     let status = send(h, pid, key, &f, &f.body, false).await;
     assert_eq!(status, 200, "{name}");
@@ -196,7 +196,13 @@ async fn replay(h: &Hearth, pid: u64, key: &str, name: &str) {
 
 /// Sends a fixture's envelope (decoded) again as a new event: every occurrence of its event id
 /// becomes a fresh one (same length, so item `length`s stay right) and `edits` are applied.
-async fn resend(h: &Hearth, pid: u64, key: &str, name: &str, edits: &[(&str, &str)]) -> String {
+pub(crate) async fn resend(
+    h: &Hearth,
+    pid: u64,
+    key: &str,
+    name: &str,
+    edits: &[(&str, &str)],
+) -> String {
     let f = fixture(name).expect("fixture");
     let old = f.meta["event_id"].as_str().unwrap();
     let new = uuid::Uuid::new_v4().simple().to_string();
@@ -213,7 +219,7 @@ async fn resend(h: &Hearth, pid: u64, key: &str, name: &str, edits: &[(&str, &st
 }
 
 /// Public key of a DSN (`http://KEY@host/ID`).
-fn dsn_key(dsn: &str) -> String {
+pub(crate) fn dsn_key(dsn: &str) -> String {
     dsn.split("://")
         .nth(1)
         .unwrap()
@@ -223,7 +229,7 @@ fn dsn_key(dsn: &str) -> String {
         .to_string()
 }
 
-async fn sign_in(b: &Browser, h: &Hearth, owner: &Owner) {
+pub(crate) async fn sign_in(b: &Browser, h: &Hearth, owner: &Owner) {
     goto(b, h, "/login").await;
     type_into(b, "#login-email", &owner.email).await;
     type_into(b, "#login-password", &owner.password).await;
@@ -236,7 +242,7 @@ async fn sign_in(b: &Browser, h: &Hearth, owner: &Owner) {
     .await;
 }
 
-async fn issue_id(h: &Hearth, owner: &Owner, pid: u64, title_part: &str) -> u64 {
+pub(crate) async fn issue_id(h: &Hearth, owner: &Owner, pid: u64, title_part: &str) -> u64 {
     wait_for(&format!("the issue {title_part}"), WAIT, || async {
         let v: Value = h
             .get(
@@ -258,7 +264,7 @@ async fn issue_id(h: &Hearth, owner: &Owner, pid: u64, title_part: &str) -> u64 
     .await
 }
 
-const ALL: &[&str] = &[
+pub(crate) const ALL: &[&str] = &[
     "py_zero_division.1",
     "py_with_brotli.1",
     "py_message.1",
@@ -561,6 +567,15 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         rel.as_str().unwrap().contains("fixture-shop-node@2.8.0"),
         "{rel}"
     );
+    // Crash-free users: the browser's session names its user by the client's address.
+    let web_row = js(
+        &b,
+        "const r = document.querySelector('#releases tr[data-release=\"fixture-shop-web@3.1.0\"]');
+         return r && [r.querySelector('[data-col=users]').textContent,
+                      r.querySelector('[data-col=crash-free-users]').textContent]",
+    )
+    .await;
+    assert_eq!(web_row, json!(["1", "100%"]), "users, crash-free users");
     wait_js(
         &b,
         "the adoption chart",
@@ -639,6 +654,12 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
         "const f = document.getElementById('issue-feedback'); return f && f.textContent.includes('checkout button')",
     )
     .await;
+    js(
+        &b,
+        "document.getElementById('issue-feedback').scrollIntoView({block: 'center'}); return 1",
+    )
+    .await;
+    shot(&b, "dash-issue-feedback").await;
 
     // Attachments: the browser event once more with a log file attached (an attachment item
     // after the event item, as the SDKs' addAttachment sends it), listed and downloaded.
@@ -878,36 +899,6 @@ async fn every_dashboard_screen_in_chromium_with_sdk_data() {
     .await;
     shot(&b, "dash-mail").await;
 
-    // 390 px: nothing wider than the screen on the list and the issue page.
-    b.c.set_window_size(390, 844).await.unwrap();
-    for (hash, name) in [
-        (format!("/projects/{pid}/issues"), "dash-phone-issues"),
-        (format!("/issues/{zd}"), "dash-phone-issue"),
-        ("/alerts".to_string(), "dash-phone-alerts"),
-    ] {
-        goto(&b, &h, &hash).await;
-        wait_js(
-            &b,
-            "the page",
-            "return document.querySelectorAll('.panel').length > 0",
-        )
-        .await;
-        let w = js(
-            &b,
-            "return [document.documentElement.scrollWidth, window.innerWidth]",
-        )
-        .await;
-        let wide = js(
-            &b,
-            "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))",
-        )
-        .await;
-        assert!(
-            w[0].as_u64().unwrap() <= w[1].as_u64().unwrap(),
-            "{hash}: {w} {wide}"
-        );
-        shot(&b, name).await;
-    }
     // The API document names what the write routes take.
     let spec: Value = h
         .get(&owner.token, "/api/openapi.json")

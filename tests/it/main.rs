@@ -15,12 +15,18 @@ mod cli;
 mod common;
 // issue 16: every dashboard screen in Chromium (dash)
 mod dashboard_screens;
+// issue 16 (dash): every screen at 390 px
+mod dashboard_phone;
+// issue 16 (dash): the screens and states the first dashboard test does not reach
+mod dashboard_more;
 mod grouping;
 mod hardening;
 mod ingest;
 mod ingest_kill;
 // issue 12: hostile input, attachment caps, retention, session counts (harden-ingest)
 mod ingest_limits;
+// issue 16 (dash): browser events without a user count the client address as the user
+mod ingest_users;
 mod issues;
 mod mail;
 mod mail_support;

@@ -119,3 +119,73 @@ fn params_are_substituted() {
     );
     assert_eq!(concrete("/static/{*path}"), "/static/x");
 }
+
+/// Write routes that truly take no request body: the path (and the caller) say everything.
+/// A route added later that takes a body and is not documented in `openapi_bodies` fails the
+/// walk below; one that takes none is added here on purpose, with the reason.
+const NO_BODY: &[(&str, &str)] = &[
+    // Sign-out: the session cookie is the whole request.
+    ("POST", "/api/auth/logout"),
+    // Actions named by the path alone: the key, the dead letter(s), the message, the channel,
+    // the conversation, the ticket, the site or the monitor is in the path.
+    ("POST", "/api/projects/{id}/keys/{key}/revoke"),
+    ("POST", "/api/bus/dlq/{consumer}/{seq}/replay"),
+    ("POST", "/api/bus/dlq/{consumer}/replay"),
+    ("POST", "/api/projects/{pid}/grouping/upgrade"),
+    ("POST", "/api/mail/messages/{id}/cancel"),
+    ("POST", "/api/mail/messages/{id}/retry"),
+    ("POST", "/api/alerts/channels/{id}/test"),
+    ("POST", "/api/chat/session/{id}/close"),
+    ("POST", "/api/chat/tickets/{id}/resolve"),
+    ("POST", "/api/chat/sites/{id}/rotate-secret"),
+    ("POST", "/api/monitors/{id}/pause"),
+    ("POST", "/api/monitors/{id}/resume"),
+    // The caller is the whole request (the agent going offline; suggestions for the agent).
+    ("POST", "/api/chat/agent/offline"),
+    ("POST", "/api/chat/conversations/{id}/suggestions"),
+];
+
+#[tokio::test]
+async fn every_write_route_documents_its_request_body() {
+    let s = TestServer::start().await;
+    let c = s.client(Role::Owner).await;
+    let spec: serde_json::Value = c
+        .get("/api/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut missing = Vec::new();
+    let mut documented = 0;
+    for r in s.state.routes.iter() {
+        let method = r.method.as_str();
+        if !matches!(method, "POST" | "PUT" | "PATCH") {
+            continue;
+        }
+        let op = &spec["paths"][r.path][method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{method} {} is not in openapi.json", r.path);
+        let listed = NO_BODY.contains(&(method, r.path));
+        match (op.get("requestBody").is_some(), listed) {
+            (true, true) => {
+                missing.push(format!("{method} {}: allow-listed but documented", r.path))
+            }
+            (false, false) => missing.push(format!("{method} {}: no requestBody", r.path)),
+            (true, false) => documented += 1,
+            (false, true) => {}
+        }
+    }
+    for (method, path) in NO_BODY {
+        assert!(
+            s.state
+                .routes
+                .iter()
+                .any(|r| r.method.as_str() == *method && r.path == *path),
+            "allow-listed {method} {path} is not a route any more"
+        );
+    }
+    assert!(documented >= 20, "only {documented} bodies documented");
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    s.stop().await;
+}

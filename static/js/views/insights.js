@@ -70,18 +70,21 @@ function adoptionChart(rows) {
 }
 
 export async function releases(ctx) {
-  const pid = head(ctx, 'Release health', 'sessions, crash-free rate and adoption per release', 'releases');
+  const pid = head(ctx, 'Release health', 'sessions, crash-free sessions and users, and adoption per release', 'releases');
   await load(ctx, `/api/projects/${pid}/release-health`, (r) => {
     const rows = (r.releases || []).slice().sort((a, b) => (b.last_seen_ms || 0) - (a.last_seen_ms || 0));
     const total = rows.reduce((a, x) => a + (x.sessions || 0), 0) || 1;
     const pct = (v) => (v == null ? '–' : `${Number(v).toFixed(v >= 99.95 || v === 0 ? 0 : 1)}%`);
+    const rate = (v) => (v == null ? '–' : badge(pct(v), v >= 99 ? 'resolved' : v >= 95 ? 'unresolved' : 'regressed'));
     return h('div', { class: 'stack' },
       rows.length ? panel('Adoption', adoptionChart(rows)) : null,
-      panel('Releases', tbl('releases', ['Release', ['Sessions', 'num'], ['Crash-free sessions', 'num'], ['Errored', 'num'], ['Crashed', 'num'], ['Adoption', 'num'], 'Environments', 'Last session'],
+      panel('Releases', tbl('releases', ['Release', ['Sessions', 'num'], ['Crash-free sessions', 'num'], ['Users', 'num'], ['Crash-free users', 'num'], ['Errored', 'num'], ['Crashed', 'num'], ['Adoption', 'num'], 'Environments', 'Last session'],
         rows.map((x) => h('tr', { dataset: { release: x.release } },
           h('td', { class: 'mono' }, x.release),
           h('td', { class: 'num' }, fmtNum(x.sessions)),
-          h('td', { class: 'num' }, x.crash_free_percent == null ? '–' : badge(pct(x.crash_free_percent), x.crash_free_percent >= 99 ? 'resolved' : x.crash_free_percent >= 95 ? 'unresolved' : 'regressed')),
+          h('td', { class: 'num', dataset: { col: 'crash-free-sessions' } }, rate(x.crash_free_percent)),
+          h('td', { class: 'num', dataset: { col: 'users' } }, fmtNum(x.users || 0)),
+          h('td', { class: 'num', dataset: { col: 'crash-free-users' } }, rate(x.crash_free_users_percent)),
           h('td', { class: 'num' }, fmtNum(x.errored)),
           h('td', { class: 'num' }, fmtNum((x.crashed || 0) + (x.abnormal || 0))),
           h('td', { class: 'num' }, pct((100 * (x.sessions || 0)) / total)),

@@ -153,8 +153,13 @@ function breadcrumbsEl(ev) {
 function requestEl(ev) {
   const r = ev.request;
   if (!r || typeof r !== 'object') return null;
-  const query = typeof r.query_string === 'string' ? new URLSearchParams(r.query_string.replace(/^\?/, '')) : null;
-  const queryPairs = query ? [...query.entries()] : (r.query_string && typeof r.query_string === 'object' ? r.query_string : null);
+  // Browser SDKs leave the query in the URL (Sentry splits it out on ingest): shown the same.
+  let qs = r.query_string;
+  if (qs == null && typeof r.url === 'string') {
+    try { qs = new URL(r.url).search || null; } catch { qs = null; }
+  }
+  const query = typeof qs === 'string' ? new URLSearchParams(qs.replace(/^\?/, '')) : null;
+  const queryPairs = query ? [...query.entries()] : (qs && typeof qs === 'object' ? qs : null);
   return panel('HTTP request', h('div', { id: 'request' },
     h('div', { class: 'mono' }, h('strong', null, r.method || 'GET'), ' ', r.url || ''),
     queryPairs && (Array.isArray(queryPairs) ? queryPairs.length : Object.keys(queryPairs).length) ? [h('h3', null, 'Query'), kv(queryPairs)] : null,

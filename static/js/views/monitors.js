@@ -49,9 +49,9 @@ export async function list(ctx) {
     return;
   }
   const tbody = h('tbody');
-  root.append(h('table', { class: 'tbl', id: 'monitors' },
+  root.append(h('div', { class: 'table-wrap' }, h('table', { class: 'tbl', id: 'monitors' },
     h('thead', null, h('tr', null, h('th', null, 'Name'), h('th', null, 'Kind'), h('th', null, 'State'),
-      h('th', null, 'Response time'), h('th', null, 'Since'))), tbody));
+      h('th', null, 'Response time'), h('th', null, 'Since'))), tbody)));
   for (const m of monitors) {
     const spark = h('td', { class: 'spark-cell' });
     tbody.append(h('tr', { 'data-slug': m.slug },
