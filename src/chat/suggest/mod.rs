@@ -25,10 +25,14 @@ pub mod api;
 pub mod features;
 pub mod linucb;
 pub mod ope;
+pub mod prune;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -48,12 +52,18 @@ pub const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_su
 pub const JOINS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_suggest_joins");
 /// counter name → last value
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("chat_suggest_meta");
+/// (time a conversation's join may be final, conversation id) → () — what [`prune`] visits.
+/// New table (created on start, like the others here): no migration needed.
+pub const PENDING: TableDefinition<(i64, u64), ()> =
+    TableDefinition::new("chat_suggest_pending");
 
 pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(ARMS)?;
     txn.open_table(DECISIONS)?;
     txn.open_table(JOINS)?;
     txn.open_table(META)?;
+    txn.open_table(PENDING)?;
+    prune::no_backfill_if_empty(txn)?;
     Ok(())
 }
 
@@ -102,6 +112,56 @@ pub struct Decision {
     pub used: Option<UsedRec>,
     /// The use has reached the model (set by the consumer).
     pub applied: bool,
+    /// The final reward, once the reward window has passed and the conversation's join is
+    /// pruned ([`prune`]); until then it is computed from the join.
+    pub outcome: Option<f64>,
+}
+
+/// A decision as stored before `outcome` existed (still read).
+#[derive(Serialize, Deserialize)]
+struct DecisionV1 {
+    id: u64,
+    conversation_id: u64,
+    agent: u64,
+    time_ms: i64,
+    x: Vec<f64>,
+    intent: u8,
+    shown: Vec<u64>,
+    eligible: u32,
+    holdout: bool,
+    pscore: f64,
+    used: Option<UsedRec>,
+    applied: bool,
+}
+
+impl From<DecisionV1> for Decision {
+    fn from(d: DecisionV1) -> Decision {
+        Decision {
+            id: d.id,
+            conversation_id: d.conversation_id,
+            agent: d.agent,
+            time_ms: d.time_ms,
+            x: d.x,
+            intent: d.intent,
+            shown: d.shown,
+            eligible: d.eligible,
+            holdout: d.holdout,
+            pscore: d.pscore,
+            used: d.used,
+            applied: d.applied,
+            outcome: None,
+        }
+    }
+}
+
+/// Reads a stored decision, in the current or the previous form.
+pub fn decode_decision(bytes: &[u8]) -> ChatResult<Decision> {
+    match codec::decode::<Decision>(bytes) {
+        Ok(d) => Ok(d),
+        Err(e) => codec::decode::<DecisionV1>(bytes)
+            .map(Decision::from)
+            .map_err(|_| e.into()),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +275,16 @@ impl Suggest {
         }
     }
 
+    /// The randomness of the decision at `round`: from `[chat] suggest_seed` and the round
+    /// when a seed is set (the same decisions replay the same way, across restarts too), else
+    /// from the operating system.
+    fn rng(&self, round: u64) -> StdRng {
+        match self.inner.config.chat.suggest_seed {
+            0 => StdRng::from_rng(&mut rand::rng()),
+            seed => StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        }
+    }
+
     fn window_ms(&self) -> i64 {
         self.inner
             .config
@@ -253,28 +323,36 @@ impl Suggest {
         );
     }
 
-    async fn load_arms(&self) -> ChatResult<HashMap<u64, ArmState>> {
-        if let Some(m) = self.inner.arms.lock().expect("arms").as_ref() {
-            return Ok(m.clone());
+    /// Runs `f` on the model (loaded from redb on first use), under its lock: the model is
+    /// read in place, never copied.
+    async fn with_arms<R>(&self, f: impl FnOnce(&HashMap<u64, ArmState>) -> R) -> ChatResult<R> {
+        let loaded = self.inner.arms.lock().expect("arms").is_some();
+        if !loaded {
+            let m = self
+                .inner
+                .db
+                .read(|txn| {
+                    let t = txn.open_table(ARMS)?;
+                    let mut m = HashMap::new();
+                    for row in t.iter()? {
+                        let (k, v) = row?;
+                        m.insert(k.value(), codec::decode::<ArmState>(v.value())?);
+                    }
+                    Ok::<_, ChatError>(m)
+                })
+                .await?;
+            let mut g = self.inner.arms.lock().expect("arms");
+            if g.is_none() {
+                *g = Some(m);
+            }
         }
-        let m = self
-            .inner
-            .db
-            .read(|txn| {
-                let t = txn.open_table(ARMS)?;
-                let mut m = HashMap::new();
-                for row in t.iter()? {
-                    let (k, v) = row?;
-                    m.insert(k.value(), codec::decode::<ArmState>(v.value())?);
-                }
-                Ok::<_, ChatError>(m)
-            })
-            .await?;
-        let mut g = self.inner.arms.lock().expect("arms");
-        if g.is_none() {
-            *g = Some(m.clone());
-        }
-        Ok(g.as_ref().expect("loaded").clone())
+        let g = self.inner.arms.lock().expect("arms");
+        Ok(f(g.as_ref().expect("loaded")))
+    }
+
+    /// One arm's state (a copy), if it was ever used.
+    pub async fn arm_state(&self, canned_id: u64) -> ChatResult<Option<ArmState>> {
+        self.with_arms(|m| m.get(&canned_id).cloned()).await
     }
 
     fn cache_put(&self, updated: Vec<(u64, ArmState)>) {
@@ -346,22 +424,30 @@ impl Suggest {
                 .unwrap_or(false),
             reopened: conv.reopened > 0,
         });
-        let arms = self.load_arms().await?;
         let p = self.params();
-        let fresh = Arm::new(features::D, p.lambda);
-        let nz = linucb::nonzero(&x);
-        let mut scored = Vec::with_capacity(canned.len());
-        for c in &canned {
-            let arm = arms.get(&c.id).map(|a| &a.arm).unwrap_or(&fresh);
-            let (s, m, _) = arm.score_at(&x, &nz, round, &p);
-            scored.push((s, m));
-        }
+        let ctx = linucb::Ctx::new(&x);
+        let ids: Vec<u64> = canned.iter().map(|c| c.id).collect();
+        // Per canned reply: (UCB score, expected reward), (uses, resolved).
+        let (scored, counts): (Vec<(f64, f64)>, Vec<(u64, u64)>) = self
+            .with_arms(|arms| {
+                let fresh = Arm::new(features::D, p.lambda);
+                ids.iter()
+                    .map(|id| {
+                        let st = arms.get(id);
+                        let arm = st.map(|a| &a.arm).unwrap_or(&fresh);
+                        let (s, m, _) = arm.score_at(&ctx, round, &p);
+                        ((s, m), st.map(|s| (s.used, s.resolved)).unwrap_or((0, 0)))
+                    })
+                    .unzip()
+            })
+            .await?;
         let k = canned.len();
         let holdout_share = self.inner.config.chat.suggest_holdout.clamp(0.0, 1.0);
-        let holdout = holdout_share > 0.0 && rand::random::<f64>() < holdout_share;
+        let mut rng = self.rng(round);
+        let holdout = holdout_share > 0.0 && rng.random::<f64>() < holdout_share;
         let order: Vec<usize> = if holdout {
             let mut v: Vec<usize> = (0..k).collect();
-            rand::seq::SliceRandom::shuffle(v.as_mut_slice(), &mut rand::rng());
+            v.shuffle(&mut rng);
             v
         } else {
             let s: Vec<f64> = scored.iter().map(|s| s.0).collect();
@@ -383,6 +469,7 @@ impl Suggest {
         let shown_ids: Vec<u64> = shown.iter().map(|i| canned[*i].id).collect();
         let intent_name = features::INTENTS[intent].0.to_string();
         let bus = self.inner.bus.clone();
+        let window = self.window_ms();
         let decision = Decision {
             id: 0,
             conversation_id: conv_id,
@@ -396,6 +483,7 @@ impl Suggest {
             pscore,
             used: None,
             applied: false,
+            outcome: None,
         };
         let decision_id = self
             .inner
@@ -416,6 +504,7 @@ impl Suggest {
                     j.decisions.remove(0);
                 }
                 joins.insert(conv_id, codec::encode(&j).as_slice())?;
+                prune::remind(txn, conv_id, now + window)?;
                 bus.publish_durable(
                     txn,
                     "chat.suggestion.shown",
@@ -431,8 +520,7 @@ impl Suggest {
             .iter()
             .map(|&i| {
                 let c = &canned[i];
-                let st = arms.get(&c.id);
-                let (n, resolved) = st.map(|s| (s.used, s.resolved)).unwrap_or((0, 0));
+                let (n, resolved) = counts[i];
                 let rate = (n > 0).then(|| resolved as f64 / n as f64);
                 let expected = scored[i].1;
                 let text = match rate {
@@ -485,7 +573,7 @@ impl Suggest {
                 let mut t = txn.open_table(DECISIONS)?;
                 let mut d: Decision = t
                     .get(decision_id)?
-                    .map(|v| codec::decode(v.value()))
+                    .map(|v| decode_decision(v.value()))
                     .transpose()?
                     .ok_or(ChatError::NotFound("suggestion decision"))?;
                 if let Some(u) = &d.used {
@@ -548,7 +636,7 @@ impl Suggest {
                         };
                         match decisions
                             .get(id)?
-                            .map(|v| codec::decode::<Decision>(v.value()))
+                            .map(|v| decode_decision(v.value()))
                         {
                             Some(d) => d?.conversation_id,
                             None => return Ok(Vec::new()),
@@ -587,7 +675,7 @@ impl Suggest {
                 match subject.as_str() {
                     "chat.suggestion.used" => {
                         let id = u("decision_id").unwrap_or(0);
-                        let mut d: Decision = codec::decode(
+                        let mut d: Decision = decode_decision(
                             decisions
                                 .get(id)?
                                 .ok_or(ChatError::NotFound("decision"))?
@@ -649,7 +737,7 @@ impl Suggest {
                         (us.canned_id, us.decision, us.at, us.credited, us.resolved)
                     };
                     let x = match decisions.get(decision)? {
-                        Some(v) => codec::decode::<Decision>(v.value())?.x,
+                        Some(v) => decode_decision(v.value())?.x,
                         None => continue,
                     };
                     load(arm_id, &arms, &mut touched)?;
@@ -667,6 +755,7 @@ impl Suggest {
                     arms.insert(*id, codec::encode(st).as_slice())?;
                 }
                 joins.insert(conv_id, codec::encode(&j).as_slice())?;
+                prune::remind(txn, conv_id, time_ms + window)?;
                 Ok::<_, ChatError>(touched.into_iter().collect::<Vec<_>>())
             })
             .await?;
@@ -676,14 +765,16 @@ impl Suggest {
 
     /// Per-arm figures for the admin page.
     pub async fn model(&self) -> ChatResult<Vec<Value>> {
-        let arms = self.load_arms().await?;
-        let mut v: Vec<Value> = arms
-            .iter()
-            .map(|(id, s)| {
-                json!({"canned_id": id, "used": s.used, "resolved": s.resolved,
-                       "updates": s.arm.updates})
+        let mut v: Vec<Value> = self
+            .with_arms(|arms| {
+                arms.iter()
+                    .map(|(id, s)| {
+                        json!({"canned_id": id, "used": s.used, "resolved": s.resolved,
+                               "updates": s.arm.updates})
+                    })
+                    .collect()
             })
-            .collect();
+            .await?;
         v.sort_by_key(|x| x["canned_id"].as_u64());
         Ok(v)
     }
@@ -698,7 +789,7 @@ impl Suggest {
                 let t = txn.open_table(DECISIONS)?;
                 let mut ds = Vec::new();
                 for row in t.iter()?.rev() {
-                    ds.push(codec::decode::<Decision>(row?.1.value())?);
+                    ds.push(decode_decision(row?.1.value())?);
                     if ds.len() as u64 >= STATS_WINDOW {
                         break;
                     }
@@ -719,41 +810,69 @@ impl Suggest {
                 Ok::<_, ChatError>((ds, js, canned))
             })
             .await?;
-        let arms = self.load_arms().await?;
         let n = decisions.len();
         let accepted = decisions
             .iter()
             .filter(|d| d.used.as_ref().is_some_and(|u| u.rank.is_some()))
             .count();
+        // A decision's reward: final once pruned, else from its conversation's join.
+        let reward = |d: &Decision| {
+            d.outcome.unwrap_or_else(|| {
+                joins
+                    .get(&d.conversation_id)
+                    .map(|j| j.reward(d.time_ms, window).0)
+                    .unwrap_or(0.0)
+            })
+        };
+        // Per conversation: (a suggestion was used, it resolved).
+        let mut convs: HashMap<u64, (bool, bool)> = HashMap::new();
+        for d in &decisions {
+            let resolved = match joins.get(&d.conversation_id) {
+                Some(j) => j.resolved_ms.is_some() && !j.spoiled,
+                // Pruned: resolution is worth 1, the CSAT term at most ±0.25.
+                None => d.outcome.is_some_and(|r| r >= 0.5),
+            };
+            let c = convs.entry(d.conversation_id).or_default();
+            c.0 |= d.used.is_some();
+            c.1 |= resolved;
+        }
         let (mut with, mut with_res, mut without, mut without_res) = (0u64, 0u64, 0u64, 0u64);
-        for j in joins.values() {
-            let ok = j.resolved_ms.is_some() && !j.spoiled;
-            if j.uses.is_empty() {
-                without += 1;
-                without_res += ok as u64;
-            } else {
+        for (used, ok) in convs.values() {
+            if *used {
                 with += 1;
-                with_res += ok as u64;
+                with_res += *ok as u64;
+            } else {
+                without += 1;
+                without_res += *ok as u64;
             }
         }
         // The learned policy: the greedy arm (highest θ·x) among today's canned responses.
-        let fresh = Arm::new(features::D, self.params().lambda);
-        let greedy = |x: &[f64]| -> Option<u64> {
-            let mut best: Option<(f64, u64)> = None;
-            for id in &canned {
-                let m = arms.get(id).map(|a| &a.arm).unwrap_or(&fresh).mean(x);
-                if best.is_none_or(|(b, _)| m > b) {
-                    best = Some((m, *id));
-                }
-            }
-            best.map(|b| b.1)
-        };
-        let reward = |d: &Decision| {
-            joins
-                .get(&d.conversation_id)
-                .map(|j| j.reward(d.time_ms, window).0)
-                .unwrap_or(0.0)
-        };
+        let lambda = self.params().lambda;
+        let (greedy, n_arms, uses, resolved_uses) = self
+            .with_arms(|arms| {
+                let fresh = Arm::new(features::D, lambda);
+                let greedy: HashMap<u64, u64> = decisions
+                    .iter()
+                    .filter(|d| d.holdout)
+                    .filter_map(|d| {
+                        let mut best: Option<(f64, u64)> = None;
+                        for id in &canned {
+                            let m = arms.get(id).map(|a| &a.arm).unwrap_or(&fresh).mean(&d.x);
+                            if best.is_none_or(|(b, _)| m > b) {
+                                best = Some((m, *id));
+                            }
+                        }
+                        best.map(|b| (d.id, b.1))
+                    })
+                    .collect();
+                (
+                    greedy,
+                    arms.len(),
+                    arms.values().map(|a| a.used).sum::<u64>(),
+                    arms.values().map(|a| a.resolved).sum::<u64>(),
+                )
+            })
+            .await?;
         let mut rounds = Vec::new();
         let mut holdout_rewards = Vec::new();
         let mut policy_rewards = Vec::new();
@@ -761,8 +880,8 @@ impl Suggest {
             let r = reward(d);
             if d.holdout {
                 holdout_rewards.push(r);
-                let target = match (greedy(&d.x), d.shown.first()) {
-                    (Some(g), Some(top)) if g == *top => 1.0,
+                let target = match (greedy.get(&d.id), d.shown.first()) {
+                    (Some(g), Some(top)) if g == top => 1.0,
                     _ => 0.0,
                 };
                 rounds.push(ope::Round {
@@ -789,9 +908,9 @@ impl Suggest {
             "snips": ope::snips(&rounds),
             "holdout_mean": ope::mean(&holdout_rewards),
             "policy_mean": ope::mean(&policy_rewards),
-            "arms": arms.len(),
-            "uses": arms.values().map(|a| a.used).sum::<u64>(),
-            "resolved_uses": arms.values().map(|a| a.resolved).sum::<u64>(),
+            "arms": n_arms,
+            "uses": uses,
+            "resolved_uses": resolved_uses,
         }))
     }
 }
@@ -902,14 +1021,14 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let arm = |s: Suggest| async move { s.load_arms().await.unwrap()[&pick].clone() };
+        let arm = |s: Suggest| async move { s.arm_state(pick).await.unwrap().unwrap() };
         let a = arm(s.clone()).await;
         assert_eq!((a.used, a.resolved, a.arm.updates), (1, 0, 1));
         let x = s
             .inner
             .db
             .read(move |txn| {
-                let d: Decision = codec::decode(
+                let d: Decision = decode_decision(
                     txn.open_table(DECISIONS)?
                         .get(shown.decision_id)?
                         .unwrap()
