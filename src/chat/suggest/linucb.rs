@@ -48,7 +48,7 @@ impl Default for Params {
             lambda: 1.0,
             gamma: 0.999,
             refresh_every: 256,
-            time_gamma: 0.999,
+            time_gamma: 0.998,
         }
     }
 }
