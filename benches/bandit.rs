@@ -560,10 +560,7 @@ fn cost(p: Params) {
             let t = Instant::now();
             let c = Ctx::new(&x);
             round += 1;
-            let s: Vec<f64> = arms
-                .iter()
-                .map(|a| a.score_at(&c, round, &p).0)
-                .collect();
+            let s: Vec<f64> = arms.iter().map(|a| a.score_at(&c, round, &p).0).collect();
             let top = linucb::top_k(&s, 3);
             let at = arms[top[0]].pull(&x, &p);
             arms[top[0]].touch(round);

@@ -16,13 +16,7 @@ fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
 }
 
 /// Direct ridge solution: A = γ-weighted sum + λ·(prior weight) I, inverted from scratch.
-fn direct(
-    xs: &[Vec<f64>],
-    rs: &[f64],
-    d: usize,
-    lambda: f64,
-    gamma: f64,
-) -> (Vec<f64>, Vec<f64>) {
+fn direct(xs: &[Vec<f64>], rs: &[f64], d: usize, lambda: f64, gamma: f64) -> (Vec<f64>, Vec<f64>) {
     let n = xs.len();
     let mut a = vec![0.0; d * d];
     let mut b = vec![0.0; d];
@@ -209,7 +203,14 @@ fn the_f32_sparse_and_dense_variances_match_the_f64_matrix() {
         arm.update(&x, 0.5, &p);
     }
     let mut sparse = vec![0.0; d];
-    for (i, v) in [(0, 1.0), (3, 1.0), (13, 1.0), (17, 1.0), (40, 0.6), (51, 0.8)] {
+    for (i, v) in [
+        (0, 1.0),
+        (3, 1.0),
+        (13, 1.0),
+        (17, 1.0),
+        (40, 0.6),
+        (51, 0.8),
+    ] {
         sparse[i] = v;
     }
     let dense: Vec<f64> = (0..d).map(|_| lcg(&mut seed) / 8.0).collect();

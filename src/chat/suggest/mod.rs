@@ -26,6 +26,10 @@ pub mod features;
 pub mod linucb;
 pub mod ope;
 pub mod prune;
+mod stats;
+mod stored;
+
+pub use stored::decode_decision;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,8 +58,7 @@ pub const JOINS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_sugges
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("chat_suggest_meta");
 /// (time a conversation's join may be final, conversation id) → () — what [`prune`] visits.
 /// New table (created on start, like the others here): no migration needed.
-pub const PENDING: TableDefinition<(i64, u64), ()> =
-    TableDefinition::new("chat_suggest_pending");
+pub const PENDING: TableDefinition<(i64, u64), ()> = TableDefinition::new("chat_suggest_pending");
 
 pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(ARMS)?;
@@ -66,6 +69,9 @@ pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     prune::no_backfill_if_empty(txn)?;
     Ok(())
 }
+
+/// Per canned reply: (UCB score, expected reward), and (uses, resolved).
+type Scored = (Vec<(f64, f64)>, Vec<(u64, u64)>);
 
 /// Suggestions shown per decision.
 pub const SHOWN: usize = 3;
@@ -115,53 +121,6 @@ pub struct Decision {
     /// The final reward, once the reward window has passed and the conversation's join is
     /// pruned ([`prune`]); until then it is computed from the join.
     pub outcome: Option<f64>,
-}
-
-/// A decision as stored before `outcome` existed (still read).
-#[derive(Serialize, Deserialize)]
-struct DecisionV1 {
-    id: u64,
-    conversation_id: u64,
-    agent: u64,
-    time_ms: i64,
-    x: Vec<f64>,
-    intent: u8,
-    shown: Vec<u64>,
-    eligible: u32,
-    holdout: bool,
-    pscore: f64,
-    used: Option<UsedRec>,
-    applied: bool,
-}
-
-impl From<DecisionV1> for Decision {
-    fn from(d: DecisionV1) -> Decision {
-        Decision {
-            id: d.id,
-            conversation_id: d.conversation_id,
-            agent: d.agent,
-            time_ms: d.time_ms,
-            x: d.x,
-            intent: d.intent,
-            shown: d.shown,
-            eligible: d.eligible,
-            holdout: d.holdout,
-            pscore: d.pscore,
-            used: d.used,
-            applied: d.applied,
-            outcome: None,
-        }
-    }
-}
-
-/// Reads a stored decision, in the current or the previous form.
-pub fn decode_decision(bytes: &[u8]) -> ChatResult<Decision> {
-    match codec::decode::<Decision>(bytes) {
-        Ok(d) => Ok(d),
-        Err(e) => codec::decode::<DecisionV1>(bytes)
-            .map(Decision::from)
-            .map_err(|_| e.into()),
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -428,7 +387,7 @@ impl Suggest {
         let ctx = linucb::Ctx::new(&x);
         let ids: Vec<u64> = canned.iter().map(|c| c.id).collect();
         // Per canned reply: (UCB score, expected reward), (uses, resolved).
-        let (scored, counts): (Vec<(f64, f64)>, Vec<(u64, u64)>) = self
+        let (scored, counts): Scored = self
             .with_arms(|arms| {
                 let fresh = Arm::new(features::D, p.lambda);
                 ids.iter()
@@ -634,10 +593,7 @@ impl Suggest {
                         let Some(id) = u("decision_id") else {
                             return Ok(Vec::new());
                         };
-                        match decisions
-                            .get(id)?
-                            .map(|v| decode_decision(v.value()))
-                        {
+                        match decisions.get(id)?.map(|v| decode_decision(v.value())) {
                             Some(d) => d?.conversation_id,
                             None => return Ok(Vec::new()),
                         }
@@ -778,141 +734,6 @@ impl Suggest {
         v.sort_by_key(|x| x["canned_id"].as_u64());
         Ok(v)
     }
-
-    /// The admin page's figures.
-    pub async fn stats(&self) -> ChatResult<Value> {
-        let window = self.window_ms();
-        let (decisions, joins, canned) = self
-            .inner
-            .db
-            .read(|txn| {
-                let t = txn.open_table(DECISIONS)?;
-                let mut ds = Vec::new();
-                for row in t.iter()?.rev() {
-                    ds.push(decode_decision(row?.1.value())?);
-                    if ds.len() as u64 >= STATS_WINDOW {
-                        break;
-                    }
-                }
-                let jt = txn.open_table(JOINS)?;
-                let mut js = HashMap::new();
-                for d in &ds {
-                    if !js.contains_key(&d.conversation_id)
-                        && let Some(v) = jt.get(d.conversation_id)?
-                    {
-                        js.insert(d.conversation_id, codec::decode::<Join>(v.value())?);
-                    }
-                }
-                let mut canned = Vec::new();
-                for row in txn.open_table(super::store::CANNED)?.iter()? {
-                    canned.push(row?.0.value());
-                }
-                Ok::<_, ChatError>((ds, js, canned))
-            })
-            .await?;
-        let n = decisions.len();
-        let accepted = decisions
-            .iter()
-            .filter(|d| d.used.as_ref().is_some_and(|u| u.rank.is_some()))
-            .count();
-        // A decision's reward: final once pruned, else from its conversation's join.
-        let reward = |d: &Decision| {
-            d.outcome.unwrap_or_else(|| {
-                joins
-                    .get(&d.conversation_id)
-                    .map(|j| j.reward(d.time_ms, window).0)
-                    .unwrap_or(0.0)
-            })
-        };
-        // Per conversation: (a suggestion was used, it resolved).
-        let mut convs: HashMap<u64, (bool, bool)> = HashMap::new();
-        for d in &decisions {
-            let resolved = match joins.get(&d.conversation_id) {
-                Some(j) => j.resolved_ms.is_some() && !j.spoiled,
-                // Pruned: resolution is worth 1, the CSAT term at most ±0.25.
-                None => d.outcome.is_some_and(|r| r >= 0.5),
-            };
-            let c = convs.entry(d.conversation_id).or_default();
-            c.0 |= d.used.is_some();
-            c.1 |= resolved;
-        }
-        let (mut with, mut with_res, mut without, mut without_res) = (0u64, 0u64, 0u64, 0u64);
-        for (used, ok) in convs.values() {
-            if *used {
-                with += 1;
-                with_res += *ok as u64;
-            } else {
-                without += 1;
-                without_res += *ok as u64;
-            }
-        }
-        // The learned policy: the greedy arm (highest θ·x) among today's canned responses.
-        let lambda = self.params().lambda;
-        let (greedy, n_arms, uses, resolved_uses) = self
-            .with_arms(|arms| {
-                let fresh = Arm::new(features::D, lambda);
-                let greedy: HashMap<u64, u64> = decisions
-                    .iter()
-                    .filter(|d| d.holdout)
-                    .filter_map(|d| {
-                        let mut best: Option<(f64, u64)> = None;
-                        for id in &canned {
-                            let m = arms.get(id).map(|a| &a.arm).unwrap_or(&fresh).mean(&d.x);
-                            if best.is_none_or(|(b, _)| m > b) {
-                                best = Some((m, *id));
-                            }
-                        }
-                        best.map(|b| (d.id, b.1))
-                    })
-                    .collect();
-                (
-                    greedy,
-                    arms.len(),
-                    arms.values().map(|a| a.used).sum::<u64>(),
-                    arms.values().map(|a| a.resolved).sum::<u64>(),
-                )
-            })
-            .await?;
-        let mut rounds = Vec::new();
-        let mut holdout_rewards = Vec::new();
-        let mut policy_rewards = Vec::new();
-        for d in &decisions {
-            let r = reward(d);
-            if d.holdout {
-                holdout_rewards.push(r);
-                let target = match (greedy.get(&d.id), d.shown.first()) {
-                    (Some(g), Some(top)) if g == top => 1.0,
-                    _ => 0.0,
-                };
-                rounds.push(ope::Round {
-                    target,
-                    pscore: 1.0 / d.eligible.max(1) as f64,
-                    reward: r,
-                });
-            } else {
-                policy_rewards.push(r);
-            }
-        }
-        let rate = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
-        Ok(json!({
-            "decisions": n,
-            "accepted": accepted,
-            "acceptance_rate": rate(accepted as u64, n as u64),
-            "conversations_with_used_suggestion": with,
-            "resolution_rate_with_suggestion": rate(with_res, with),
-            "conversations_without_used_suggestion": without,
-            "resolution_rate_without_suggestion": rate(without_res, without),
-            "holdout_decisions": holdout_rewards.len(),
-            "holdout_share": self.inner.config.chat.suggest_holdout,
-            "ips": ope::ips(&rounds),
-            "snips": ope::snips(&rounds),
-            "holdout_mean": ope::mean(&holdout_rewards),
-            "policy_mean": ope::mean(&policy_rewards),
-            "arms": n_arms,
-            "uses": uses,
-            "resolved_uses": resolved_uses,
-        }))
-    }
 }
 
 fn intent_name_of(i: usize) -> &'static str {
@@ -927,162 +748,5 @@ fn next(txn: &WriteTransaction, name: &str) -> ChatResult<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chat::model::Channel;
-    use crate::chat::{Chat, ManualClock, NewSite, VisitorHello, Who};
-
-    #[test]
-    fn reward_is_resolution_within_the_window_plus_the_csat_term() {
-        let w = 7 * 24 * 3_600_000;
-        let mut j = Join::default();
-        assert_eq!(j.reward(0, w), (0.0, false));
-        j.resolved_ms = Some(1000);
-        assert_eq!(j.reward(0, w), (1.0, true));
-        // Resolved after the window: no reward.
-        assert_eq!(j.reward(1000 - w - 1, w), (0.0, false));
-        j.csat = Some(5);
-        assert_eq!(j.reward(0, w), (1.25, true));
-        j.csat = Some(1);
-        assert_eq!(j.reward(0, w), (0.75, true));
-        j.spoiled = true;
-        assert_eq!(j.reward(0, w), (-0.25, false));
-    }
-
-    /// Uses, resolutions, reopenings and ratings reach the model once, however often the bus
-    /// delivers them.
-    #[tokio::test]
-    async fn the_reward_join_is_idempotent_and_takes_back_a_reopened_resolution() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.storage.data_dir = dir.path().to_path_buf();
-        config.chat.suggest_holdout = 0.0;
-        let config = Arc::new(config);
-        let db = Db::open(&config.db_path(), 1 << 20).unwrap();
-        let bus = Bus::new(db.clone(), config.bus.clone());
-        let accounts = crate::accounts::Accounts::new(db.clone(), config.clone());
-        let mail = crate::mail::Mail::new(db.clone(), bus.clone(), config.clone());
-        let clock = ManualClock::new(1_000_000);
-        let chat = Chat::with_clock(db, bus, config, accounts, mail, clock.clone());
-        let site = chat
-            .create_site(NewSite {
-                name: "s".into(),
-                require_identity: false,
-                hours: Vec::new(),
-                time_zone: "UTC".into(),
-            })
-            .await
-            .unwrap();
-        let (_, v, _) = chat
-            .visitor_session(
-                VisitorHello {
-                    site_key: site.site_key.clone(),
-                    visitor_token: None,
-                    user_id: None,
-                    user_hash: None,
-                    name: None,
-                    email: None,
-                    page_url: None,
-                    user_agent: None,
-                },
-                None,
-            )
-            .await
-            .unwrap();
-        let who = Who::Visitor {
-            site_id: site.id,
-            visitor: v,
-        };
-        let (conv, _) = chat
-            .start_conversation(
-                &who,
-                Channel::Chat,
-                Some("I was charged twice on my card".into()),
-                None,
-            )
-            .await
-            .unwrap();
-        let s = chat.suggest();
-        let shown = s.suggest(conv.id, 1).await.unwrap();
-        assert_eq!(shown.intent, "billing");
-        assert_eq!(shown.suggestions.len(), SHOWN);
-        let pick = shown.suggestions[1].canned_id;
-        s.used(shown.decision_id, pick, false).await.unwrap();
-        // The same call again is accepted and changes nothing; another reply is refused.
-        s.used(shown.decision_id, pick, true).await.unwrap();
-        let other = shown.suggestions[0].canned_id;
-        assert!(s.used(shown.decision_id, other, false).await.is_err());
-
-        let used = json!({"decision_id": shown.decision_id});
-        let conv_ev = json!({"conversation_id": conv.id});
-        let t = clock.now_ms();
-        for _ in 0..2 {
-            s.handle("chat.suggestion.used", used.clone(), t)
-                .await
-                .unwrap();
-        }
-        let arm = |s: Suggest| async move { s.arm_state(pick).await.unwrap().unwrap() };
-        let a = arm(s.clone()).await;
-        assert_eq!((a.used, a.resolved, a.arm.updates), (1, 0, 1));
-        let x = s
-            .inner
-            .db
-            .read(move |txn| {
-                let d: Decision = decode_decision(
-                    txn.open_table(DECISIONS)?
-                        .get(shown.decision_id)?
-                        .unwrap()
-                        .value(),
-                )?;
-                Ok::<_, ChatError>(d.x)
-            })
-            .await
-            .unwrap();
-        let m0 = a.arm.mean(&x);
-        for _ in 0..2 {
-            s.handle("chat.conversation.resolved", conv_ev.clone(), t + 1000)
-                .await
-                .unwrap();
-        }
-        let a = arm(s.clone()).await;
-        assert_eq!((a.used, a.resolved, a.arm.updates), (1, 1, 1));
-        let m1 = a.arm.mean(&x);
-        assert!(m1 > m0 + 0.5, "{m0} → {m1}");
-        for _ in 0..2 {
-            s.handle(
-                "chat.csat.submitted",
-                json!({"conversation_id": conv.id, "rating": 5}),
-                t + 2000,
-            )
-            .await
-            .unwrap();
-        }
-        let m2 = arm(s.clone()).await.arm.mean(&x);
-        assert!(m2 > m1, "{m1} → {m2}");
-        // Reopened within the window: the resolution part is taken back, the rating stays.
-        for _ in 0..2 {
-            s.handle("chat.conversation.reopened", conv_ev.clone(), t + 3000)
-                .await
-                .unwrap();
-        }
-        let a = arm(s.clone()).await;
-        assert_eq!(a.resolved, 0);
-        let m3 = a.arm.mean(&x);
-        assert!((m3 - (m2 - (m1 - m0))).abs() < 1e-9, "{m0} {m1} {m2} {m3}");
-        // The cache and the stored model agree.
-        let stored = s
-            .inner
-            .db
-            .read(move |txn| {
-                let st: ArmState =
-                    codec::decode(txn.open_table(ARMS)?.get(pick)?.unwrap().value())?;
-                Ok::<_, ChatError>(st)
-            })
-            .await
-            .unwrap();
-        assert_eq!(stored.arm, a.arm);
-        let stats = s.stats().await.unwrap();
-        assert_eq!(stats["decisions"], 1);
-        assert_eq!(stats["accepted"], 1);
-    }
-}
+#[path = "mod_tests.rs"]
+mod tests;

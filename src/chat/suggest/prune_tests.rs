@@ -8,9 +8,9 @@ use super::super::{ARMS, DECISIONS, Decision, JOINS, META, PENDING, Suggest, dec
 use super::*;
 use crate::chat::model::{Channel, Site};
 use crate::chat::{Chat, Clock, ManualClock, NewSite, VisitorHello, Who};
-use redb::ReadableTableMetadata;
 use crate::config::Config;
 use crate::store::Db;
+use redb::ReadableTableMetadata;
 
 const DAY: i64 = 24 * 3_600_000;
 const WEEK: i64 = 7 * DAY;
@@ -88,8 +88,11 @@ impl Kit {
         let shown = self.s().suggest(conv.id, 1).await.unwrap();
         let pick = shown.suggestions[0].canned_id;
         self.s().used(shown.decision_id, pick, false).await.unwrap();
-        self.event("chat.suggestion.used", json!({"decision_id": shown.decision_id}))
-            .await;
+        self.event(
+            "chat.suggestion.used",
+            json!({"decision_id": shown.decision_id}),
+        )
+        .await;
         (conv.id, shown.decision_id, pick)
     }
 
@@ -134,8 +137,11 @@ async fn after_the_window_decisions_get_their_final_reward_and_the_joins_go() {
     let k = kit().await;
     let (resolved, d_resolved, arm) = k.used_conversation("I was charged twice on my card").await;
     k.clock.advance(1000);
-    k.event("chat.conversation.resolved", json!({"conversation_id": resolved}))
-        .await;
+    k.event(
+        "chat.conversation.resolved",
+        json!({"conversation_id": resolved}),
+    )
+    .await;
     let (_, d_open, _) = k.used_conversation("Where is my parcel?").await;
     let model = k.s().arm_state(arm).await.unwrap().unwrap();
     let stats_before = k.s().stats().await.unwrap();
@@ -149,7 +155,11 @@ async fn after_the_window_decisions_get_their_final_reward_and_the_joins_go() {
     let p = k.s().prune(BATCH).await.unwrap();
     assert_eq!((p.joins, p.decisions, p.postponed), (2, 2, 0), "{p:?}");
     assert_eq!(k.decision(d_resolved).await.outcome, Some(1.0));
-    assert_eq!(k.decision(d_open).await.outcome, Some(0.0), "no resolution: 0");
+    assert_eq!(
+        k.decision(d_open).await.outcome,
+        Some(0.0),
+        "no resolution: 0"
+    );
     let (joins, reminders, _) = k.rows().await;
     assert_eq!((joins, reminders), (0, 0));
     // The model is what it was; a late event changes nothing.
@@ -191,12 +201,19 @@ async fn a_pass_is_bounded_and_a_late_resolution_keeps_its_join_open() {
     let first = k.s().prune(2).await.unwrap();
     let second = k.s().prune(2).await.unwrap();
     assert_eq!(
-        (first.joins + first.postponed, second.joins + second.postponed),
+        (
+            first.joins + first.postponed,
+            second.joins + second.postponed
+        ),
         (2, 1),
         "at most 2 per pass: {first:?} {second:?}"
     );
     assert_eq!(first.joins + second.joins, 2);
-    assert_eq!(k.rows().await.0, 1, "the resolved conversation's join waits");
+    assert_eq!(
+        k.rows().await.0,
+        1,
+        "the resolved conversation's join waits"
+    );
     assert_eq!(k.decision(convs[0].1).await.outcome, None);
     // A reopening on day 12 is still heard: the resolution earns nothing.
     k.clock.advance(5 * DAY);
@@ -237,7 +254,7 @@ async fn joins_from_before_the_reminders_are_backfilled_and_pruned() {
 
 #[test]
 fn a_decision_stored_before_outcomes_still_reads() {
-    let old = super::super::DecisionV1 {
+    let old = super::super::stored::DecisionV1 {
         id: 4,
         conversation_id: 9,
         agent: 1,
