@@ -40,6 +40,8 @@ pub struct ChatConfig {
     /// A resolution counts for a used suggestion within this long, and only if the
     /// conversation is not reopened within this long after it.
     pub suggest_reward_window: HumanDuration,
+    /// Seed of the suggestions' randomness (the holdout draw and its order); 0: random.
+    pub suggest_seed: u64,
 }
 
 impl Default for ChatConfig {
@@ -71,6 +73,7 @@ impl Default for ChatConfig {
             suggest_alpha: 0.5,
             suggest_discount: 0.999,
             suggest_reward_window: HumanDuration::secs(7 * 24 * 3600),
+            suggest_seed: 0,
         }
     }
 }

@@ -373,6 +373,10 @@ impl Chat {
                         if let Err(e) = chat.check_sla().await {
                             tracing::warn!("chat: SLA check failed: {e}");
                         }
+                        // issue 19: finalise suggestions whose reward window has passed
+                        if let Err(e) = chat.inner.suggest.prune(suggest::prune::BATCH).await {
+                            tracing::warn!("chat: pruning suggestion joins failed: {e}");
+                        }
                     }
                 }
             }

@@ -2,6 +2,11 @@
 //! conversations over the chat HTTP API (widget visitor + agent), the agent always sending the
 //! top suggestion; each intent has one canned reply that usually resolves the conversation.
 //! The right reply must rise to the top, and a kill -9 in the middle loses no learning.
+//!
+//! Deterministic: the server's suggestion randomness (holdout draws and their order) is seeded
+//! with `[chat] suggest_seed`, as a user could, and after each conversation the test waits
+//! until the reward-join consumer has applied everything, so each suggestion is computed from
+//! the same model on every run.
 
 use std::time::Duration;
 
@@ -13,8 +18,10 @@ use crate::binary::Hearth;
 use crate::chat_support::{Team, team, visitor};
 use crate::common::wait_for;
 
-/// Rate limits that a few hundred conversations from 127.0.0.1 would hit otherwise.
-const TOML: &str = "[chat]\nstarts_per_ip_per_hour = 1000000\nsuggest_holdout = 0.1\n";
+/// Rate limits that a few hundred conversations from 127.0.0.1 would hit otherwise; a fixed
+/// seed for the suggestions' randomness.
+const TOML: &str =
+    "[chat]\nstarts_per_ip_per_hour = 1000000\nsuggest_holdout = 0.1\nsuggest_seed = 19\n";
 
 /// (intent, visitor messages, the canned shortcut that resolves it)
 const INTENTS: [(&str, [&str; 2], &str); 3] = [
@@ -160,8 +167,8 @@ impl Sim {
         }
     }
 
-    /// Waits until the reward-join consumer has applied every use and resolution; returns
-    /// the admin stats.
+    /// Waits until the reward-join consumer has applied every use and resolution and has
+    /// nothing left to look at (ratings included); returns the admin stats.
     async fn caught_up(&self, h: &Hearth) -> Value {
         let (uses, resolved) = (self.uses, self.resolved_uses);
         let token = self.team.owner_token.clone();
@@ -169,8 +176,17 @@ impl Sim {
             "the suggestion consumer to catch up",
             Duration::from_secs(60),
             || {
+                let bus = h.get(&token, "/api/bus");
                 let r = h.get(&token, "/api/chat/suggestions/stats");
                 async move {
+                    let b: Value = bus.send().await.ok()?.json().await.ok()?;
+                    let c = b["consumers"]
+                        .as_array()?
+                        .iter()
+                        .find(|c| c["name"] == "chat.suggest")?;
+                    if c["lag"] != 0 || c["pending"] != 0 {
+                        return None;
+                    }
                     let s: Value = r.send().await.ok()?.json().await.ok()?;
                     (s["uses"] == uses && s["resolved_uses"] == resolved).then_some(s)
                 }
@@ -251,6 +267,7 @@ async fn the_right_reply_rises_and_a_kill_in_the_middle_loses_no_learning() {
     const HALF: usize = 150;
     for n in 0..HALF {
         sim.conversation(&h, n).await;
+        sim.caught_up(&h).await;
     }
     let before = sim.caught_up(&h).await;
     assert!(before["model"].as_array().unwrap().len() >= 3, "{before}");
@@ -265,6 +282,7 @@ async fn the_right_reply_rises_and_a_kill_in_the_middle_loses_no_learning() {
     );
     for n in HALF..2 * HALF {
         sim.conversation(&h, n).await;
+        sim.caught_up(&h).await;
     }
     let end = sim.caught_up(&h).await;
 

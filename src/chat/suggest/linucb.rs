@@ -1,10 +1,17 @@
 //! Disjoint LinUCB (Li, Chu, Langford, Schapire, WWW 2010) with discounting.
 //!
-//! Each arm keeps `A⁻¹` (d × d, row-major) and `b` of a ridge regression of reward on context:
+//! Each arm keeps `A⁻¹` and `b` of a ridge regression of reward on context:
 //! `A = λI + Σ γ^age x xᵀ`, `b = Σ γ^age r x`, `θ = A⁻¹ b`. A pull is a Sherman–Morrison
 //! rank-one update of `A⁻¹` (O(d²)); old evidence is discounted by γ per update of the arm, so
 //! a changed world corrects itself. Because pure discounting also shrinks the prior λI, the
 //! prior mass is put back every `refresh_every` updates (one exact inversion, amortised).
+//!
+//! **Representation.** `A⁻¹` is symmetric, so only its upper triangle is kept, packed by rows
+//! (`d(d+1)/2` numbers, [`packed_index`]): the update works on it in f64 and can never drift
+//! out of symmetry. Scoring reads an f32 copy of the same triangle (rebuilt after each update
+//! of the arm, never stored), a quarter of a full f64 matrix: choosing among 200 arms is bound
+//! by how much memory it reads. With a sparse context only the rows and columns of the
+//! non-zero features are read ([`Ctx`]): `nz(nz+1)/2` numbers per arm instead of `d²`.
 //!
 //! An arm nobody used for a while also slowly regains uncertainty: its confidence width grows
 //! by `time_gamma^(−idle/2)` with the rounds (decisions) since its last update, capped at a
@@ -41,16 +48,114 @@ impl Default for Params {
             lambda: 1.0,
             gamma: 0.999,
             refresh_every: 256,
-            time_gamma: 0.999,
+            time_gamma: 0.998,
         }
     }
 }
 
-/// One arm's ridge statistics.
+/// Numbers in the packed upper triangle of a `d × d` matrix.
+pub fn packed_len(d: usize) -> usize {
+    d * (d + 1) / 2
+}
+
+/// Where `(i, j)`, `i ≤ j`, is in the packed upper triangle (rows one after the other, row
+/// `i` holding columns `i..d`).
+pub fn packed_index(d: usize, i: usize, j: usize) -> usize {
+    debug_assert!(i <= j && j < d);
+    i * (2 * d - i + 1) / 2 + (j - i)
+}
+
+/// The packed upper triangle of a full symmetric matrix (the mean of the two halves).
+pub fn pack(full: &[f64], d: usize) -> Vec<f64> {
+    let mut p = Vec::with_capacity(packed_len(d));
+    for i in 0..d {
+        p.push(full[i * d + i]);
+        for j in i + 1..d {
+            p.push(0.5 * (full[i * d + j] + full[j * d + i]));
+        }
+    }
+    p
+}
+
+/// The full row-major matrix of a packed upper triangle.
+pub fn unpack(packed: &[f64], d: usize) -> Vec<f64> {
+    let mut m = vec![0.0; d * d];
+    let mut k = 0;
+    for i in 0..d {
+        for j in i..d {
+            m[i * d + j] = packed[k];
+            m[j * d + i] = packed[k];
+            k += 1;
+        }
+    }
+    m
+}
+
+/// A context, prepared once per decision and scored against every arm.
+///
+/// `xᵀ A⁻¹ x = Σ_{i≤j} A⁻¹ᵢⱼ · wᵢⱼ` with `wᵢⱼ = xᵢxⱼ` (twice that off the diagonal), so the
+/// weights of the packed triangle are computed here once and each arm's variance is one flat
+/// dot product with its triangle: over every entry for a dense context, or over the pairs of
+/// non-zero features only for a sparse one.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub x: Vec<f64>,
+    /// Indices of the non-zero features, ascending.
+    nz: Vec<usize>,
+    /// `|x|²`
+    sq: f64,
+    /// Sparse: where the pairs of non-zero features are in the packed triangle.
+    idx: Vec<u32>,
+    /// The weights: one per pair in `idx` (sparse), or one per packed entry (dense).
+    w: Vec<f32>,
+}
+
+impl Ctx {
+    pub fn new(x: &[f64]) -> Ctx {
+        let d = x.len();
+        let nz = nonzero(x);
+        let pairs = packed_len(nz.len());
+        let weight = |i: usize, j: usize| {
+            let v = x[i] * x[j];
+            (if i == j { v } else { 2.0 * v }) as f32
+        };
+        let (mut idx, mut w) = (Vec::new(), Vec::new());
+        if pairs * 4 < packed_len(d) {
+            for (a, &i) in nz.iter().enumerate() {
+                for &j in &nz[a..] {
+                    idx.push(packed_index(d, i, j) as u32);
+                    w.push(weight(i, j));
+                }
+            }
+        } else {
+            w.reserve(packed_len(d));
+            for i in 0..d {
+                for j in i..d {
+                    w.push(weight(i, j));
+                }
+            }
+        }
+        Ctx {
+            x: x.to_vec(),
+            sq: nz.iter().map(|i| x[*i] * x[*i]).sum(),
+            nz,
+            idx,
+            w,
+        }
+    }
+
+    /// Whether the variance reads only the pairs of non-zero features.
+    pub fn sparse(&self) -> bool {
+        self.w.len() == self.idx.len()
+    }
+}
+
+/// One arm's ridge statistics. Stored as [`Wire`] (see there for the older full-matrix form).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "Wire", into = "Wire")]
 pub struct Arm {
     pub d: usize,
-    /// `A⁻¹`, row-major.
+    /// `A⁻¹`, upper triangle packed by rows ([`packed_index`]), f64.
     pub a_inv: Vec<f64>,
     pub b: Vec<f64>,
     /// `A⁻¹ b`, kept current.
@@ -60,17 +165,78 @@ pub struct Arm {
     /// Updates since the prior was last restored.
     pub since_refresh: u32,
     /// The round (conversation count) of the last update.
-    #[serde(default)]
     pub last_round: u64,
+    /// `a_inv` in f32, what scoring reads; derived, not stored.
+    fast: Vec<f32>,
+}
+
+/// An arm as stored (postcard). Versions before the packed form stored `a_inv` as the full
+/// row-major `d × d` matrix in the same place; both still load (told apart by the length).
+#[derive(Serialize, Deserialize)]
+pub struct Wire {
+    pub d: usize,
+    pub a_inv: Vec<f64>,
+    pub b: Vec<f64>,
+    pub theta: Vec<f64>,
+    pub updates: u64,
+    pub since_refresh: u32,
+    pub last_round: u64,
+}
+
+impl TryFrom<Wire> for Arm {
+    type Error = String;
+
+    fn try_from(w: Wire) -> Result<Arm, String> {
+        let d = w.d;
+        let a_inv = if w.a_inv.len() == packed_len(d) {
+            w.a_inv
+        } else if w.a_inv.len() == d * d {
+            pack(&w.a_inv, d)
+        } else {
+            return Err(format!(
+                "suggestion arm: A⁻¹ has {} numbers, d = {d}",
+                w.a_inv.len()
+            ));
+        };
+        if w.b.len() != d || w.theta.len() != d {
+            return Err(format!("suggestion arm: b or θ is not {d} long"));
+        }
+        let mut arm = Arm {
+            d,
+            a_inv,
+            b: w.b,
+            theta: w.theta,
+            updates: w.updates,
+            since_refresh: w.since_refresh,
+            last_round: w.last_round,
+            fast: Vec::new(),
+        };
+        arm.refresh_fast();
+        Ok(arm)
+    }
+}
+
+impl From<Arm> for Wire {
+    fn from(a: Arm) -> Wire {
+        Wire {
+            d: a.d,
+            a_inv: a.a_inv,
+            b: a.b,
+            theta: a.theta,
+            updates: a.updates,
+            since_refresh: a.since_refresh,
+            last_round: a.last_round,
+        }
+    }
 }
 
 impl Arm {
     pub fn new(d: usize, lambda: f64) -> Arm {
-        let mut a_inv = vec![0.0; d * d];
+        let mut a_inv = vec![0.0; packed_len(d)];
         for i in 0..d {
-            a_inv[i * d + i] = 1.0 / lambda;
+            a_inv[packed_index(d, i, i)] = 1.0 / lambda;
         }
-        Arm {
+        let mut arm = Arm {
             d,
             a_inv,
             b: vec![0.0; d],
@@ -78,7 +244,10 @@ impl Arm {
             updates: 0,
             since_refresh: 0,
             last_round: 0,
-        }
+            fast: Vec::new(),
+        };
+        arm.refresh_fast();
+        arm
     }
 
     /// Expected reward `θ·x`.
@@ -86,44 +255,35 @@ impl Arm {
         dot(&self.theta, x)
     }
 
-    /// `xᵀ A⁻¹ x`, using only the non-zero entries of `x` (`nz` lists them).
-    pub fn variance(&self, x: &[f64], nz: &[usize]) -> f64 {
-        let d = self.d;
-        let mut s = 0.0;
-        if nz.len() * 2 < d {
-            for &i in nz {
-                let row = &self.a_inv[i * d..(i + 1) * d];
-                let mut r = 0.0;
-                for &j in nz {
-                    r += row[j] * x[j];
-                }
-                s += x[i] * r;
-            }
+    fn mean_ctx(&self, c: &Ctx) -> f64 {
+        c.nz.iter().map(|i| self.theta[*i] * c.x[*i]).sum()
+    }
+
+    /// `xᵀ A⁻¹ x`, from the f32 triangle (see [`Ctx`]).
+    pub fn variance(&self, c: &Ctx) -> f64 {
+        let s = if c.sparse() {
+            gather_dot(&self.fast, &c.idx, &c.w)
         } else {
-            for (i, xi) in x.iter().enumerate() {
-                if *xi != 0.0 {
-                    s += xi * dot(&self.a_inv[i * d..(i + 1) * d], x);
-                }
-            }
-        }
+            wide_dot32(&self.fast, &c.w)
+        };
         s.max(0.0)
     }
 
     /// The UCB score and its parts (mean, width).
-    pub fn score(&self, x: &[f64], nz: &[usize], alpha: f64) -> (f64, f64, f64) {
-        let m = self.mean(x);
-        let w = alpha * self.variance(x, nz).sqrt();
+    pub fn score(&self, c: &Ctx, alpha: f64) -> (f64, f64, f64) {
+        let m = self.mean_ctx(c);
+        let w = alpha * self.variance(c).sqrt();
         (m + w, m, w)
     }
 
     /// [`Arm::score`] at round `round`: the width of an arm idle since `last_round` grows by
     /// `time_gamma^(−idle/2)`, capped at a fresh arm's width (`|x|²/λ`).
-    pub fn score_at(&self, x: &[f64], nz: &[usize], round: u64, p: &Params) -> (f64, f64, f64) {
-        let m = self.mean(x);
-        let mut v = self.variance(x, nz);
+    pub fn score_at(&self, c: &Ctx, round: u64, p: &Params) -> (f64, f64, f64) {
+        let m = self.mean_ctx(c);
+        let mut v = self.variance(c);
         if p.time_gamma < 1.0 && self.updates > 0 {
             let idle = round.saturating_sub(self.last_round).min(i32::MAX as u64) as i32;
-            let fresh = nz.iter().map(|i| x[*i] * x[*i]).sum::<f64>() / p.lambda;
+            let fresh = c.sq / p.lambda;
             v = (v / p.time_gamma.powi(idle)).min(fresh.max(v));
         }
         let w = p.alpha * v.sqrt();
@@ -141,17 +301,20 @@ impl Arm {
         let g = p.gamma;
         // u = (γA)⁻¹ x
         let mut u = vec![0.0; d];
-        for (i, ui) in u.iter_mut().enumerate() {
-            *ui = dot(&self.a_inv[i * d..(i + 1) * d], x) / g;
+        symv(&self.a_inv, d, x, &mut u);
+        let inv_g = 1.0 / g;
+        for ui in u.iter_mut() {
+            *ui *= inv_g;
         }
         let den = 1.0 + dot(x, &u);
-        let inv_g = 1.0 / g;
+        let mut off = 0;
         for i in 0..d {
             let ui = u[i] / den;
-            let row = &mut self.a_inv[i * d..(i + 1) * d];
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = *v * inv_g - ui * u[j];
+            let row = &mut self.a_inv[off..off + d - i];
+            for (v, uj) in row.iter_mut().zip(&u[i..]) {
+                *v = *v * inv_g - ui * uj;
             }
+            off += d - i;
         }
         for (bi, xi) in self.b.iter_mut().zip(x) {
             *bi = *bi * g + r * xi;
@@ -162,6 +325,7 @@ impl Arm {
             self.restore_prior(p);
         }
         self.refresh_theta();
+        self.refresh_fast();
     }
 
     /// A pull whose reward is not known yet (it counts as 0 until [`Arm::credit`]).
@@ -185,10 +349,15 @@ impl Arm {
     }
 
     fn refresh_theta(&mut self) {
-        let d = self.d;
-        for i in 0..d {
-            self.theta[i] = dot(&self.a_inv[i * d..(i + 1) * d], &self.b);
-        }
+        let mut t = std::mem::take(&mut self.theta);
+        t.resize(self.d, 0.0);
+        symv(&self.a_inv, self.d, &self.b, &mut t);
+        self.theta = t;
+    }
+
+    fn refresh_fast(&mut self) {
+        self.fast.clear();
+        self.fast.extend(self.a_inv.iter().map(|v| *v as f32));
     }
 
     /// Puts back the prior mass discounting took since the last restoration:
@@ -197,7 +366,7 @@ impl Arm {
         let d = self.d;
         let add = p.lambda * (1.0 - p.gamma.powi(self.since_refresh as i32));
         self.since_refresh = 0;
-        let mut a = self.a_inv.clone();
+        let mut a = unpack(&self.a_inv, d);
         if !invert_spd(&mut a, d) {
             return;
         }
@@ -205,14 +374,36 @@ impl Arm {
             a[i * d + i] += add;
         }
         if invert_spd(&mut a, d) {
-            self.a_inv = a;
+            self.a_inv = pack(&a, d);
         }
+    }
+
+    /// `A⁻¹` as a full row-major matrix (for tests and diagnostics).
+    pub fn a_inv_full(&self) -> Vec<f64> {
+        unpack(&self.a_inv, self.d)
     }
 
     /// `A` itself (for tests and diagnostics).
     pub fn a(&self) -> Option<Vec<f64>> {
-        let mut a = self.a_inv.clone();
+        let mut a = self.a_inv_full();
         invert_spd(&mut a, self.d).then_some(a)
+    }
+}
+
+/// `out = M x` for a symmetric `M` given as its packed upper triangle.
+fn symv(m: &[f64], d: usize, x: &[f64], out: &mut [f64]) {
+    out.fill(0.0);
+    let mut off = 0;
+    for i in 0..d {
+        let row = &m[off..off + d - i];
+        let xi = x[i];
+        out[i] += row[0] * xi + dot(&row[1..], &x[i + 1..]);
+        if xi != 0.0 {
+            for (o, mij) in out[i + 1..].iter_mut().zip(&row[1..]) {
+                *o += mij * xi;
+            }
+        }
+        off += d - i;
     }
 }
 
@@ -231,6 +422,48 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut t = (s[0] + s[1]) + (s[2] + s[3]);
     for k in chunks * 4..n {
         t += a[k] * b[k];
+    }
+    t
+}
+
+/// `a·b` of two f32 slices: eight f32 lanes within blocks of 64, the blocks summed in f64.
+fn wide_dot32(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    let mut total = 0.0f64;
+    for (x, y) in a[..n].chunks(64).zip(b[..n].chunks(64)) {
+        let mut s = [0.0f32; 8];
+        let mut cx = x.chunks_exact(8);
+        let mut cy = y.chunks_exact(8);
+        for (x, y) in (&mut cx).zip(&mut cy) {
+            let x: &[f32; 8] = x.try_into().expect("8");
+            let y: &[f32; 8] = y.try_into().expect("8");
+            for k in 0..8 {
+                s[k] += x[k] * y[k];
+            }
+        }
+        let mut t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        for (x, y) in cx.remainder().iter().zip(cy.remainder()) {
+            t += x * y;
+        }
+        total += t as f64;
+    }
+    total
+}
+
+/// `Σ m[idx[k]]·w[k]`, in four independent f64 sums (one running sum would wait on each
+/// addition).
+fn gather_dot(m: &[f32], idx: &[u32], w: &[f32]) -> f64 {
+    let mut s = [0.0f64; 4];
+    let mut ci = idx.chunks_exact(4);
+    let mut cw = w.chunks_exact(4);
+    for (i, w) in (&mut ci).zip(&mut cw) {
+        for k in 0..4 {
+            s[k] += (m[i[k] as usize] * w[k]) as f64;
+        }
+    }
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for (i, w) in ci.remainder().iter().zip(cw.remainder()) {
+        t += (m[*i as usize] * w) as f64;
     }
     t
 }
@@ -295,215 +528,21 @@ pub fn invert_spd(m: &mut [f64], d: usize) -> bool {
 
 /// Indices of the `k` best scores, best first (ties: the lower index first).
 pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|a, b| {
+    let order = |a: &usize, b: &usize| {
         scores[*b]
             .partial_cmp(&scores[*a])
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.cmp(b))
-    });
+    };
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    if k < idx.len() && k > 0 {
+        idx.select_nth_unstable_by(k - 1, order);
+    }
     idx.truncate(k);
+    idx.sort_by(order);
     idx
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-
-    fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
-        a.iter()
-            .zip(b)
-            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
-    }
-
-    /// Direct ridge solution: A = γ-weighted sum + λ·(prior weight) I, inverted from scratch.
-    fn direct(
-        xs: &[Vec<f64>],
-        rs: &[f64],
-        d: usize,
-        lambda: f64,
-        gamma: f64,
-    ) -> (Vec<f64>, Vec<f64>) {
-        let n = xs.len();
-        let mut a = vec![0.0; d * d];
-        let mut b = vec![0.0; d];
-        for i in 0..d {
-            a[i * d + i] = lambda * gamma.powi(n as i32);
-        }
-        for (t, (x, r)) in xs.iter().zip(rs).enumerate() {
-            let w = gamma.powi((n - 1 - t) as i32);
-            for i in 0..d {
-                for j in 0..d {
-                    a[i * d + j] += w * x[i] * x[j];
-                }
-                b[i] += w * r * x[i];
-            }
-        }
-        assert!(invert_spd(&mut a, d));
-        let theta = (0..d).map(|i| dot(&a[i * d..(i + 1) * d], &b)).collect();
-        (a, theta)
-    }
-
-    #[test]
-    fn rank_one_updates_equal_the_direct_inverse() {
-        let d = 12;
-        let mut seed = 7;
-        let p = Params {
-            alpha: 1.0,
-            lambda: 1.0,
-            gamma: 1.0,
-            refresh_every: u32::MAX,
-            time_gamma: 1.0,
-        };
-        let mut arm = Arm::new(d, 1.0);
-        let (mut xs, mut rs) = (Vec::new(), Vec::new());
-        for _ in 0..300 {
-            let x: Vec<f64> = (0..d).map(|_| lcg(&mut seed)).collect();
-            let r = lcg(&mut seed);
-            arm.update(&x, r, &p);
-            xs.push(x);
-            rs.push(r);
-        }
-        let (a_inv, theta) = direct(&xs, &rs, d, 1.0, 1.0);
-        assert!(
-            close(&arm.a_inv, &a_inv, 1e-9),
-            "A⁻¹ drifted from the direct inverse"
-        );
-        assert!(close(&arm.theta, &theta, 1e-9), "θ drifted");
-    }
-
-    #[test]
-    fn discounting_equals_the_weighted_direct_solution() {
-        let d = 8;
-        let mut seed = 11;
-        let p = Params {
-            alpha: 1.0,
-            lambda: 2.0,
-            gamma: 0.98,
-            refresh_every: u32::MAX,
-            time_gamma: 1.0,
-        };
-        let mut arm = Arm::new(d, 2.0);
-        let (mut xs, mut rs) = (Vec::new(), Vec::new());
-        for _ in 0..150 {
-            let x: Vec<f64> = (0..d).map(|_| lcg(&mut seed)).collect();
-            let r = lcg(&mut seed);
-            arm.update(&x, r, &p);
-            xs.push(x);
-            rs.push(r);
-        }
-        let (a_inv, theta) = direct(&xs, &rs, d, 2.0, 0.98);
-        assert!(close(&arm.a_inv, &a_inv, 1e-8));
-        assert!(close(&arm.theta, &theta, 1e-8));
-    }
-
-    #[test]
-    fn restoring_the_prior_adds_back_what_discounting_took() {
-        let d = 6;
-        let p = Params {
-            alpha: 1.0,
-            lambda: 1.0,
-            gamma: 0.9,
-            refresh_every: 10,
-            time_gamma: 1.0,
-        };
-        let mut arm = Arm::new(d, 1.0);
-        let x = vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
-        for _ in 0..10 {
-            arm.update(&x, 1.0, &p);
-        }
-        // Direction 2 was never seen: A[2][2] is exactly the prior again.
-        let a = arm.a().unwrap();
-        assert!((a[2 * d + 2] - 1.0).abs() < 1e-9, "{}", a[2 * d + 2]);
-        // A discounted change corrects: after the reward flips, the mean follows.
-        let before = arm.mean(&x);
-        for _ in 0..100 {
-            arm.update(&x, 0.0, &p);
-        }
-        assert!(
-            before > 0.4 && arm.mean(&x) < 0.05,
-            "{before} {}",
-            arm.mean(&x)
-        );
-    }
-
-    #[test]
-    fn a_late_credit_equals_the_reward_given_at_once() {
-        let d = 5;
-        let p = Params {
-            gamma: 0.95,
-            refresh_every: u32::MAX,
-            ..Params::default()
-        };
-        let xs: Vec<Vec<f64>> = (0..5)
-            .map(|i| {
-                (0..d)
-                    .map(|j| if i == j || j == 0 { 1.0 } else { 0.0 })
-                    .collect()
-            })
-            .collect();
-        let mut now = Arm::new(d, 1.0);
-        let mut later = Arm::new(d, 1.0);
-        let mut pending = Vec::new();
-        for (i, x) in xs.iter().enumerate() {
-            let r = if i % 2 == 0 { 1.0 } else { 0.0 };
-            now.update(x, r, &p);
-            pending.push((later.pull(x, &p), r));
-        }
-        for (x, (at, r)) in xs.iter().zip(pending) {
-            later.credit(x, r, at, &p);
-        }
-        assert!(close(&now.theta, &later.theta, 1e-12));
-    }
-
-    #[test]
-    fn an_idle_arm_regains_uncertainty_up_to_a_fresh_arms() {
-        let d = 4;
-        let p = Params {
-            time_gamma: 0.99,
-            ..Params::default()
-        };
-        let mut arm = Arm::new(d, p.lambda);
-        let x = vec![1.0, 1.0, 0.0, 0.0];
-        let nz = nonzero(&x);
-        for round in 1..=20 {
-            arm.update(&x, 1.0, &p);
-            arm.touch(round);
-        }
-        let (_, m0, w0) = arm.score_at(&x, &nz, 20, &p);
-        let (_, m1, w1) = arm.score_at(&x, &nz, 120, &p);
-        assert_eq!(m0, m1, "ageing leaves the mean alone");
-        assert!(w1 > w0 * 1.5, "{w0} → {w1}");
-        let fresh = Arm::new(d, p.lambda).score(&x, &nz, p.alpha).2;
-        let (_, _, w2) = arm.score_at(&x, &nz, 100_000, &p);
-        assert!(
-            (w2 - fresh).abs() < 1e-12,
-            "capped at a fresh arm's width: {w2} vs {fresh}"
-        );
-    }
-
-    #[test]
-    fn sparse_and_dense_variance_agree() {
-        let d = 16;
-        let mut arm = Arm::new(d, 1.0);
-        let mut seed = 3;
-        let p = Params::default();
-        for _ in 0..40 {
-            let x: Vec<f64> = (0..d).map(|_| lcg(&mut seed)).collect();
-            arm.update(&x, 0.5, &p);
-        }
-        let mut x = vec![0.0; d];
-        x[1] = 1.0;
-        x[7] = 0.5;
-        let nz = nonzero(&x);
-        let all: Vec<usize> = (0..d).collect();
-        assert!((arm.variance(&x, &nz) - arm.variance(&x, &all)).abs() < 1e-12);
-    }
-}
+#[path = "linucb_tests.rs"]
+mod tests;

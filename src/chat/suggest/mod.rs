@@ -25,10 +25,18 @@ pub mod api;
 pub mod features;
 pub mod linucb;
 pub mod ope;
+pub mod prune;
+mod stats;
+mod stored;
+
+pub use stored::decode_decision;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -48,14 +56,22 @@ pub const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_su
 pub const JOINS: TableDefinition<u64, &[u8]> = TableDefinition::new("chat_suggest_joins");
 /// counter name → last value
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("chat_suggest_meta");
+/// (time a conversation's join may be final, conversation id) → () — what [`prune`] visits.
+/// New table (created on start, like the others here): no migration needed.
+pub const PENDING: TableDefinition<(i64, u64), ()> = TableDefinition::new("chat_suggest_pending");
 
 pub fn ensure_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(ARMS)?;
     txn.open_table(DECISIONS)?;
     txn.open_table(JOINS)?;
     txn.open_table(META)?;
+    txn.open_table(PENDING)?;
+    prune::no_backfill_if_empty(txn)?;
     Ok(())
 }
+
+/// Per canned reply: (UCB score, expected reward), and (uses, resolved).
+type Scored = (Vec<(f64, f64)>, Vec<(u64, u64)>);
 
 /// Suggestions shown per decision.
 pub const SHOWN: usize = 3;
@@ -102,6 +118,9 @@ pub struct Decision {
     pub used: Option<UsedRec>,
     /// The use has reached the model (set by the consumer).
     pub applied: bool,
+    /// The final reward, once the reward window has passed and the conversation's join is
+    /// pruned ([`prune`]); until then it is computed from the join.
+    pub outcome: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +234,16 @@ impl Suggest {
         }
     }
 
+    /// The randomness of the decision at `round`: from `[chat] suggest_seed` and the round
+    /// when a seed is set (the same decisions replay the same way, across restarts too), else
+    /// from the operating system.
+    fn rng(&self, round: u64) -> StdRng {
+        match self.inner.config.chat.suggest_seed {
+            0 => StdRng::from_rng(&mut rand::rng()),
+            seed => StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        }
+    }
+
     fn window_ms(&self) -> i64 {
         self.inner
             .config
@@ -253,28 +282,36 @@ impl Suggest {
         );
     }
 
-    async fn load_arms(&self) -> ChatResult<HashMap<u64, ArmState>> {
-        if let Some(m) = self.inner.arms.lock().expect("arms").as_ref() {
-            return Ok(m.clone());
+    /// Runs `f` on the model (loaded from redb on first use), under its lock: the model is
+    /// read in place, never copied.
+    async fn with_arms<R>(&self, f: impl FnOnce(&HashMap<u64, ArmState>) -> R) -> ChatResult<R> {
+        let loaded = self.inner.arms.lock().expect("arms").is_some();
+        if !loaded {
+            let m = self
+                .inner
+                .db
+                .read(|txn| {
+                    let t = txn.open_table(ARMS)?;
+                    let mut m = HashMap::new();
+                    for row in t.iter()? {
+                        let (k, v) = row?;
+                        m.insert(k.value(), codec::decode::<ArmState>(v.value())?);
+                    }
+                    Ok::<_, ChatError>(m)
+                })
+                .await?;
+            let mut g = self.inner.arms.lock().expect("arms");
+            if g.is_none() {
+                *g = Some(m);
+            }
         }
-        let m = self
-            .inner
-            .db
-            .read(|txn| {
-                let t = txn.open_table(ARMS)?;
-                let mut m = HashMap::new();
-                for row in t.iter()? {
-                    let (k, v) = row?;
-                    m.insert(k.value(), codec::decode::<ArmState>(v.value())?);
-                }
-                Ok::<_, ChatError>(m)
-            })
-            .await?;
-        let mut g = self.inner.arms.lock().expect("arms");
-        if g.is_none() {
-            *g = Some(m.clone());
-        }
-        Ok(g.as_ref().expect("loaded").clone())
+        let g = self.inner.arms.lock().expect("arms");
+        Ok(f(g.as_ref().expect("loaded")))
+    }
+
+    /// One arm's state (a copy), if it was ever used.
+    pub async fn arm_state(&self, canned_id: u64) -> ChatResult<Option<ArmState>> {
+        self.with_arms(|m| m.get(&canned_id).cloned()).await
     }
 
     fn cache_put(&self, updated: Vec<(u64, ArmState)>) {
@@ -346,22 +383,30 @@ impl Suggest {
                 .unwrap_or(false),
             reopened: conv.reopened > 0,
         });
-        let arms = self.load_arms().await?;
         let p = self.params();
-        let fresh = Arm::new(features::D, p.lambda);
-        let nz = linucb::nonzero(&x);
-        let mut scored = Vec::with_capacity(canned.len());
-        for c in &canned {
-            let arm = arms.get(&c.id).map(|a| &a.arm).unwrap_or(&fresh);
-            let (s, m, _) = arm.score_at(&x, &nz, round, &p);
-            scored.push((s, m));
-        }
+        let ctx = linucb::Ctx::new(&x);
+        let ids: Vec<u64> = canned.iter().map(|c| c.id).collect();
+        // Per canned reply: (UCB score, expected reward), (uses, resolved).
+        let (scored, counts): Scored = self
+            .with_arms(|arms| {
+                let fresh = Arm::new(features::D, p.lambda);
+                ids.iter()
+                    .map(|id| {
+                        let st = arms.get(id);
+                        let arm = st.map(|a| &a.arm).unwrap_or(&fresh);
+                        let (s, m, _) = arm.score_at(&ctx, round, &p);
+                        ((s, m), st.map(|s| (s.used, s.resolved)).unwrap_or((0, 0)))
+                    })
+                    .unzip()
+            })
+            .await?;
         let k = canned.len();
         let holdout_share = self.inner.config.chat.suggest_holdout.clamp(0.0, 1.0);
-        let holdout = holdout_share > 0.0 && rand::random::<f64>() < holdout_share;
+        let mut rng = self.rng(round);
+        let holdout = holdout_share > 0.0 && rng.random::<f64>() < holdout_share;
         let order: Vec<usize> = if holdout {
             let mut v: Vec<usize> = (0..k).collect();
-            rand::seq::SliceRandom::shuffle(v.as_mut_slice(), &mut rand::rng());
+            v.shuffle(&mut rng);
             v
         } else {
             let s: Vec<f64> = scored.iter().map(|s| s.0).collect();
@@ -383,6 +428,7 @@ impl Suggest {
         let shown_ids: Vec<u64> = shown.iter().map(|i| canned[*i].id).collect();
         let intent_name = features::INTENTS[intent].0.to_string();
         let bus = self.inner.bus.clone();
+        let window = self.window_ms();
         let decision = Decision {
             id: 0,
             conversation_id: conv_id,
@@ -396,6 +442,7 @@ impl Suggest {
             pscore,
             used: None,
             applied: false,
+            outcome: None,
         };
         let decision_id = self
             .inner
@@ -416,6 +463,7 @@ impl Suggest {
                     j.decisions.remove(0);
                 }
                 joins.insert(conv_id, codec::encode(&j).as_slice())?;
+                prune::remind(txn, conv_id, now + window)?;
                 bus.publish_durable(
                     txn,
                     "chat.suggestion.shown",
@@ -431,8 +479,7 @@ impl Suggest {
             .iter()
             .map(|&i| {
                 let c = &canned[i];
-                let st = arms.get(&c.id);
-                let (n, resolved) = st.map(|s| (s.used, s.resolved)).unwrap_or((0, 0));
+                let (n, resolved) = counts[i];
                 let rate = (n > 0).then(|| resolved as f64 / n as f64);
                 let expected = scored[i].1;
                 let text = match rate {
@@ -485,7 +532,7 @@ impl Suggest {
                 let mut t = txn.open_table(DECISIONS)?;
                 let mut d: Decision = t
                     .get(decision_id)?
-                    .map(|v| codec::decode(v.value()))
+                    .map(|v| decode_decision(v.value()))
                     .transpose()?
                     .ok_or(ChatError::NotFound("suggestion decision"))?;
                 if let Some(u) = &d.used {
@@ -546,10 +593,7 @@ impl Suggest {
                         let Some(id) = u("decision_id") else {
                             return Ok(Vec::new());
                         };
-                        match decisions
-                            .get(id)?
-                            .map(|v| codec::decode::<Decision>(v.value()))
-                        {
+                        match decisions.get(id)?.map(|v| decode_decision(v.value())) {
                             Some(d) => d?.conversation_id,
                             None => return Ok(Vec::new()),
                         }
@@ -587,7 +631,7 @@ impl Suggest {
                 match subject.as_str() {
                     "chat.suggestion.used" => {
                         let id = u("decision_id").unwrap_or(0);
-                        let mut d: Decision = codec::decode(
+                        let mut d: Decision = decode_decision(
                             decisions
                                 .get(id)?
                                 .ok_or(ChatError::NotFound("decision"))?
@@ -649,7 +693,7 @@ impl Suggest {
                         (us.canned_id, us.decision, us.at, us.credited, us.resolved)
                     };
                     let x = match decisions.get(decision)? {
-                        Some(v) => codec::decode::<Decision>(v.value())?.x,
+                        Some(v) => decode_decision(v.value())?.x,
                         None => continue,
                     };
                     load(arm_id, &arms, &mut touched)?;
@@ -667,6 +711,7 @@ impl Suggest {
                     arms.insert(*id, codec::encode(st).as_slice())?;
                 }
                 joins.insert(conv_id, codec::encode(&j).as_slice())?;
+                prune::remind(txn, conv_id, time_ms + window)?;
                 Ok::<_, ChatError>(touched.into_iter().collect::<Vec<_>>())
             })
             .await?;
@@ -676,123 +721,18 @@ impl Suggest {
 
     /// Per-arm figures for the admin page.
     pub async fn model(&self) -> ChatResult<Vec<Value>> {
-        let arms = self.load_arms().await?;
-        let mut v: Vec<Value> = arms
-            .iter()
-            .map(|(id, s)| {
-                json!({"canned_id": id, "used": s.used, "resolved": s.resolved,
-                       "updates": s.arm.updates})
-            })
-            .collect();
-        v.sort_by_key(|x| x["canned_id"].as_u64());
-        Ok(v)
-    }
-
-    /// The admin page's figures.
-    pub async fn stats(&self) -> ChatResult<Value> {
-        let window = self.window_ms();
-        let (decisions, joins, canned) = self
-            .inner
-            .db
-            .read(|txn| {
-                let t = txn.open_table(DECISIONS)?;
-                let mut ds = Vec::new();
-                for row in t.iter()?.rev() {
-                    ds.push(codec::decode::<Decision>(row?.1.value())?);
-                    if ds.len() as u64 >= STATS_WINDOW {
-                        break;
-                    }
-                }
-                let jt = txn.open_table(JOINS)?;
-                let mut js = HashMap::new();
-                for d in &ds {
-                    if !js.contains_key(&d.conversation_id)
-                        && let Some(v) = jt.get(d.conversation_id)?
-                    {
-                        js.insert(d.conversation_id, codec::decode::<Join>(v.value())?);
-                    }
-                }
-                let mut canned = Vec::new();
-                for row in txn.open_table(super::store::CANNED)?.iter()? {
-                    canned.push(row?.0.value());
-                }
-                Ok::<_, ChatError>((ds, js, canned))
+        let mut v: Vec<Value> = self
+            .with_arms(|arms| {
+                arms.iter()
+                    .map(|(id, s)| {
+                        json!({"canned_id": id, "used": s.used, "resolved": s.resolved,
+                               "updates": s.arm.updates})
+                    })
+                    .collect()
             })
             .await?;
-        let arms = self.load_arms().await?;
-        let n = decisions.len();
-        let accepted = decisions
-            .iter()
-            .filter(|d| d.used.as_ref().is_some_and(|u| u.rank.is_some()))
-            .count();
-        let (mut with, mut with_res, mut without, mut without_res) = (0u64, 0u64, 0u64, 0u64);
-        for j in joins.values() {
-            let ok = j.resolved_ms.is_some() && !j.spoiled;
-            if j.uses.is_empty() {
-                without += 1;
-                without_res += ok as u64;
-            } else {
-                with += 1;
-                with_res += ok as u64;
-            }
-        }
-        // The learned policy: the greedy arm (highest θ·x) among today's canned responses.
-        let fresh = Arm::new(features::D, self.params().lambda);
-        let greedy = |x: &[f64]| -> Option<u64> {
-            let mut best: Option<(f64, u64)> = None;
-            for id in &canned {
-                let m = arms.get(id).map(|a| &a.arm).unwrap_or(&fresh).mean(x);
-                if best.is_none_or(|(b, _)| m > b) {
-                    best = Some((m, *id));
-                }
-            }
-            best.map(|b| b.1)
-        };
-        let reward = |d: &Decision| {
-            joins
-                .get(&d.conversation_id)
-                .map(|j| j.reward(d.time_ms, window).0)
-                .unwrap_or(0.0)
-        };
-        let mut rounds = Vec::new();
-        let mut holdout_rewards = Vec::new();
-        let mut policy_rewards = Vec::new();
-        for d in &decisions {
-            let r = reward(d);
-            if d.holdout {
-                holdout_rewards.push(r);
-                let target = match (greedy(&d.x), d.shown.first()) {
-                    (Some(g), Some(top)) if g == *top => 1.0,
-                    _ => 0.0,
-                };
-                rounds.push(ope::Round {
-                    target,
-                    pscore: 1.0 / d.eligible.max(1) as f64,
-                    reward: r,
-                });
-            } else {
-                policy_rewards.push(r);
-            }
-        }
-        let rate = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
-        Ok(json!({
-            "decisions": n,
-            "accepted": accepted,
-            "acceptance_rate": rate(accepted as u64, n as u64),
-            "conversations_with_used_suggestion": with,
-            "resolution_rate_with_suggestion": rate(with_res, with),
-            "conversations_without_used_suggestion": without,
-            "resolution_rate_without_suggestion": rate(without_res, without),
-            "holdout_decisions": holdout_rewards.len(),
-            "holdout_share": self.inner.config.chat.suggest_holdout,
-            "ips": ope::ips(&rounds),
-            "snips": ope::snips(&rounds),
-            "holdout_mean": ope::mean(&holdout_rewards),
-            "policy_mean": ope::mean(&policy_rewards),
-            "arms": arms.len(),
-            "uses": arms.values().map(|a| a.used).sum::<u64>(),
-            "resolved_uses": arms.values().map(|a| a.resolved).sum::<u64>(),
-        }))
+        v.sort_by_key(|x| x["canned_id"].as_u64());
+        Ok(v)
     }
 }
 
@@ -808,162 +748,5 @@ fn next(txn: &WriteTransaction, name: &str) -> ChatResult<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chat::model::Channel;
-    use crate::chat::{Chat, ManualClock, NewSite, VisitorHello, Who};
-
-    #[test]
-    fn reward_is_resolution_within_the_window_plus_the_csat_term() {
-        let w = 7 * 24 * 3_600_000;
-        let mut j = Join::default();
-        assert_eq!(j.reward(0, w), (0.0, false));
-        j.resolved_ms = Some(1000);
-        assert_eq!(j.reward(0, w), (1.0, true));
-        // Resolved after the window: no reward.
-        assert_eq!(j.reward(1000 - w - 1, w), (0.0, false));
-        j.csat = Some(5);
-        assert_eq!(j.reward(0, w), (1.25, true));
-        j.csat = Some(1);
-        assert_eq!(j.reward(0, w), (0.75, true));
-        j.spoiled = true;
-        assert_eq!(j.reward(0, w), (-0.25, false));
-    }
-
-    /// Uses, resolutions, reopenings and ratings reach the model once, however often the bus
-    /// delivers them.
-    #[tokio::test]
-    async fn the_reward_join_is_idempotent_and_takes_back_a_reopened_resolution() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.storage.data_dir = dir.path().to_path_buf();
-        config.chat.suggest_holdout = 0.0;
-        let config = Arc::new(config);
-        let db = Db::open(&config.db_path(), 1 << 20).unwrap();
-        let bus = Bus::new(db.clone(), config.bus.clone());
-        let accounts = crate::accounts::Accounts::new(db.clone(), config.clone());
-        let mail = crate::mail::Mail::new(db.clone(), bus.clone(), config.clone());
-        let clock = ManualClock::new(1_000_000);
-        let chat = Chat::with_clock(db, bus, config, accounts, mail, clock.clone());
-        let site = chat
-            .create_site(NewSite {
-                name: "s".into(),
-                require_identity: false,
-                hours: Vec::new(),
-                time_zone: "UTC".into(),
-            })
-            .await
-            .unwrap();
-        let (_, v, _) = chat
-            .visitor_session(
-                VisitorHello {
-                    site_key: site.site_key.clone(),
-                    visitor_token: None,
-                    user_id: None,
-                    user_hash: None,
-                    name: None,
-                    email: None,
-                    page_url: None,
-                    user_agent: None,
-                },
-                None,
-            )
-            .await
-            .unwrap();
-        let who = Who::Visitor {
-            site_id: site.id,
-            visitor: v,
-        };
-        let (conv, _) = chat
-            .start_conversation(
-                &who,
-                Channel::Chat,
-                Some("I was charged twice on my card".into()),
-                None,
-            )
-            .await
-            .unwrap();
-        let s = chat.suggest();
-        let shown = s.suggest(conv.id, 1).await.unwrap();
-        assert_eq!(shown.intent, "billing");
-        assert_eq!(shown.suggestions.len(), SHOWN);
-        let pick = shown.suggestions[1].canned_id;
-        s.used(shown.decision_id, pick, false).await.unwrap();
-        // The same call again is accepted and changes nothing; another reply is refused.
-        s.used(shown.decision_id, pick, true).await.unwrap();
-        let other = shown.suggestions[0].canned_id;
-        assert!(s.used(shown.decision_id, other, false).await.is_err());
-
-        let used = json!({"decision_id": shown.decision_id});
-        let conv_ev = json!({"conversation_id": conv.id});
-        let t = clock.now_ms();
-        for _ in 0..2 {
-            s.handle("chat.suggestion.used", used.clone(), t)
-                .await
-                .unwrap();
-        }
-        let arm = |s: Suggest| async move { s.load_arms().await.unwrap()[&pick].clone() };
-        let a = arm(s.clone()).await;
-        assert_eq!((a.used, a.resolved, a.arm.updates), (1, 0, 1));
-        let x = s
-            .inner
-            .db
-            .read(move |txn| {
-                let d: Decision = codec::decode(
-                    txn.open_table(DECISIONS)?
-                        .get(shown.decision_id)?
-                        .unwrap()
-                        .value(),
-                )?;
-                Ok::<_, ChatError>(d.x)
-            })
-            .await
-            .unwrap();
-        let m0 = a.arm.mean(&x);
-        for _ in 0..2 {
-            s.handle("chat.conversation.resolved", conv_ev.clone(), t + 1000)
-                .await
-                .unwrap();
-        }
-        let a = arm(s.clone()).await;
-        assert_eq!((a.used, a.resolved, a.arm.updates), (1, 1, 1));
-        let m1 = a.arm.mean(&x);
-        assert!(m1 > m0 + 0.5, "{m0} → {m1}");
-        for _ in 0..2 {
-            s.handle(
-                "chat.csat.submitted",
-                json!({"conversation_id": conv.id, "rating": 5}),
-                t + 2000,
-            )
-            .await
-            .unwrap();
-        }
-        let m2 = arm(s.clone()).await.arm.mean(&x);
-        assert!(m2 > m1, "{m1} → {m2}");
-        // Reopened within the window: the resolution part is taken back, the rating stays.
-        for _ in 0..2 {
-            s.handle("chat.conversation.reopened", conv_ev.clone(), t + 3000)
-                .await
-                .unwrap();
-        }
-        let a = arm(s.clone()).await;
-        assert_eq!(a.resolved, 0);
-        let m3 = a.arm.mean(&x);
-        assert!((m3 - (m2 - (m1 - m0))).abs() < 1e-9, "{m0} {m1} {m2} {m3}");
-        // The cache and the stored model agree.
-        let stored = s
-            .inner
-            .db
-            .read(move |txn| {
-                let st: ArmState =
-                    codec::decode(txn.open_table(ARMS)?.get(pick)?.unwrap().value())?;
-                Ok::<_, ChatError>(st)
-            })
-            .await
-            .unwrap();
-        assert_eq!(stored.arm, a.arm);
-        let stats = s.stats().await.unwrap();
-        assert_eq!(stats["decisions"], 1);
-        assert_eq!(stats["accepted"], 1);
-    }
-}
+#[path = "mod_tests.rs"]
+mod tests;
