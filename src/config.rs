@@ -100,6 +100,9 @@ pub struct StorageConfig {
     /// Below this much free space in the data directory's file system, writes are refused
     /// (ingest answers 503 with Retry-After, health says degraded) until space is freed.
     pub min_free_space: ByteSize,
+    /// Disk budget for the database and the search index (0: none). At 80% a warning
+    /// (`storage.disk_budget`, for alert rules); from 90% the oldest events are removed.
+    pub max_disk_bytes: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -108,6 +111,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./hearth-data"),
             cache_size: ByteSize::mb(16),
             min_free_space: ByteSize::mb(64),
+            max_disk_bytes: ByteSize(0),
         }
     }
 }

@@ -184,6 +184,10 @@ enum Seen {
         priority: String,
         breach: Option<String>,
     },
+    /// `storage.disk_budget`: percent of the budget in use.
+    DiskBudget {
+        percent: u64,
+    },
     Nothing,
 }
 
@@ -230,6 +234,7 @@ impl Alerts {
                     "$sys.dlq.*",
                     "monitor.>",
                     "chat.ticket.>",
+                    "storage.disk_budget",
                 ],
             ),
             move |d: Delivery| {
@@ -386,6 +391,9 @@ impl Alerts {
                     None => Seen::Nothing,
                 }
             }
+            "storage.disk_budget" => Seen::DiskBudget {
+                percent: u64_field(&p, "percent").unwrap_or(80),
+            },
             _ => Seen::Nothing,
         };
         let rules = self.rules().await?;
@@ -394,6 +402,11 @@ impl Alerts {
         let mut candidates: Vec<(Rule, Alert, String)> = Vec::new();
         for rule in rules.iter() {
             let (reason, count, key) = match (&rule.when, &seen) {
+                (Trigger::DiskBudget, Seen::DiskBudget { percent }) => (
+                    format!("The data directory uses {percent}% of its disk budget"),
+                    None,
+                    Some("disk_budget".to_string()),
+                ),
                 (Trigger::IssueCreated, Seen::IssueCreated) => {
                     ("New issue".to_string(), None, None)
                 }
