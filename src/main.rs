@@ -172,7 +172,10 @@ fn run(command: Command, loaded: hearth::config::Loaded) -> anyhow::Result<std::
             hearth::cli::init_logging();
             let path = config.db_path();
             let (before, after) = hearth::store::stats::compact_offline(&path).map_err(|e| {
-                anyhow::anyhow!("compacting {}: {e} (stop `hearth serve` first)", path.display())
+                anyhow::anyhow!(
+                    "compacting {}: {e} (stop `hearth serve` first)",
+                    path.display()
+                )
             })?;
             println!(
                 "compacted {}: {before} -> {after} bytes ({} MB freed)",

@@ -12,20 +12,21 @@ use super::routes::{Access, Routes};
 use crate::app::AppState;
 
 pub fn routes() -> Routes {
-    Routes::new().add(
-        Method::POST,
-        "/api/admin/backup",
-        Access::Owner,
-        "Write a consistent copy of the database to a new file on the server",
-        post(backup),
-    )
-    .add(
-        Method::GET,
-        "/api/admin/db/stats",
-        Access::Owner,
-        "Where the database's bytes go: per-table sizes, free space, events per project",
-        get(db_stats),
-    )
+    Routes::new()
+        .add(
+            Method::POST,
+            "/api/admin/backup",
+            Access::Owner,
+            "Write a consistent copy of the database to a new file on the server",
+            post(backup),
+        )
+        .add(
+            Method::GET,
+            "/api/admin/db/stats",
+            Access::Owner,
+            "Where the database's bytes go: per-table sizes, free space, events per project",
+            get(db_stats),
+        )
 }
 
 async fn db_stats(_: Owner, State(s): State<AppState>) -> ApiResult<ApiJson<Value>> {

@@ -637,20 +637,23 @@ impl Issues {
         let Some(inner) = self.inner.clone() else {
             return Vec::new();
         };
-        vec![budget_task, tokio::spawn(async move {
-            let every = inner.config.issues.prune_interval.get();
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
+        vec![
+            budget_task,
+            tokio::spawn(async move {
+                let every = inner.config.issues.prune_interval.get();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    match this.prune().await {
+                        Ok(n) if n > 0 => tracing::info!(events = n, "retention pruned events"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("retention failed, will retry: {e}"),
+                    }
                 }
-                match this.prune().await {
-                    Ok(n) if n > 0 => tracing::info!(events = n, "retention pruned events"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("retention failed, will retry: {e}"),
-                }
-            }
-        })]
+            }),
+        ]
     }
 
     /// Appends this part's Prometheus metrics.
@@ -1725,7 +1728,11 @@ mod tests {
             assert!(refs.bytes <= REFERENCES_MAX_BYTES);
             if n == 1500 {
                 // Issue 18: a project's 1,000+ issues of 7.5 KB events all keep a reference.
-                assert_eq!(refs.by_hash.len(), 1502, "nothing evicted yet (with the large one)");
+                assert_eq!(
+                    refs.by_hash.len(),
+                    1502,
+                    "nothing evicted yet (with the large one)"
+                );
             }
         }
         assert!(refs.by_hash.len() < 4000, "older entries were evicted");

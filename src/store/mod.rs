@@ -443,18 +443,13 @@ impl Db {
         self.used_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `hearth_db_file_bytes` and `hearth_db_used_bytes` (as of the last walk).
+    /// `hearth_db_used_bytes` (as of the last walk), beside `hearth_db_size_bytes` (the file).
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let _ = writeln!(
             out,
-            "# HELP hearth_db_file_bytes Size of the database file.\n\
-             # TYPE hearth_db_file_bytes gauge\nhearth_db_file_bytes {}",
-            self.file_bytes()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hearth_db_used_bytes Bytes of the database file its tables use (at the last walk; the rest is free pages).\n\
+            "# HELP hearth_db_used_bytes Bytes of hearth.redb its tables use, at the last walk \
+             (db stats or the disk budget); the rest of the file is free pages.\n\
              # TYPE hearth_db_used_bytes gauge\nhearth_db_used_bytes {}",
             self.used_bytes()
         );

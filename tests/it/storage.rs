@@ -36,7 +36,14 @@ async fn send(s: &TestServer, pid: u64, key: &str, n: usize, word: &str) -> Stri
 
 async fn metric(s: &TestServer, c: &AuthedClient, name: &str) -> u64 {
     let _ = s;
-    let text = c.get("/metrics").send().await.unwrap().text().await.unwrap();
+    let text = c
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -88,7 +95,9 @@ async fn events_of_200_issues_are_stored_against_their_references_and_the_bus_lo
         "events take well under 1 KB each against their reference: {events}"
     );
     assert!(metric(&s, &owner, "hearth_db_used_bytes").await > 0);
-    assert!(metric(&s, &owner, "hearth_db_file_bytes").await >= stats["used_bytes"].as_u64().unwrap());
+    assert!(
+        metric(&s, &owner, "hearth_db_size_bytes").await >= stats["used_bytes"].as_u64().unwrap()
+    );
     // Once every consumer has passed them, `event.stored` entries leave the bus log.
     let bus = s.state.bus.clone();
     wait_for("event.stored trimmed from the bus log", T, || {
@@ -124,7 +133,9 @@ async fn the_disk_budget_removes_the_oldest_events_keeps_each_issues_newest_and_
         .unwrap();
     let rule: Value = admin
         .post("/api/alerts/rules")
-        .json(&json!({"name": "disk", "when": {"type": "disk_budget"}, "channels": [channel["id"]]}))
+        .json(
+            &json!({"name": "disk", "when": {"type": "disk_budget"}, "channels": [channel["id"]]}),
+        )
         .send()
         .await
         .unwrap()
@@ -154,7 +165,10 @@ async fn the_disk_budget_removes_the_oldest_events_keeps_each_issues_newest_and_
     let budget = (used + index) * 100 / 95;
     let done = issues_api.check_disk_budget_of(budget).await.unwrap();
     assert!(done.warned, "{done:?}");
-    assert!(done.pruned_events > 0 && done.pruned_events < 120, "{done:?}");
+    assert!(
+        done.pruned_events > 0 && done.pruned_events < 120,
+        "{done:?}"
+    );
     for (list, issue) in ids.iter().zip(&issues) {
         let v: Value = owner
             .get(&format!("/api/issues/{issue}"))
@@ -181,7 +195,11 @@ async fn the_disk_budget_removes_the_oldest_events_keeps_each_issues_newest_and_
             .json()
             .await
             .unwrap();
-        assert_eq!(latest["event"]["event_id"].as_str(), Some(newest.as_str()), "{latest}");
+        assert_eq!(
+            latest["event"]["event_id"].as_str(),
+            Some(newest.as_str()),
+            "{latest}"
+        );
     }
     let oldest = &ids[0][0];
     let r = owner
@@ -198,7 +216,11 @@ async fn the_disk_budget_removes_the_oldest_events_keeps_each_issues_newest_and_
         .json()
         .await
         .unwrap();
-    assert_eq!(stats["events"], 120 - done.pruned_events, "stored_events follow");
+    assert_eq!(
+        stats["events"],
+        120 - done.pruned_events,
+        "stored_events follow"
+    );
     // The warning reaches the alert rule once.
     wait_for("the disk budget alert", T, || async {
         let v: Value = admin
