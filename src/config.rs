@@ -156,6 +156,9 @@ pub struct BusConfig {
     pub retention_max_age: HumanDuration,
     /// At most this many durable events are kept (acked ones are pruned first).
     pub retention_max_events: u64,
+    /// `event.stored` (one per stored event) is pruned as soon as every consumer has passed
+    /// it, except the newest this many log entries (kept for replays).
+    pub retention_keep_recent: u64,
     /// Default number of delivery attempts before an event goes to the dead-letter queue.
     pub max_deliver: u32,
     /// Default waits between attempts; the last one repeats.
@@ -169,6 +172,7 @@ impl Default for BusConfig {
         Self {
             retention_max_age: HumanDuration::secs(7 * 24 * 3600),
             retention_max_events: 1_000_000,
+            retention_keep_recent: 10_000,
             max_deliver: 8,
             backoff: vec![
                 HumanDuration::secs(1),

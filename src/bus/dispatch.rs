@@ -688,6 +688,7 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
         .collect();
     let max_age = inner.config.retention_max_age.get().as_millis() as i64;
     let max_events = inner.config.retention_max_events;
+    let keep_recent = inner.config.retention_keep_recent;
     inner
         .db
         .write(move |txn| {
@@ -722,6 +723,8 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
             // every consumer has passed it, whatever its age; the scan stops at the first entry
             // no consumer cursor has passed.
             let horizon = safe.iter().copied().max().unwrap_or(0);
+            // The newest entries stay for replays (`[bus] retention_keep_recent`, ~5 MB).
+            let newest = log.last()?.map(|(k, _)| k.value()).unwrap_or(0);
             for row in log.iter()? {
                 if doomed.len() >= PRUNE_BATCH {
                     break;
@@ -734,7 +737,9 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
                 let ev: Event = codec::decode(v.value())?;
                 let over_count = len > max_events;
                 let young = ev.time_ms >= cutoff && !over_count;
-                if young && ev.subject != TRIMMED_SUBJECT {
+                if young
+                    && (ev.subject != TRIMMED_SUBJECT || seq.saturating_add(keep_recent) > newest)
+                {
                     continue;
                 }
                 if seq <= safe[ev.priority.lane() as usize] && !pending.contains(&seq) {
