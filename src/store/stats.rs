@@ -68,7 +68,7 @@ pub fn collect(db: &Database, path: &std::path::Path) -> StoreResult<DbStats> {
             tree_height: s.tree_height(),
         });
     }
-    tables.sort_by(|a, b| b.allocated_bytes.cmp(&a.allocated_bytes));
+    tables.sort_by_key(|t| std::cmp::Reverse(t.allocated_bytes));
     let mut events_per_project = BTreeMap::new();
     {
         let issues = txn.open_table(crate::issues::store::ISSUES)?;
