@@ -32,6 +32,17 @@ pub enum AdminCommand {
     /// Inspect and act on the bus dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCmd),
+    /// Inspect and compact the database.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DbCmd {
+    /// Per-table stored, allocated and fragmented bytes, free space, events per project.
+    Stats,
+    /// Move the database's pages to the front and shrink the file (stop the server first).
+    Compact,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -158,6 +169,10 @@ impl AdminCommand {
                     "/api/admin/backup".into(),
                     Some(json!({ "path": file })),
                 )
+            }
+            AdminCommand::Db(DbCmd::Stats) => req(Method::GET, "/api/admin/db/stats".into(), None),
+            AdminCommand::Db(DbCmd::Compact) => {
+                bail!("`hearth db compact` runs offline, not through the admin API")
             }
             AdminCommand::Dlq(DlqCmd::List { consumer, limit }) => {
                 let mut q = vec![("limit", limit.to_string())];

@@ -174,6 +174,22 @@ fn run(
                 std::process::ExitCode::FAILURE
             })
         }
+        Command::Admin(hearth::cli::AdminCommand::Db(hearth::cli::DbCmd::Compact)) => {
+            hearth::cli::init_logging();
+            let path = config.db_path();
+            let (before, after) = hearth::store::stats::compact_offline(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "compacting {}: {e} (stop `hearth serve` first)",
+                    path.display()
+                )
+            })?;
+            println!(
+                "compacted {}: {before} -> {after} bytes ({} MB freed)",
+                path.display(),
+                before.saturating_sub(after) >> 20
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Admin(cmd) => {
             hearth::cli::init_logging();
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -100,6 +100,10 @@ enum Seen {
         subject: String,
         breach: Option<String>,
     },
+    /// `storage.disk_budget`: percent of the budget in use.
+    DiskBudget {
+        percent: u64,
+    },
     Nothing,
 }
 
@@ -242,6 +246,9 @@ impl Alerts {
                 },
                 Err(_) => Seen::Nothing,
             },
+            "storage.disk_budget" => Seen::DiskBudget {
+                percent: u64_field(p, "percent").unwrap_or(80),
+            },
             _ => Seen::Nothing,
         };
         (seen, daily)
@@ -371,6 +378,11 @@ impl Alerts {
 /// a frequency window, and a throttle key of its own (else the issue's or the subject's).
 fn triggered(rule: &Rule, seen: &Seen) -> Option<(String, Option<u64>, Option<String>)> {
     Some(match (&rule.when, seen) {
+        (Trigger::DiskBudget, Seen::DiskBudget { percent }) => (
+            format!("The data directory uses {percent}% of its disk budget"),
+            None,
+            Some("disk_budget".to_string()),
+        ),
         (Trigger::IssueCreated, Seen::IssueCreated) => ("New issue".to_string(), None, None),
         (Trigger::IssueRegressed, Seen::IssueRegressed) => ("Regression".to_string(), None, None),
         (Trigger::Frequency { count, window }, Seen::Event { count_in }) => {

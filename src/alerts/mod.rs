@@ -1,7 +1,7 @@
 //! Alert rules over bus events, delivered to Slack, email and signed webhooks.
 //!
 //! Two durable bus consumers:
-//! - `alerts` reads `issue.>`, `event.stored`, `$sys.dlq.*`, `monitor.>` and `chat.ticket.>`,
+//! - `alerts` reads `issue.>`, `event.stored`, `$sys.dlq.*`, `monitor.>`, `chat.ticket.>` and `storage.disk_budget`,
 //!   matches rules
 //!   (WHEN + IF filters + per-rule, per-issue throttle) and, in one write transaction, records
 //!   the fired alert in the history and publishes one `alert.deliver` event per channel.
@@ -141,6 +141,7 @@ impl Alerts {
                     "$sys.dlq.*",
                     "monitor.>",
                     "chat.ticket.>",
+                    "storage.disk_budget",
                 ],
             ),
             move |d: Delivery| {

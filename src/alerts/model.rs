@@ -41,6 +41,9 @@ pub enum Trigger {
         #[serde(default)]
         min_priority: Option<String>,
     },
+    /// storage (issue 18): the data directory passes 80% of `[storage] max_disk_bytes`
+    /// (`storage.disk_budget`).
+    DiskBudget,
 }
 
 /// Ticket priorities, most urgent first (as chat orders them).

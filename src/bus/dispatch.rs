@@ -657,16 +657,30 @@ pub(super) async fn run_mirror(inner: Arc<Inner>, shutdown: CancellationToken) {
     }
 }
 
+/// Log entries removed per retention transaction (keeps the writer lock short).
+const PRUNE_BATCH: usize = 50_000;
+/// Subject trimmed as soon as every consumer has passed it (see [`prune_once`]).
+const TRIMMED_SUBJECT: &str = "event.stored";
+
 pub(super) async fn run_retention(inner: Arc<Inner>, shutdown: CancellationToken) {
     loop {
-        match prune_once(&inner).await {
-            Ok(n) if n > 0 => tracing::debug!(pruned = n, "bus retention"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("bus retention failed: {e}"),
-        }
+        // A pass that found work runs again soon, so `event.stored` is trimmed while ingest
+        // goes on (its pages are reused instead of growing the file).
+        let pause = match prune_once(&inner).await {
+            Ok(n) if n as usize >= PRUNE_BATCH => Duration::from_millis(100),
+            Ok(n) if n > 0 => {
+                tracing::debug!(pruned = n, "bus retention");
+                Duration::from_secs(5)
+            }
+            Ok(_) => Duration::from_secs(5),
+            Err(e) => {
+                tracing::warn!("bus retention failed: {e}");
+                Duration::from_secs(60)
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -683,6 +697,7 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
         .collect();
     let max_age = inner.config.retention_max_age.get().as_millis() as i64;
     let max_events = inner.config.retention_max_events;
+    let keep_recent = inner.config.retention_keep_recent;
     inner
         .db
         .write(move |txn| {
@@ -713,16 +728,28 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
             let mut len = log.len()?;
             let cutoff = now_ms() - max_age;
             let mut doomed = Vec::new();
+            // storage (issue 18): `event.stored` (one per stored event, ~0.5 KB) goes as soon as
+            // every consumer has passed it, whatever its age; the scan stops at the first entry
+            // no consumer cursor has passed.
+            let horizon = safe.iter().copied().max().unwrap_or(0);
+            // The newest entries stay for replays (`[bus] retention_keep_recent`, ~5 MB).
+            let newest = log.last()?.map(|(k, _)| k.value()).unwrap_or(0);
             for row in log.iter()? {
-                if doomed.len() >= 50_000 {
+                if doomed.len() >= PRUNE_BATCH {
                     break;
                 }
                 let (k, v) = row?;
                 let seq = k.value();
+                if seq > horizon {
+                    break;
+                }
                 let ev: Event = codec::decode(v.value())?;
                 let over_count = len > max_events;
-                if ev.time_ms >= cutoff && !over_count {
-                    break;
+                let young = ev.time_ms >= cutoff && !over_count;
+                if young
+                    && (ev.subject != TRIMMED_SUBJECT || seq.saturating_add(keep_recent) > newest)
+                {
+                    continue;
                 }
                 if seq <= safe[ev.priority.lane() as usize] && !pending.contains(&seq) {
                     doomed.push((seq, ev.priority.lane()));

@@ -101,6 +101,9 @@ pub struct StorageConfig {
     /// Below this much free space in the data directory's file system, writes are refused
     /// (ingest answers 503 with Retry-After, health says degraded) until space is freed.
     pub min_free_space: ByteSize,
+    /// Disk budget for the database and the search index (0: none). At 80% a warning
+    /// (`storage.disk_budget`, for alert rules); from 90% the oldest events are removed.
+    pub max_disk_bytes: ByteSize,
 }
 
 impl Default for StorageConfig {
@@ -109,6 +112,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./hearth-data"),
             cache_size: ByteSize::mb(16),
             min_free_space: ByteSize::mb(64),
+            max_disk_bytes: ByteSize(0),
         }
     }
 }
@@ -153,6 +157,9 @@ pub struct BusConfig {
     pub retention_max_age: HumanDuration,
     /// At most this many durable events are kept (acked ones are pruned first).
     pub retention_max_events: u64,
+    /// `event.stored` (one per stored event) is pruned as soon as every consumer has passed
+    /// it, except the newest this many log entries (kept for replays).
+    pub retention_keep_recent: u64,
     /// Default number of delivery attempts before an event goes to the dead-letter queue.
     pub max_deliver: u32,
     /// Default waits between attempts; the last one repeats.
@@ -166,6 +173,7 @@ impl Default for BusConfig {
         Self {
             retention_max_age: HumanDuration::secs(7 * 24 * 3600),
             retention_max_events: 1_000_000,
+            retention_keep_recent: 10_000,
             max_deliver: 8,
             backoff: vec![
                 HumanDuration::secs(1),

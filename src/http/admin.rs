@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::Method;
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -12,13 +12,29 @@ use super::routes::{Access, Routes};
 use crate::app::AppState;
 
 pub fn routes() -> Routes {
-    Routes::new().add(
-        Method::POST,
-        "/api/admin/backup",
-        Access::Owner,
-        "Write a consistent copy of the database to a new file on the server",
-        post(backup),
-    )
+    Routes::new()
+        .add(
+            Method::POST,
+            "/api/admin/backup",
+            Access::Owner,
+            "Write a consistent copy of the database to a new file on the server",
+            post(backup),
+        )
+        .add(
+            Method::GET,
+            "/api/admin/db/stats",
+            Access::Owner,
+            "Where the database's bytes go: per-table sizes, free space, events per project",
+            get(db_stats),
+        )
+}
+
+async fn db_stats(_: Owner, State(s): State<AppState>) -> ApiResult<ApiJson<Value>> {
+    let stats =
+        s.db.stats()
+            .await
+            .map_err(|e| ApiError::bad_request(format!("database stats failed: {e}")))?;
+    Ok(ApiJson(json!(stats)))
 }
 
 #[derive(Deserialize)]

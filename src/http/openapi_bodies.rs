@@ -40,7 +40,7 @@ fn rule() -> Value {
                 "description": "the trigger",
                 "properties": {
                     "type": { "enum": ["issue_created", "issue_regressed", "frequency", "dlq_growth",
-                        "monitor_down", "monitor_up", "ticket_created", "ticket_sla_breached"] },
+                        "monitor_down", "monitor_up", "ticket_created", "ticket_sla_breached", "disk_budget"] },
                     "count": desc("integer", "frequency: more than this many events"),
                     "window": { "enum": ["1m", "5m", "15m", "1h", "1d"] },
                     "monitor": desc(STR, "monitor_down/up: one monitor (default any)"),

@@ -5,6 +5,7 @@
 //! row and the durable bus events all commit together or not at all.
 
 pub mod api;
+pub mod budget;
 pub mod derived;
 pub mod events;
 pub mod grouping;
@@ -107,6 +108,8 @@ struct Metrics {
     issues_created: AtomicU64,
     regressions: AtomicU64,
     pruned: AtomicU64,
+    /// Events removed to stay within `[storage] max_disk_bytes`.
+    budget_pruned: AtomicU64,
 }
 
 #[derive(Clone, Default)]
@@ -122,6 +125,8 @@ struct Inner {
     search: crate::search::Search,
     references: Mutex<References>,
     grouping: grouping_settings::Cache,
+    /// The disk budget's 80% warning was sent and usage has not fallen back since.
+    budget_warned: std::sync::atomic::AtomicBool,
 }
 
 /// Reference documents of recently seen issues, by (project id, grouping hash), so ingest can
@@ -136,9 +141,9 @@ struct References {
 
 type CachedReference = Option<Arc<codec::Reference>>;
 
-/// Bounds of the reference cache (documents and their prepared tables, ~70 KB for a 7.5 KB
-/// event), and the largest event used as a reference.
-const REFERENCES_MAX_BYTES: usize = 8 << 20;
+/// Bounds of the reference cache (the documents: 7.5 MB for 1,000 issues of 7.5 KB events),
+/// and the largest event used as a reference.
+const REFERENCES_MAX_BYTES: usize = 12 << 20;
 const REFERENCE_MAX_DOC: usize = 64 << 10;
 
 impl References {
@@ -463,6 +468,7 @@ impl Issues {
                 search,
                 references: Mutex::new(References::default()),
                 grouping: grouping_settings::Cache::default(),
+                budget_warned: std::sync::atomic::AtomicBool::new(false),
             })),
         }
     }
@@ -616,25 +622,48 @@ impl Issues {
             return Vec::new();
         };
         let this = self.clone();
-        vec![tokio::spawn(async move {
-            let every = inner.config.issues.prune_interval.get();
+        let budget = self.clone();
+        let stop = shutdown.clone();
+        let budget_task = tokio::spawn(async move {
+            if inner.config.storage.max_disk_bytes.bytes() == 0 {
+                return;
+            }
             loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
+                if let Err(e) = budget.check_disk_budget().await {
+                    tracing::warn!("disk budget check failed, will retry: {e}");
                 }
-                match this.prune().await {
-                    Ok(n) if n > 0 => tracing::info!(events = n, "retention pruned events"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("retention failed, will retry: {e}"),
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(budget::CHECK_EVERY) => {}
                 }
             }
-        })]
+        });
+        let Some(inner) = self.inner.clone() else {
+            return Vec::new();
+        };
+        vec![
+            budget_task,
+            tokio::spawn(async move {
+                let every = inner.config.issues.prune_interval.get();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    match this.prune().await {
+                        Ok(n) if n > 0 => tracing::info!(events = n, "retention pruned events"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("retention failed, will retry: {e}"),
+                    }
+                }
+            }),
+        ]
     }
 
     /// Appends this part's Prometheus metrics.
     pub fn render_metrics(&self, out: &mut String) {
         let Some(inner) = &self.inner else { return };
+        inner.db.render_metrics(out);
         let m = &inner.metrics;
         for (name, help, v) in [
             (
@@ -671,6 +700,11 @@ impl Issues {
                 "hearth_issues_pruned_events_total",
                 "Events removed by retention.",
                 &m.pruned,
+            ),
+            (
+                "hearth_storage_budget_pruned_events_total",
+                "Oldest events removed to stay within [storage] max_disk_bytes.",
+                &m.budget_pruned,
             ),
         ] {
             out.push_str(&format!(
@@ -1693,11 +1727,19 @@ mod tests {
             "a large reference is remembered as unusable, not re-read for every event"
         );
         let doc = serde_json::to_vec(&json!({"exception": "x".repeat(4000)})).unwrap();
-        for n in 0..500 {
+        for n in 0..4000 {
             refs.put((1, format!("h{n}")), n, doc.clone());
             assert!(refs.bytes <= REFERENCES_MAX_BYTES);
+            if n == 1500 {
+                // Issue 18: a project's 1,000+ issues of 7.5 KB events all keep a reference.
+                assert_eq!(
+                    refs.by_hash.len(),
+                    1502,
+                    "nothing evicted yet (with the large one)"
+                );
+            }
         }
-        assert!(refs.by_hash.len() < 500, "older entries were evicted");
+        assert!(refs.by_hash.len() < 4000, "older entries were evicted");
         let total: usize = refs
             .by_hash
             .values()

@@ -18,6 +18,8 @@
 //! Issue status and assignment are not indexed: they change without events, so the issue list
 //! applies them from redb after the index has narrowed the issues down.
 
+mod collect;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +27,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -51,6 +52,12 @@ pub enum SearchError {
     Disabled,
     #[error("stored event unreadable: {0}")]
     Stored(String),
+}
+
+impl From<crate::store::StoreError> for SearchError {
+    fn from(e: crate::store::StoreError) -> Self {
+        SearchError::Stored(e.to_string())
+    }
 }
 
 impl From<SearchError> for crate::http::error::ApiError {
@@ -422,13 +429,7 @@ impl Search {
 impl Inner {
     fn matching(&self, project_id: u64, q: &SearchQuery) -> Result<HashSet<u64>, SearchError> {
         let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
-            Occur::Must,
-            Box::new(TermQuery::new(
-                Term::from_field_u64(f.project_id, project_id),
-                IndexRecordOption::Basic,
-            )),
-        )];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut any_of = |field: Field, values: &[String]| {
             if values.is_empty() {
                 return;
@@ -466,26 +467,46 @@ impl Inner {
             let (parsed, _) = parser.parse_query_lenient(&text.join(" "));
             clauses.push((Occur::Must, parsed));
         }
+        // The project's issues from redb (a range of ~1,000 keys) replace the project term:
+        // intersecting with a posting list as long as the index cost more than the query.
+        let in_project = match self.db.get() {
+            Some(db) if !clauses.is_empty() => Some(project_issue_ids(db, project_id)?),
+            _ => None,
+        };
+        if in_project.is_none() {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.project_id, project_id),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
         let searcher = self.reader.searcher();
-        let docs = searcher.search(&BooleanQuery::new(clauses), &DocSetCollector)?;
-        let mut out = HashSet::new();
-        let mut columns = std::collections::HashMap::new();
-        for addr in docs {
-            let col = match columns.entry(addr.segment_ord) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    searcher
-                        .segment_reader(addr.segment_ord)
-                        .fast_fields()
-                        .u64("issue_id")?,
-                ),
-            };
-            if let Some(id) = col.first(addr.doc_id) {
-                out.insert(id);
-            }
+        let mut out = searcher.search(&BooleanQuery::new(clauses), &collect::IssueIds)?;
+        if let Some(ids) = in_project {
+            out.retain(|id| ids.contains(id));
         }
         Ok(out)
     }
+}
+
+/// The ids of `project_id`'s issues.
+fn project_issue_ids(db: &Db, project_id: u64) -> Result<HashSet<u64>, SearchError> {
+    let store = |e: crate::store::StoreError| SearchError::Stored(e.to_string());
+    db.read_blocking(|txn| {
+        let t = txn
+            .open_table(crate::issues::store::BY_PROJECT)
+            .map_err(|e| store(e.into()))?;
+        let mut ids = HashSet::new();
+        for row in t
+            .range((project_id, 0)..=(project_id, u64::MAX))
+            .map_err(|e| store(e.into()))?
+        {
+            ids.insert(row.map_err(|e| store(e.into()))?.0.value().1);
+        }
+        Ok(ids)
+    })
 }
 
 async fn handle(inner: Arc<Inner>, d: Delivery) -> Outcome {

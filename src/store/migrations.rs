@@ -91,9 +91,18 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "source maps, reply suggestions and feedback tickets",
         run: |_| Ok(()),
     },
+    // New tables only (created by `ensure_tables`): users per release for crash-free users, the
+    // reply-suggestion reward reminders. Nothing to convert, but the ingest log may now hold
+    // session-user records and alert rules may have the `disk_budget` trigger, which older
+    // releases cannot read: the bump makes them refuse the database instead.
+    Migration {
+        version: 9,
+        name: "release users, suggestion reward reminders, disk budget alerts",
+        run: |_| Ok(()),
+    },
 ];
 
-pub const CURRENT_VERSION: u64 = 8;
+pub const CURRENT_VERSION: u64 = 9;
 
 pub(super) fn version_in(txn: &ReadTransaction) -> StoreResult<u64> {
     match txn.open_table(META) {

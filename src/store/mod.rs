@@ -8,6 +8,7 @@
 pub mod codec;
 mod migrations;
 pub mod space;
+pub mod stats;
 pub mod upgrade;
 
 use std::path::Path;
@@ -129,6 +130,8 @@ pub struct Db {
     /// events without polling (a watch, unlike a Notify, cannot lose a wake-up).
     committed: Arc<watch::Sender<u64>>,
     space: Arc<space::Space>,
+    /// Bytes the tables' pages took at the last [`Db::stats`] walk (0: not walked yet).
+    used_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -144,6 +147,7 @@ impl Db {
             path: Arc::new(path.to_path_buf()),
             committed: Arc::new(watch::channel(0).0),
             space: Arc::new(space::Space::new(dir)),
+            used_bytes: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -416,6 +420,41 @@ impl Db {
     ///
     /// Holding a write transaction (without writing) keeps every other writer out while the
     /// committed file is copied, so the copy is exactly the last committed state. Readers go on.
+    /// Where the bytes go (see [`stats`]); walks every table in a read transaction.
+    pub async fn stats(&self) -> StoreResult<stats::DbStats> {
+        let db = self.clone();
+        run_blocking(move || {
+            let raw = db.database()?;
+            let s = stats::collect(&raw, &db.path)?;
+            db.used_bytes
+                .store(s.used_bytes, std::sync::atomic::Ordering::Relaxed);
+            Ok(s)
+        })
+        .await
+    }
+
+    /// The database file's size now.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(self.path.as_path()).map_or(0, |m| m.len())
+    }
+
+    /// Bytes in use at the last [`Db::stats`] walk (0 before the first).
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `hearth_db_used_bytes` (as of the last walk), beside `hearth_db_size_bytes` (the file).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP hearth_db_used_bytes Bytes of hearth.redb its tables use, at the last walk \
+             (db stats or the disk budget); the rest of the file is free pages.\n\
+             # TYPE hearth_db_used_bytes gauge\nhearth_db_used_bytes {}",
+            self.used_bytes()
+        );
+    }
+
     pub async fn backup_to(&self, dest: std::path::PathBuf) -> StoreResult<u64> {
         let db = self.clone();
         let src = (*self.path).clone();

@@ -35,6 +35,7 @@ mod receiver;
 mod router_walk;
 // issue 20: source maps uploaded with the real sentry-cli
 mod sourcemaps;
+mod storage;
 // issue 19 (bandit): reply suggestions that learn
 mod suggest;
 mod system;

@@ -14,6 +14,7 @@ const TRIGGERS = [
   ['dlq_growth', 'A bus consumer dead-letters an event'],
   ['ticket_created', 'A support ticket is opened'],
   ['ticket_sla_breached', 'A ticket passes its SLA'],
+  ['disk_budget', 'The data directory passes 80% of its disk budget'],
 ];
 const WINDOWS = ['1m', '5m', '15m', '1h', '1d'];
 const PRIORITIES = ['', 'urgent', 'high', 'normal', 'low'];
