@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod issues;
 pub mod limit;
 pub mod mail;
+pub mod metrics;
 pub mod net;
 pub mod search;
 pub mod sourcemaps;

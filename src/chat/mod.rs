@@ -47,6 +47,7 @@ use crate::bus::{Bus, BusError, Priority as BusPriority};
 use crate::config::Config;
 use crate::http::error::{ApiError, Code};
 use crate::mail::Mail;
+use crate::metrics;
 use crate::store::{Db, StoreError, codec};
 pub use config::ChatConfig;
 use hub::Hub;
@@ -383,12 +384,18 @@ impl Chat {
 
     pub fn render_metrics(&self, out: &mut String) {
         let hub = &self.inner.hub;
-        out.push_str(&format!(
-            "# HELP hearth_chat_sockets Open chat WebSockets.\n# TYPE hearth_chat_sockets gauge\nhearth_chat_sockets {}\n\
-             # HELP hearth_chat_sockets_dropped_slow_total Chat sockets dropped because they read too slowly.\n# TYPE hearth_chat_sockets_dropped_slow_total counter\nhearth_chat_sockets_dropped_slow_total {}\n",
+        metrics::gauge(
+            out,
+            "hearth_chat_sockets",
+            "Open chat WebSockets.",
             hub.connections(),
-            hub.dropped_slow()
-        ));
+        );
+        metrics::counter(
+            out,
+            "hearth_chat_sockets_dropped_slow_total",
+            "Chat sockets dropped because they read too slowly.",
+            hub.dropped_slow(),
+        );
     }
 
     pub fn config(&self) -> &ChatConfig {

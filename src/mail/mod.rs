@@ -30,6 +30,7 @@ use crate::app::AppState;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::error::{ApiError, Code};
+use crate::metrics;
 use crate::store::{Db, StoreError, codec, now_ms};
 use model::{
     Attachment, AttachmentMeta, Body, Category, LogKind, MessageRecord, NewMessage, Priority,
@@ -224,18 +225,31 @@ impl Mail {
     /// Appends this part's Prometheus metrics.
     pub fn render_metrics(&self, out: &mut String) {
         let i = &self.inner;
-        out.push_str(&format!(
-            "# HELP hearth_mail_sent_total Messages the relay accepted since start.\n# TYPE hearth_mail_sent_total counter\nhearth_mail_sent_total {}\n\
-             # HELP hearth_mail_failed_total Messages that ended failed since start.\n# TYPE hearth_mail_failed_total counter\nhearth_mail_failed_total {}\n\
-             # HELP hearth_mail_deferred_total Attempts that failed transiently and were rescheduled.\n# TYPE hearth_mail_deferred_total counter\nhearth_mail_deferred_total {}\n\
-             # HELP hearth_mail_inflight Messages being handed to the relay.\n# TYPE hearth_mail_inflight gauge\nhearth_mail_inflight {}\n\
-             # HELP hearth_mail_template_renders_in_flight Template renders running on blocking threads.\n# TYPE hearth_mail_template_renders_in_flight gauge\nhearth_mail_template_renders_in_flight {}\n",
-            i.sent_total.load(Ordering::Relaxed),
-            i.failed_total.load(Ordering::Relaxed),
-            i.deferred_total.load(Ordering::Relaxed),
-            i.inflight.load(Ordering::Relaxed),
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let sent = "Messages the relay accepted since start.";
+        metrics::counter(out, "hearth_mail_sent_total", sent, load(&i.sent_total));
+        let failed = "Messages that ended failed since start.";
+        metrics::counter(
+            out,
+            "hearth_mail_failed_total",
+            failed,
+            load(&i.failed_total),
+        );
+        let deferred = "Attempts that failed transiently and were rescheduled.";
+        metrics::counter(
+            out,
+            "hearth_mail_deferred_total",
+            deferred,
+            load(&i.deferred_total),
+        );
+        let inflight = "Messages being handed to the relay.";
+        metrics::gauge(out, "hearth_mail_inflight", inflight, load(&i.inflight));
+        metrics::gauge(
+            out,
+            "hearth_mail_template_renders_in_flight",
+            "Template renders running on blocking threads.",
             self.renders_in_flight(),
-        ));
+        );
     }
 
     /// Changes the hourly rate limit at run time (0 lifts it) and wakes the worker.

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ByteSize, Config, HumanDuration};
+use crate::metrics::{self, Kind};
 use crate::store::{Db, StoreError, now_ms};
 use bundle::FileKind;
 
@@ -204,26 +205,39 @@ impl SourceMaps {
     }
 
     pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
         use std::sync::atomic::Ordering::Relaxed;
         let m = &self.inner.metrics;
         let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = write!(
+        let frames = "hearth_sourcemaps_frames_total";
+        metrics::family(out, frames, Kind::Counter, "");
+        metrics::sample(
             out,
-            "# TYPE hearth_sourcemaps_frames_total counter\n\
-             hearth_sourcemaps_frames_total{{result=\"mapped\"}} {}\n\
-             hearth_sourcemaps_frames_total{{result=\"unmapped\"}} {}\n\
-             # TYPE hearth_sourcemaps_cache_total counter\n\
-             hearth_sourcemaps_cache_total{{result=\"hit\"}} {}\n\
-             hearth_sourcemaps_cache_total{{result=\"miss\"}} {}\n\
-             # TYPE hearth_sourcemaps_cache_bytes gauge\n\
-             hearth_sourcemaps_cache_bytes {}\n",
+            frames,
+            &[("result", "mapped")],
             m.frames_mapped.load(Relaxed),
-            m.frames_unmapped.load(Relaxed),
-            m.cache_hits.load(Relaxed),
-            m.cache_misses.load(Relaxed),
-            cache.bytes,
         );
+        metrics::sample(
+            out,
+            frames,
+            &[("result", "unmapped")],
+            m.frames_unmapped.load(Relaxed),
+        );
+        let lookups = "hearth_sourcemaps_cache_total";
+        metrics::family(out, lookups, Kind::Counter, "");
+        metrics::sample(
+            out,
+            lookups,
+            &[("result", "hit")],
+            m.cache_hits.load(Relaxed),
+        );
+        metrics::sample(
+            out,
+            lookups,
+            &[("result", "miss")],
+            m.cache_misses.load(Relaxed),
+        );
+        metrics::family(out, "hearth_sourcemaps_cache_bytes", Kind::Gauge, "");
+        metrics::sample(out, "hearth_sourcemaps_cache_bytes", &[], cache.bytes);
     }
 
     /// The options sentry-cli reads from `GET chunk-upload/`.

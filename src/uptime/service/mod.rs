@@ -35,6 +35,7 @@ use super::store::{
 };
 use crate::bus::Priority;
 use crate::config::{Config, HumanDuration};
+use crate::metrics;
 use crate::store::{Db, StoreError, codec, now_ms};
 
 pub use record::prune;
@@ -238,16 +239,28 @@ impl Uptime {
 
     pub fn render_metrics(&self, out: &mut String) {
         let i = &self.inner;
-        out.push_str(&format!(
-            "# HELP hearth_uptime_checks_total Checks run since start.\n# TYPE hearth_uptime_checks_total counter\nhearth_uptime_checks_total {}\n\
-             # HELP hearth_uptime_checks_failed_total Checks whose verdict was down since start.\n# TYPE hearth_uptime_checks_failed_total counter\nhearth_uptime_checks_failed_total {}\n\
-             # HELP hearth_uptime_notifications_total monitor.<slug>.down/up events published since start.\n# TYPE hearth_uptime_notifications_total counter\nhearth_uptime_notifications_total {}\n\
-             # HELP hearth_uptime_checks_in_flight Checks running now.\n# TYPE hearth_uptime_checks_in_flight gauge\nhearth_uptime_checks_in_flight {}\n",
-            i.checks_total.load(Ordering::Relaxed),
-            i.checks_failed_total.load(Ordering::Relaxed),
-            i.notifications_total.load(Ordering::Relaxed),
-            i.inflight.lock().expect("inflight").len(),
-        ));
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let checks = "Checks run since start.";
+        metrics::counter(
+            out,
+            "hearth_uptime_checks_total",
+            checks,
+            load(&i.checks_total),
+        );
+        let failed = "Checks whose verdict was down since start.";
+        let failed_total = load(&i.checks_failed_total);
+        metrics::counter(
+            out,
+            "hearth_uptime_checks_failed_total",
+            failed,
+            failed_total,
+        );
+        let sent = "monitor.<slug>.down/up events published since start.";
+        let sent_total = load(&i.notifications_total);
+        metrics::counter(out, "hearth_uptime_notifications_total", sent, sent_total);
+        let inflight = i.inflight.lock().expect("inflight").len();
+        let running = "Checks running now.";
+        metrics::gauge(out, "hearth_uptime_checks_in_flight", running, inflight);
     }
 
     fn forget(&self, id: u64) {
