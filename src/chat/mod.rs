@@ -20,7 +20,6 @@ pub mod events;
 pub mod feedback;
 pub mod hours;
 pub mod hub;
-pub mod limit;
 pub mod model;
 mod records;
 mod routing;
@@ -46,12 +45,12 @@ use crate::accounts::Accounts;
 use crate::bus::{Bus, BusError, Priority as BusPriority};
 use crate::config::Config;
 use crate::http::error::{ApiError, Code};
+use crate::limit::{KeyedWindows, Windows};
 use crate::mail::Mail;
 use crate::metrics;
 use crate::store::{Db, StoreError, codec};
 pub use config::ChatConfig;
 use hub::Hub;
-use limit::Limiter;
 use model::{Author, Canned, Channel, Conversation, Entry, Priority, Site, Status, Visitor};
 use records::*;
 use store::*;
@@ -237,8 +236,8 @@ struct Inner {
     last_assigned: Mutex<HashMap<u64, i64>>,
     /// One assignment round at a time, so two rounds never both fill the same free slot.
     assigning: tokio::sync::Mutex<()>,
-    visitor_messages: Limiter,
-    starts_per_ip: Limiter,
+    visitor_messages: KeyedWindows,
+    starts_per_ip: KeyedWindows,
     sockets_per_ip: Mutex<HashMap<std::net::IpAddr, u32>>,
     /// The chat search index, opened by `register` (search.rs).
     search: std::sync::OnceLock<Arc<search::ChatIndex>>,
@@ -324,8 +323,16 @@ impl Chat {
             inner: Arc::new(Inner {
                 suggest,
                 hub: Hub::new(c.socket_queue),
-                visitor_messages: Limiter::new(60_000, c.visitor_messages_per_minute),
-                starts_per_ip: Limiter::new(3_600_000, c.starts_per_ip_per_hour),
+                visitor_messages: KeyedWindows::new(
+                    60_000,
+                    c.visitor_messages_per_minute,
+                    Windows::FromFirstHit,
+                ),
+                starts_per_ip: KeyedWindows::new(
+                    3_600_000,
+                    c.starts_per_ip_per_hour,
+                    Windows::FromFirstHit,
+                ),
                 sockets_per_ip: Mutex::new(HashMap::new()),
                 search: std::sync::OnceLock::new(),
                 presence: Mutex::new(HashMap::new()),

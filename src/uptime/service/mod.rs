@@ -35,6 +35,7 @@ use super::store::{
 };
 use crate::bus::Priority;
 use crate::config::{Config, HumanDuration};
+use crate::limit::{KeyedWindows, Windows};
 use crate::metrics;
 use crate::store::{Db, StoreError, codec, now_ms};
 
@@ -118,8 +119,8 @@ pub(crate) struct Inner {
     wake: Notify,
     inflight: Mutex<HashSet<u64>>,
     cache: RwLock<HashMap<u64, Arc<Compiled>>>,
-    /// ping id → (minute window start, pings in it)
-    ping_windows: Mutex<HashMap<String, (i64, u32)>>,
+    /// Pings per ping id and clock minute.
+    pings: KeyedWindows,
     pages: super::pages::PageCache,
     checks_total: AtomicU64,
     checks_failed_total: AtomicU64,
@@ -182,7 +183,7 @@ impl Uptime {
                 wake: Notify::new(),
                 inflight: Mutex::new(HashSet::new()),
                 cache: RwLock::new(HashMap::new()),
-                ping_windows: Mutex::new(HashMap::new()),
+                pings: KeyedWindows::new(60_000, PINGS_PER_MINUTE, Windows::OnTheClock),
                 pages: Default::default(),
                 checks_total: AtomicU64::new(0),
                 checks_failed_total: AtomicU64::new(0),
@@ -585,18 +586,7 @@ impl Uptime {
 
     /// A fixed window per ping id (also for unknown ids, so guessing costs the same).
     fn allow_ping(&self, ping_id: &str) -> bool {
-        let now = now_ms();
-        let window = now - now.rem_euclid(60_000);
-        let mut map = self.inner.ping_windows.lock().expect("ping windows");
-        if map.len() > 100_000 {
-            map.retain(|_, (w, _)| *w == window);
-        }
-        let entry = map.entry(ping_id.to_string()).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= PINGS_PER_MINUTE
+        self.inner.pings.hit(ping_id, now_ms()).is_ok()
     }
 }
 
