@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi_bodies;
 pub mod routes;
 pub mod socket;
+pub mod ws;
 
 pub use client::client_ip;
 pub use conn::serve_tcp;
