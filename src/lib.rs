@@ -19,6 +19,8 @@ pub mod limit;
 pub mod mail;
 pub mod metrics;
 pub mod net;
+#[cfg(test)]
+mod ownership;
 pub mod search;
 pub mod sourcemaps;
 pub mod store;
