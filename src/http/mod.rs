@@ -10,6 +10,7 @@ pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod openapi_bodies;
+pub mod public;
 pub mod routes;
 pub mod socket;
 pub mod ws;
@@ -265,7 +266,10 @@ async fn openapi(_: Viewer, State(s): State<AppState>) -> ApiJson<serde_json::Va
     let mut paths = serde_json::Map::new();
     for r in s.routes.iter() {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        let security = if matches!(r.access, Access::Public | Access::DsnKey) {
+        let security = if matches!(
+            r.access,
+            Access::Public | Access::DsnKey | Access::Widget | Access::Token
+        ) {
             json!([])
         } else {
             json!([{ "session": [] }, { "bearer": [] }])
