@@ -39,6 +39,19 @@ pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl
     let _ = writeln!(out, " {value}");
 }
 
+/// A whole family with one label: help and type, then a sample per (label value, value).
+pub fn by_label<L: AsRef<str>, V: Display>(
+    out: &mut String,
+    (name, kind, help): (&str, Kind, &str),
+    label: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) {
+    family(out, name, kind, help);
+    for (value_of_label, value) in samples {
+        sample(out, name, &[(label, value_of_label.as_ref())], value);
+    }
+}
+
 /// A whole unlabelled counter family: help, type and its one sample.
 pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     family(out, name, Kind::Counter, help);
@@ -123,6 +136,17 @@ mod tests {
         let mut out = String::new();
         sample(&mut out, "m", &[("a", "1"), ("b", "q\"\\\n")], 7);
         assert_eq!(out, "m{a=\"1\",b=\"q\\\"\\\\\\n\"} 7\n");
+    }
+
+    #[test]
+    fn by_label_writes_one_sample_per_label_value() {
+        let mut out = String::new();
+        let samples = [("hit", 1), ("miss", 2)];
+        by_label(&mut out, ("c_total", Kind::Counter, ""), "result", samples);
+        assert_eq!(
+            out,
+            "# TYPE c_total counter\nc_total{result=\"hit\"} 1\nc_total{result=\"miss\"} 2\n"
+        );
     }
 
     #[test]

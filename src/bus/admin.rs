@@ -335,10 +335,8 @@ impl BusStats {
             ),
         ];
         for (name, kind, help, field) in per_consumer {
-            metrics::family(out, name, kind, help);
-            for c in &self.consumers {
-                metrics::sample(out, name, &[("consumer", &c.name)], field(c));
-            }
+            let samples = self.consumers.iter().map(|c| (&c.name, field(c)));
+            metrics::by_label(out, (name, kind, help), "consumer", samples);
         }
         metrics::gauge(out, "hearth_bus_dlq_size", "Dead letters.", self.dlq_len);
         let log = "hearth_bus_log_size";

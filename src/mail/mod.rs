@@ -30,7 +30,6 @@ use crate::app::AppState;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::http::error::{ApiError, Code};
-use crate::metrics;
 use crate::store::{Db, StoreError, codec, now_ms};
 use model::{
     Attachment, AttachmentMeta, Body, Category, LogKind, MessageRecord, NewMessage, Priority,
@@ -222,34 +221,9 @@ impl Mail {
         vec![tokio::spawn(worker::run(self.inner.clone(), shutdown))]
     }
 
-    /// Appends this part's Prometheus metrics.
+    /// Appends this part's Prometheus metrics (the outbox worker's counters).
     pub fn render_metrics(&self, out: &mut String) {
-        let i = &self.inner;
-        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let sent = "Messages the relay accepted since start.";
-        metrics::counter(out, "hearth_mail_sent_total", sent, load(&i.sent_total));
-        let failed = "Messages that ended failed since start.";
-        metrics::counter(
-            out,
-            "hearth_mail_failed_total",
-            failed,
-            load(&i.failed_total),
-        );
-        let deferred = "Attempts that failed transiently and were rescheduled.";
-        metrics::counter(
-            out,
-            "hearth_mail_deferred_total",
-            deferred,
-            load(&i.deferred_total),
-        );
-        let inflight = "Messages being handed to the relay.";
-        metrics::gauge(out, "hearth_mail_inflight", inflight, load(&i.inflight));
-        metrics::gauge(
-            out,
-            "hearth_mail_template_renders_in_flight",
-            "Template renders running on blocking threads.",
-            self.renders_in_flight(),
-        );
+        worker::render_metrics(&self.inner, self.renders_in_flight(), out);
     }
 
     /// Changes the hourly rate limit at run time (0 lifts it) and wakes the worker.

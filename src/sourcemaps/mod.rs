@@ -208,36 +208,18 @@ impl SourceMaps {
         use std::sync::atomic::Ordering::Relaxed;
         let m = &self.inner.metrics;
         let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let frames = "hearth_sourcemaps_frames_total";
-        metrics::family(out, frames, Kind::Counter, "");
-        metrics::sample(
-            out,
-            frames,
-            &[("result", "mapped")],
-            m.frames_mapped.load(Relaxed),
-        );
-        metrics::sample(
-            out,
-            frames,
-            &[("result", "unmapped")],
-            m.frames_unmapped.load(Relaxed),
-        );
-        let lookups = "hearth_sourcemaps_cache_total";
-        metrics::family(out, lookups, Kind::Counter, "");
-        metrics::sample(
-            out,
-            lookups,
-            &[("result", "hit")],
-            m.cache_hits.load(Relaxed),
-        );
-        metrics::sample(
-            out,
-            lookups,
-            &[("result", "miss")],
-            m.cache_misses.load(Relaxed),
-        );
-        metrics::family(out, "hearth_sourcemaps_cache_bytes", Kind::Gauge, "");
-        metrics::sample(out, "hearth_sourcemaps_cache_bytes", &[], cache.bytes);
+        let frames = [
+            ("mapped", &m.frames_mapped),
+            ("unmapped", &m.frames_unmapped),
+        ];
+        let frames = frames.map(|(result, n)| (result, n.load(Relaxed)));
+        let family = ("hearth_sourcemaps_frames_total", Kind::Counter, "");
+        metrics::by_label(out, family, "result", frames);
+        let lookups = [("hit", &m.cache_hits), ("miss", &m.cache_misses)];
+        let lookups = lookups.map(|(result, n)| (result, n.load(Relaxed)));
+        let family = ("hearth_sourcemaps_cache_total", Kind::Counter, "");
+        metrics::by_label(out, family, "result", lookups);
+        metrics::gauge(out, "hearth_sourcemaps_cache_bytes", "", cache.bytes);
     }
 
     /// The options sentry-cli reads from `GET chunk-upload/`.
