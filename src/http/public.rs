@@ -13,8 +13,8 @@
 //! knows no part's tables.
 
 use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 
 use super::error::{ApiError, Code};
 
@@ -54,13 +54,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Widget {
             )
         })
     }
-}
-
-/// Whether a request carries a user's credential (an `Authorization` header or a session
-/// cookie): then it is a user's request, whatever widget headers it also has.
-pub fn has_user_credential(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::AUTHORIZATION)
-        || crate::accounts::session_cookie(headers).is_some()
 }
 
 /// The secret in the URL: the route's first path parameter, percent-decoded.
@@ -120,13 +113,5 @@ mod tests {
                 .visitor_token,
             None
         );
-    }
-
-    #[test]
-    fn a_user_credential_is_told_apart() {
-        assert!(has_user_credential(
-            &parts("/", &[("authorization", "Bearer x")]).headers
-        ));
-        assert!(!has_user_credential(&parts("/", &[]).headers));
     }
 }

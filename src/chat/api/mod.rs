@@ -27,9 +27,7 @@ use super::{Chat, ChatError, InboxQuery, NewSite, VisitorHello, Who, hours};
 use crate::app::AppState;
 use crate::http::auth::{Admin, Agent};
 use crate::http::error::{ApiError, ApiJson, ApiResult, Code};
-use crate::http::public::{
-    SITE_KEY_HEADER, VISITOR_TOKEN_HEADER, Widget, has_user_credential, header_str,
-};
+use crate::http::public::{SITE_KEY_HEADER, VISITOR_TOKEN_HEADER, Widget, header_str};
 use crate::http::routes::{Access, Routes};
 
 use admin::*;
@@ -125,7 +123,8 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let has_user = has_user_credential(&parts.headers);
+        let has_user = parts.headers.contains_key(header::AUTHORIZATION)
+            || crate::accounts::session_cookie(&parts.headers).is_some();
         if let (
             Some(Widget {
                 site_key,
