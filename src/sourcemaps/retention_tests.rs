@@ -54,7 +54,10 @@ fn bundle_zip(release: &str, debug_id: &str, name: &str, js: &[u8]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default();
     for (path, data) in [
-        ("manifest.json".to_string(), manifest.to_string().into_bytes()),
+        (
+            "manifest.json".to_string(),
+            manifest.to_string().into_bytes(),
+        ),
         (format!("files/_/_/{name}"), js.to_vec()),
         (format!("files/_/_/{name}.map"), SHARED_MAP.to_vec()),
     ] {
@@ -165,21 +168,29 @@ async fn prune_deletes_bundles_past_retention_and_stale_chunks() {
     assert_eq!(f.sm.prune(now).await.unwrap(), (1, 1));
 
     // The old bundle is gone, with its index entries and the file only it held.
-    let ids: Vec<u64> = f.sm.list(PROJECT).await.unwrap().iter().map(|b| b.id).collect();
+    let ids: Vec<u64> =
+        f.sm.list(PROJECT)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect();
     assert_eq!(ids, vec![young]);
     assert_eq!(blob(&f.db, OLD_JS), (false, 0));
     assert!(
         f.sm.by_debug_id(PROJECT, OLD_ID, FileKind::MinifiedSource)
             .is_none()
     );
-    assert!(f.sm.by_debug_id(PROJECT, OLD_ID, FileKind::SourceMap).is_none());
+    assert!(
+        f.sm.by_debug_id(PROJECT, OLD_ID, FileKind::SourceMap)
+            .is_none()
+    );
     assert!(f.sm.by_url(PROJECT, "1.0", "~/old.js").is_none());
     assert!(f.sm.by_url(PROJECT, "1.0", "~/old.js.map").is_none());
     // Its checksum is forgotten: uploading it again stores it again.
     let old_sum = sha1_hex(&bundle_zip("1.0", OLD_ID, "old.js", OLD_JS));
-    let known = f
-        .db
-        .read_blocking(|txn| {
+    let known =
+        f.db.read_blocking(|txn| {
             let t = txn.open_table(store::BUNDLE_SUMS)?;
             Ok::<_, SourceMapsError>(t.get((PROJECT, old_sum.as_str()))?.is_some())
         })
@@ -197,7 +208,10 @@ async fn prune_deletes_bundles_past_retention_and_stale_chunks() {
         found_sha1(f.sm.by_url(PROJECT, "2.0", "~/young.js")),
         Some(sha1_hex(YOUNG_JS))
     );
-    assert!(f.sm.load(&sha1_hex(SHARED_MAP), FileKind::SourceMap).is_ok());
+    assert!(
+        f.sm.load(&sha1_hex(SHARED_MAP), FileKind::SourceMap)
+            .is_ok()
+    );
 
     // Chunks: the stale one is dropped, the fresh one kept.
     assert!(!has_chunk(&f.db, &stale_sum));
@@ -210,7 +224,10 @@ async fn prune_deletes_bundles_past_retention_and_stale_chunks() {
     assert!(f.sm.list(PROJECT).await.unwrap().is_empty());
     assert_eq!(blob(&f.db, SHARED_MAP), (false, 0));
     assert_eq!(blob(&f.db, YOUNG_JS), (false, 0));
-    assert!(f.sm.by_debug_id(PROJECT, YOUNG_ID, FileKind::SourceMap).is_none());
+    assert!(
+        f.sm.by_debug_id(PROJECT, YOUNG_ID, FileKind::SourceMap)
+            .is_none()
+    );
     assert!(!has_chunk(&f.db, &fresh_sum));
 }
 
@@ -229,7 +246,13 @@ async fn retention_zero_keeps_bundles() {
 
     // Far in the future: bundles stay, while unused chunks still expire.
     assert_eq!(f.sm.prune(now + 10_000 * DAY_MS).await.unwrap(), (0, 1));
-    let ids: Vec<u64> = f.sm.list(PROJECT).await.unwrap().iter().map(|b| b.id).collect();
+    let ids: Vec<u64> =
+        f.sm.list(PROJECT)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect();
     assert_eq!(ids, vec![id]);
     assert_eq!(blob(&f.db, OLD_JS), (true, 1));
     assert_eq!(
