@@ -17,7 +17,10 @@ pub mod ingest;
 pub mod issues;
 pub mod limit;
 pub mod mail;
+pub mod metrics;
 pub mod net;
+#[cfg(test)]
+mod ownership;
 pub mod search;
 pub mod sourcemaps;
 pub mod store;

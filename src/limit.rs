@@ -1,5 +1,6 @@
 //! Small shared limits: address blocks (`[server] trusted_proxies`), concurrent connections per
-//! client address, and log lines that would otherwise repeat once per request.
+//! client address, the one keyed windowed rate limiter ([`KeyedWindows`]), and log lines that
+//! would otherwise repeat once per request.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -138,6 +139,72 @@ impl Drop for ConnSlot {
     }
 }
 
+/// Where a key's counting window starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Windows {
+    /// At the key's first counted hit (a rolling start per key).
+    FromFirstHit,
+    /// On the clock: windows are `[k·len, (k+1)·len)` for everyone (per clock minute, say).
+    OnTheClock,
+}
+
+/// Keys kept at most; past this, windows that have ended are swept, and if that frees nothing
+/// the whole map is cleared (a flood of keys resets limits rather than growing memory).
+const MAX_WINDOW_KEYS: usize = 100_000;
+
+/// One keyed windowed rate limiter: at most `max` hits per key per window of `window_ms`,
+/// bounded in memory. Times are milliseconds from any fixed origin (callers pass `now_ms`).
+pub struct KeyedWindows {
+    window_ms: i64,
+    max: u32,
+    windows: Windows,
+    map: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl KeyedWindows {
+    pub fn new(window_ms: i64, max: u32, windows: Windows) -> Self {
+        KeyedWindows {
+            window_ms: window_ms.max(1),
+            max,
+            windows,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one hit for `key` at `now_ms`; `Err(retry_after_ms)` (nothing counted) when the
+    /// key has used its window up. A limit of 0 means unlimited.
+    pub fn hit(&self, key: &str, now_ms: i64) -> Result<(), i64> {
+        if self.max == 0 {
+            return Ok(());
+        }
+        let start = match self.windows {
+            Windows::FromFirstHit => now_ms,
+            Windows::OnTheClock => now_ms.div_euclid(self.window_ms) * self.window_ms,
+        };
+        let mut map = self.map.lock().expect("rate limiter");
+        if map.len() >= MAX_WINDOW_KEYS && !map.contains_key(key) {
+            let window = self.window_ms;
+            map.retain(|_, (began, _)| now_ms - *began < window);
+            if map.len() >= MAX_WINDOW_KEYS {
+                map.clear();
+            }
+        }
+        let slot = map.entry(key.to_string()).or_insert((start, 0));
+        let ended = match self.windows {
+            Windows::FromFirstHit => now_ms - slot.0 >= self.window_ms,
+            Windows::OnTheClock => slot.0 != start,
+        };
+        if ended {
+            *slot = (start, 0);
+        }
+        if slot.1 >= self.max {
+            return Err(self.window_ms - (now_ms - slot.0));
+        }
+        slot.1 += 1;
+        Ok(())
+    }
+}
+
 /// Lets a repeating log line through at most once per `every`, counting what it held back, so
 /// a condition hit by every request (a full disk, a connection flood) logs a line every few
 /// seconds instead of thousands.
@@ -217,6 +284,29 @@ mod tests {
         drop(a);
         assert_eq!(l.open(ip), 1);
         assert!(l.acquire(ip, 2).is_some());
+    }
+
+    #[test]
+    fn windows_from_the_first_hit_limit_and_reset() {
+        let l = KeyedWindows::new(1000, 2, Windows::FromFirstHit);
+        assert!(l.hit("a", 0).is_ok());
+        assert!(l.hit("a", 10).is_ok());
+        assert_eq!(l.hit("a", 400), Err(600));
+        assert!(l.hit("b", 400).is_ok());
+        assert!(l.hit("a", 1000).is_ok());
+        // b's window began at its own first hit.
+        assert!(l.hit("b", 1300).is_ok());
+        assert_eq!(l.hit("b", 1350), Err(50));
+    }
+
+    #[test]
+    fn windows_on_the_clock_reset_at_the_boundary() {
+        let l = KeyedWindows::new(60_000, 1, Windows::OnTheClock);
+        assert!(l.hit("p", 59_000).is_ok());
+        assert_eq!(l.hit("p", 59_500), Err(500));
+        assert!(l.hit("p", 60_000).is_ok());
+        let unlimited = KeyedWindows::new(60_000, 0, Windows::OnTheClock);
+        assert!((0..10).all(|_| unlimited.hit("p", 1).is_ok()));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::app::AppState;
 use crate::bus::{ConsumerSpec, Delivery};
 use crate::config::Config;
 use crate::http::error::{ApiError, Code};
+use crate::metrics;
 use crate::store::{Db, StoreError, now_ms};
 pub use evaluate::filters_match;
 use model::{Alert, Channel, ChannelKind, DeliveryStatus, Fired, Rule, Trigger};
@@ -169,14 +170,26 @@ impl Alerts {
 
     pub fn render_metrics(&self, out: &mut String) {
         let i = &self.inner;
-        out.push_str(&format!(
-            "# HELP hearth_alerts_fired_total Alerts fired since start.\n# TYPE hearth_alerts_fired_total counter\nhearth_alerts_fired_total {}\n\
-             # HELP hearth_alerts_delivered_total Alert deliveries that succeeded since start.\n# TYPE hearth_alerts_delivered_total counter\nhearth_alerts_delivered_total {}\n\
-             # HELP hearth_alerts_delivery_failures_total Alert delivery attempts that failed since start.\n# TYPE hearth_alerts_delivery_failures_total counter\nhearth_alerts_delivery_failures_total {}\n",
-            i.fired_total.load(Ordering::Relaxed),
-            i.delivered_total.load(Ordering::Relaxed),
-            i.delivery_failures_total.load(Ordering::Relaxed),
-        ));
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let fired = "Alerts fired since start.";
+        metrics::counter(
+            out,
+            "hearth_alerts_fired_total",
+            fired,
+            load(&i.fired_total),
+        );
+        let delivered = "Alert deliveries that succeeded since start.";
+        let delivered_total = load(&i.delivered_total);
+        metrics::counter(
+            out,
+            "hearth_alerts_delivered_total",
+            delivered,
+            delivered_total,
+        );
+        let failures = "Alert delivery attempts that failed since start.";
+        let failures_total = load(&i.delivery_failures_total);
+        let name = "hearth_alerts_delivery_failures_total";
+        metrics::counter(out, name, failures, failures_total);
     }
 
     pub(crate) fn http(&self) -> &crate::net::HttpClient {

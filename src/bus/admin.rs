@@ -2,6 +2,7 @@
 //! event, consumer health and retention on demand.
 
 use super::*;
+use crate::metrics::{self, Kind};
 
 impl Bus {
     pub async fn stats(&self) -> Result<BusStats, BusError> {
@@ -288,5 +289,57 @@ impl Bus {
     /// Runs one retention pass now (the server runs it periodically).
     pub async fn prune(&self) -> Result<u64, BusError> {
         dispatch::prune_once(&self.inner).await
+    }
+}
+
+impl BusStats {
+    /// Appends the bus's Prometheus metrics: per-consumer progress, dead letters and log size.
+    pub fn render_metrics(&self, out: &mut String) {
+        type Field = fn(&ConsumerStats) -> u64;
+        let per_consumer: [(&str, Kind, &str, Field); 6] = [
+            (
+                "hearth_bus_consumer_lag",
+                Kind::Gauge,
+                "Durable events a consumer has not looked at yet.",
+                |c| c.lag,
+            ),
+            (
+                "hearth_bus_consumer_pending",
+                Kind::Gauge,
+                "Delivered but unacked events.",
+                |c| c.pending,
+            ),
+            (
+                "hearth_bus_consumer_delivered_total",
+                Kind::Counter,
+                "Events acked since start.",
+                |c| c.delivered,
+            ),
+            (
+                "hearth_bus_consumer_up",
+                Kind::Gauge,
+                "Whether a consumer's dispatcher runs (0 while it waits to be restarted).",
+                |c| c.running as u64,
+            ),
+            (
+                "hearth_bus_consumer_restarts_total",
+                Kind::Counter,
+                "Dispatcher restarts after it died.",
+                |c| c.restarts,
+            ),
+            (
+                "hearth_bus_handler_panics_total",
+                Kind::Counter,
+                "Handler calls that panicked (each a failed attempt).",
+                |c| c.handler_panics,
+            ),
+        ];
+        for (name, kind, help, field) in per_consumer {
+            let samples = self.consumers.iter().map(|c| (&c.name, field(c)));
+            metrics::by_label(out, (name, kind, help), "consumer", samples);
+        }
+        metrics::gauge(out, "hearth_bus_dlq_size", "Dead letters.", self.dlq_len);
+        let log = "hearth_bus_log_size";
+        metrics::gauge(out, log, "Durable events in the log.", self.log_len);
     }
 }

@@ -19,8 +19,6 @@ mod conversations;
 pub mod events;
 pub mod feedback;
 pub mod hours;
-pub mod hub;
-pub mod limit;
 pub mod model;
 mod records;
 mod routing;
@@ -46,11 +44,12 @@ use crate::accounts::Accounts;
 use crate::bus::{Bus, BusError, Priority as BusPriority};
 use crate::config::Config;
 use crate::http::error::{ApiError, Code};
+use crate::http::ws::{ConnId, Hub};
+use crate::limit::{KeyedWindows, Windows};
 use crate::mail::Mail;
+use crate::metrics;
 use crate::store::{Db, StoreError, codec};
 pub use config::ChatConfig;
-use hub::Hub;
-use limit::Limiter;
 use model::{Author, Canned, Channel, Conversation, Entry, Priority, Site, Status, Visitor};
 use records::*;
 use store::*;
@@ -236,8 +235,8 @@ struct Inner {
     last_assigned: Mutex<HashMap<u64, i64>>,
     /// One assignment round at a time, so two rounds never both fill the same free slot.
     assigning: tokio::sync::Mutex<()>,
-    visitor_messages: Limiter,
-    starts_per_ip: Limiter,
+    visitor_messages: KeyedWindows,
+    starts_per_ip: KeyedWindows,
     sockets_per_ip: Mutex<HashMap<std::net::IpAddr, u32>>,
     /// The chat search index, opened by `register` (search.rs).
     search: std::sync::OnceLock<Arc<search::ChatIndex>>,
@@ -323,8 +322,16 @@ impl Chat {
             inner: Arc::new(Inner {
                 suggest,
                 hub: Hub::new(c.socket_queue),
-                visitor_messages: Limiter::new(60_000, c.visitor_messages_per_minute),
-                starts_per_ip: Limiter::new(3_600_000, c.starts_per_ip_per_hour),
+                visitor_messages: KeyedWindows::new(
+                    60_000,
+                    c.visitor_messages_per_minute,
+                    Windows::FromFirstHit,
+                ),
+                starts_per_ip: KeyedWindows::new(
+                    3_600_000,
+                    c.starts_per_ip_per_hour,
+                    Windows::FromFirstHit,
+                ),
                 sockets_per_ip: Mutex::new(HashMap::new()),
                 search: std::sync::OnceLock::new(),
                 presence: Mutex::new(HashMap::new()),
@@ -387,12 +394,18 @@ impl Chat {
 
     pub fn render_metrics(&self, out: &mut String) {
         let hub = &self.inner.hub;
-        out.push_str(&format!(
-            "# HELP hearth_chat_sockets Open chat WebSockets.\n# TYPE hearth_chat_sockets gauge\nhearth_chat_sockets {}\n\
-             # HELP hearth_chat_sockets_dropped_slow_total Chat sockets dropped because they read too slowly.\n# TYPE hearth_chat_sockets_dropped_slow_total counter\nhearth_chat_sockets_dropped_slow_total {}\n",
+        metrics::gauge(
+            out,
+            "hearth_chat_sockets",
+            "Open chat WebSockets.",
             hub.connections(),
-            hub.dropped_slow()
-        ));
+        );
+        metrics::counter(
+            out,
+            "hearth_chat_sockets_dropped_slow_total",
+            "Chat sockets dropped because they read too slowly.",
+            hub.dropped_slow(),
+        );
     }
 
     pub fn config(&self) -> &ChatConfig {

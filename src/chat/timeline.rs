@@ -209,7 +209,7 @@ impl Chat {
 
     /// Broadcasts an ephemeral frame (typing) about `conv` to the other side and to other
     /// agents, never to `skip` (the sender's socket).
-    pub(crate) fn ephemeral(&self, visitor_id: u64, frame: Value, skip: Option<hub::ConnId>) {
+    pub(crate) fn ephemeral(&self, visitor_id: u64, frame: Value, skip: Option<ConnId>) {
         let text: Arc<str> = Arc::from(frame.to_string());
         self.inner.hub.send(
             &[Room::Agents, Room::Visitor(visitor_id)],

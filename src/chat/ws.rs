@@ -90,7 +90,7 @@ struct Conn {
     who: Who,
     socket: WebSocket,
     sent: HashMap<u64, Sent>,
-    id: super::hub::ConnId,
+    id: crate::http::ws::ConnId,
 }
 
 type Closed = ();

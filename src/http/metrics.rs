@@ -3,7 +3,6 @@
 //! path, so the label set stays bounded.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -12,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::app::AppState;
+use crate::metrics::{self, Kind};
 
 const BUCKETS_MS: [f64; 12] = [
     1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0,
@@ -48,44 +48,32 @@ impl HttpMetrics {
 
     pub fn render(&self, out: &mut String) {
         let routes = self.routes.lock().expect("metrics");
-        out.push_str("# HELP hearth_http_requests_total HTTP requests by route and status.\n");
-        out.push_str("# TYPE hearth_http_requests_total counter\n");
+        let requests = "hearth_http_requests_total";
+        metrics::family(
+            out,
+            requests,
+            Kind::Counter,
+            "HTTP requests by route and status.",
+        );
         for ((m, r), s) in routes.iter() {
             for (status, n) in &s.by_status {
-                let _ = writeln!(
-                    out,
-                    "hearth_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{status}\"}} {n}"
-                );
+                let status = status.to_string();
+                let labels = [("method", m.as_str()), ("route", r), ("status", &status)];
+                metrics::sample(out, requests, &labels, n);
             }
         }
-        out.push_str(
-            "# HELP hearth_http_request_duration_seconds HTTP request latency by route.\n",
+        let duration = "hearth_http_request_duration_seconds";
+        metrics::family(
+            out,
+            duration,
+            Kind::Histogram,
+            "HTTP request latency by route.",
         );
-        out.push_str("# TYPE hearth_http_request_duration_seconds histogram\n");
+        let bounds = BUCKETS_MS.map(|b| b / 1000.0);
         for ((m, r), s) in routes.iter() {
-            for (i, b) in BUCKETS_MS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "hearth_http_request_duration_seconds_bucket{{method=\"{m}\",route=\"{r}\",le=\"{}\"}} {}",
-                    b / 1000.0,
-                    s.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "hearth_http_request_duration_seconds_bucket{{method=\"{m}\",route=\"{r}\",le=\"+Inf\"}} {}",
-                s.count
-            );
-            let _ = writeln!(
-                out,
-                "hearth_http_request_duration_seconds_sum{{method=\"{m}\",route=\"{r}\"}} {}",
-                s.sum_ms / 1000.0
-            );
-            let _ = writeln!(
-                out,
-                "hearth_http_request_duration_seconds_count{{method=\"{m}\",route=\"{r}\"}} {}",
-                s.count
-            );
+            let labels = [("method", m.as_str()), ("route", r.as_str())];
+            let sum = s.sum_ms / 1000.0;
+            metrics::histogram(out, duration, &labels, &bounds, &s.buckets, sum, s.count);
         }
     }
 }

@@ -11,8 +11,10 @@ pub mod live;
 pub mod metrics;
 pub mod openapi_bodies;
 mod openapi_bodies_more;
+pub mod public;
 pub mod routes;
 pub mod socket;
+pub mod ws;
 
 pub use client::client_ip;
 pub use conn::serve_tcp;
@@ -31,6 +33,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
+use crate::metrics as prom;
 use auth::Viewer;
 use error::{ApiError, ApiJson, Code};
 use routes::{Access, RouteInfo, Routes};
@@ -234,65 +237,28 @@ async fn metrics_text(_: Viewer, State(s): State<AppState>) -> Response {
     let mut out = String::new();
     s.http_metrics.render(&mut out);
     if let Ok(stats) = s.bus.stats().await {
-        out.push_str("# HELP hearth_bus_consumer_lag Durable events a consumer has not looked at yet.\n# TYPE hearth_bus_consumer_lag gauge\n");
-        for c in &stats.consumers {
-            out.push_str(&format!(
-                "hearth_bus_consumer_lag{{consumer=\"{}\"}} {}\n",
-                c.name, c.lag
-            ));
-        }
-        out.push_str("# HELP hearth_bus_consumer_pending Delivered but unacked events.\n# TYPE hearth_bus_consumer_pending gauge\n");
-        for c in &stats.consumers {
-            out.push_str(&format!(
-                "hearth_bus_consumer_pending{{consumer=\"{}\"}} {}\n",
-                c.name, c.pending
-            ));
-        }
-        out.push_str("# HELP hearth_bus_consumer_delivered_total Events acked since start.\n# TYPE hearth_bus_consumer_delivered_total counter\n");
-        for c in &stats.consumers {
-            out.push_str(&format!(
-                "hearth_bus_consumer_delivered_total{{consumer=\"{}\"}} {}\n",
-                c.name, c.delivered
-            ));
-        }
-        out.push_str("# HELP hearth_bus_consumer_up Whether a consumer's dispatcher runs (0 while it waits to be restarted).\n# TYPE hearth_bus_consumer_up gauge\n");
-        for c in &stats.consumers {
-            out.push_str(&format!(
-                "hearth_bus_consumer_up{{consumer=\"{}\"}} {}\n",
-                c.name, c.running as u8
-            ));
-        }
-        out.push_str("# HELP hearth_bus_consumer_restarts_total Dispatcher restarts after it died.\n# TYPE hearth_bus_consumer_restarts_total counter\n");
-        for c in &stats.consumers {
-            out.push_str(&format!(
-                "hearth_bus_consumer_restarts_total{{consumer=\"{}\"}} {}\n",
-                c.name, c.restarts
-            ));
-        }
-        out.push_str("# HELP hearth_bus_handler_panics_total Handler calls that panicked (each a failed attempt).\n# TYPE hearth_bus_handler_panics_total counter\n");
-        for c in &stats.consumers {
-            out.push_str(&format!(
-                "hearth_bus_handler_panics_total{{consumer=\"{}\"}} {}\n",
-                c.name, c.handler_panics
-            ));
-        }
-        out.push_str(&format!(
-            "# HELP hearth_bus_dlq_size Dead letters.\n# TYPE hearth_bus_dlq_size gauge\nhearth_bus_dlq_size {}\n\
-             # HELP hearth_bus_log_size Durable events in the log.\n# TYPE hearth_bus_log_size gauge\nhearth_bus_log_size {}\n",
-            stats.dlq_len, stats.log_len
-        ));
+        stats.render_metrics(&mut out);
     }
     let db_bytes = std::fs::metadata(s.db.path()).map(|m| m.len()).unwrap_or(0);
-    out.push_str(&format!(
-        "# HELP hearth_db_size_bytes Size of hearth.redb.\n# TYPE hearth_db_size_bytes gauge\nhearth_db_size_bytes {db_bytes}\n"
-    ));
+    prom::gauge(
+        &mut out,
+        "hearth_db_size_bytes",
+        "Size of hearth.redb.",
+        db_bytes,
+    );
     let space = s.db.space();
-    out.push_str(&format!(
-        "# HELP hearth_disk_full Whether writes are refused because the data directory is full.\n# TYPE hearth_disk_full gauge\nhearth_disk_full {}\n\
-         # HELP hearth_disk_refused_writes_total Writes refused while the data directory was full.\n# TYPE hearth_disk_refused_writes_total counter\nhearth_disk_refused_writes_total {}\n",
+    prom::gauge(
+        &mut out,
+        "hearth_disk_full",
+        "Whether writes are refused because the data directory is full.",
         space.is_full() as u8,
-        space.refused()
-    ));
+    );
+    prom::counter(
+        &mut out,
+        "hearth_disk_refused_writes_total",
+        "Writes refused while the data directory was full.",
+        space.refused(),
+    );
     s.extra_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -301,7 +267,10 @@ async fn openapi(_: Viewer, State(s): State<AppState>) -> ApiJson<serde_json::Va
     let mut paths = serde_json::Map::new();
     for r in s.routes.iter() {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        let security = if matches!(r.access, Access::Public | Access::DsnKey) {
+        let security = if matches!(
+            r.access,
+            Access::Public | Access::DsnKey | Access::Widget | Access::Token
+        ) {
             json!([])
         } else {
             json!([{ "session": [] }, { "bearer": [] }])

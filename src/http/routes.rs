@@ -20,6 +20,11 @@ pub enum Access {
     Public,
     /// Authenticated by a project DSN key (Sentry ingest), not by a user.
     DsnKey,
+    /// A chat site key (plus a visitor token where a visitor acts): the widget, not a user.
+    /// See [`super::public::Widget`].
+    Widget,
+    /// A secret in the URL (heartbeat pings and pushes). See [`super::public::Token`].
+    Token,
     Viewer,
     Agent,
     Admin,

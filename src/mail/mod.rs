@@ -221,21 +221,9 @@ impl Mail {
         vec![tokio::spawn(worker::run(self.inner.clone(), shutdown))]
     }
 
-    /// Appends this part's Prometheus metrics.
+    /// Appends this part's Prometheus metrics (the outbox worker's counters).
     pub fn render_metrics(&self, out: &mut String) {
-        let i = &self.inner;
-        out.push_str(&format!(
-            "# HELP hearth_mail_sent_total Messages the relay accepted since start.\n# TYPE hearth_mail_sent_total counter\nhearth_mail_sent_total {}\n\
-             # HELP hearth_mail_failed_total Messages that ended failed since start.\n# TYPE hearth_mail_failed_total counter\nhearth_mail_failed_total {}\n\
-             # HELP hearth_mail_deferred_total Attempts that failed transiently and were rescheduled.\n# TYPE hearth_mail_deferred_total counter\nhearth_mail_deferred_total {}\n\
-             # HELP hearth_mail_inflight Messages being handed to the relay.\n# TYPE hearth_mail_inflight gauge\nhearth_mail_inflight {}\n\
-             # HELP hearth_mail_template_renders_in_flight Template renders running on blocking threads.\n# TYPE hearth_mail_template_renders_in_flight gauge\nhearth_mail_template_renders_in_flight {}\n",
-            i.sent_total.load(Ordering::Relaxed),
-            i.failed_total.load(Ordering::Relaxed),
-            i.deferred_total.load(Ordering::Relaxed),
-            i.inflight.load(Ordering::Relaxed),
-            self.renders_in_flight(),
-        ));
+        worker::render_metrics(&self.inner, self.renders_in_flight(), out);
     }
 
     /// Changes the hourly rate limit at run time (0 lifts it) and wakes the worker.

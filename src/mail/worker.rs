@@ -1,7 +1,7 @@
 //! The outbox worker: claim ready messages, send them concurrently, group-commit outcomes.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redb::ReadableTable;
@@ -12,6 +12,7 @@ use super::model::{LogKind, MessageRecord, Status};
 use super::smtp::{self, Attempt};
 use super::{Inner, MailError, store};
 use crate::bus::Priority;
+use crate::metrics;
 use crate::store::now_ms;
 
 /// The longest wait between retries, however many attempts came before.
@@ -154,6 +155,28 @@ pub(super) async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
 
 /// Fills the rate-limit window with attempts made in the last hour, so a restart does not
 /// reset the limit.
+/// The worker's counters as Prometheus metrics, with the template renders running now.
+pub(super) fn render_metrics(i: &Inner, renders_in_flight: u64, out: &mut String) {
+    let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+    let sent = "Messages the relay accepted since start.";
+    metrics::counter(out, "hearth_mail_sent_total", sent, load(&i.sent_total));
+    let failed = "Messages that ended failed since start.";
+    metrics::counter(
+        out,
+        "hearth_mail_failed_total",
+        failed,
+        load(&i.failed_total),
+    );
+    let deferred = "Attempts that failed transiently and were rescheduled.";
+    let deferred_total = load(&i.deferred_total);
+    metrics::counter(out, "hearth_mail_deferred_total", deferred, deferred_total);
+    let inflight = "Messages being handed to the relay.";
+    metrics::gauge(out, "hearth_mail_inflight", inflight, load(&i.inflight));
+    let renders = "Template renders running on blocking threads.";
+    let name = "hearth_mail_template_renders_in_flight";
+    metrics::gauge(out, name, renders, renders_in_flight);
+}
+
 async fn seed_window(inner: &Arc<Inner>) {
     let since = now_ms() - 3_600_000;
     let times = inner

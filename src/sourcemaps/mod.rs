@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ByteSize, Config, HumanDuration};
+use crate::metrics::{self, Kind};
 use crate::store::{Db, StoreError, now_ms};
 use bundle::FileKind;
 
@@ -204,26 +205,21 @@ impl SourceMaps {
     }
 
     pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
         use std::sync::atomic::Ordering::Relaxed;
         let m = &self.inner.metrics;
         let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = write!(
-            out,
-            "# TYPE hearth_sourcemaps_frames_total counter\n\
-             hearth_sourcemaps_frames_total{{result=\"mapped\"}} {}\n\
-             hearth_sourcemaps_frames_total{{result=\"unmapped\"}} {}\n\
-             # TYPE hearth_sourcemaps_cache_total counter\n\
-             hearth_sourcemaps_cache_total{{result=\"hit\"}} {}\n\
-             hearth_sourcemaps_cache_total{{result=\"miss\"}} {}\n\
-             # TYPE hearth_sourcemaps_cache_bytes gauge\n\
-             hearth_sourcemaps_cache_bytes {}\n",
-            m.frames_mapped.load(Relaxed),
-            m.frames_unmapped.load(Relaxed),
-            m.cache_hits.load(Relaxed),
-            m.cache_misses.load(Relaxed),
-            cache.bytes,
-        );
+        let frames = [
+            ("mapped", &m.frames_mapped),
+            ("unmapped", &m.frames_unmapped),
+        ];
+        let frames = frames.map(|(result, n)| (result, n.load(Relaxed)));
+        let family = ("hearth_sourcemaps_frames_total", Kind::Counter, "");
+        metrics::by_label(out, family, "result", frames);
+        let lookups = [("hit", &m.cache_hits), ("miss", &m.cache_misses)];
+        let lookups = lookups.map(|(result, n)| (result, n.load(Relaxed)));
+        let family = ("hearth_sourcemaps_cache_total", Kind::Counter, "");
+        metrics::by_label(out, family, "result", lookups);
+        metrics::gauge(out, "hearth_sourcemaps_cache_bytes", "", cache.bytes);
     }
 
     /// The options sentry-cli reads from `GET chunk-upload/`.

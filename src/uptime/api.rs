@@ -28,6 +28,7 @@ use super::store::{Invalid, Monitor, slugify};
 use crate::app::AppState;
 use crate::http::auth::{Admin, Viewer};
 use crate::http::error::{ApiError, ApiJson, Code};
+use crate::http::public::Token;
 use crate::http::routes::{Access, Routes};
 
 pub fn routes() -> Routes {
@@ -109,14 +110,14 @@ fn monitor_routes() -> Routes {
         .add(
             Method::GET,
             "/ping/{ping_id}",
-            Access::Public,
+            Access::Token,
             "Healthchecks-compatible ping: success (HEAD, GET or POST; ?rid= pairs a start with its finish)",
             get(ping).post(ping).layer(axum::extract::DefaultBodyLimit::max(PING_REQUEST_LIMIT)),
         )
         .add(
             Method::GET,
             "/ping/{ping_id}/{signal}",
-            Access::Public,
+            Access::Token,
             "Healthchecks-compatible ping: /start, /fail, /log or /<exit status 0-255>",
             get(ping_signal)
                 .post(ping_signal)
@@ -125,7 +126,7 @@ fn monitor_routes() -> Routes {
         .add(
             Method::GET,
             "/api/push/{ping_id}",
-            Access::Public,
+            Access::Token,
             "Uptime Kuma-compatible push: ?status=up|down&msg=&ping=",
             get(push),
         )
@@ -441,7 +442,7 @@ fn ping_body(body: &[u8]) -> Option<String> {
 
 async fn ping(
     State(s): State<AppState>,
-    Path(ping_id): Path<String>,
+    Token(ping_id): Token,
     Query(q): Query<PingQuery>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -450,7 +451,8 @@ async fn ping(
 
 async fn ping_signal(
     State(s): State<AppState>,
-    Path((ping_id, signal)): Path<(String, String)>,
+    Token(ping_id): Token,
+    Path((_, signal)): Path<(String, String)>,
     Query(q): Query<PingQuery>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -488,7 +490,7 @@ struct PushQuery {
 
 async fn push(
     State(s): State<AppState>,
-    Path(ping_id): Path<String>,
+    Token(ping_id): Token,
     Query(q): Query<PushQuery>,
 ) -> Response {
     let not_found = || {

@@ -1,5 +1,6 @@
 //! Walks the route table and proves that every route that is not public refuses anonymous
-//! callers (401) and callers below its role (403). Routes added later are covered by the walk
+//! callers (401) and callers below its role (403), and that routes open to a public credential
+//! (a widget's site key, a secret in the URL) refuse requests without a valid one. Routes added later are covered by the walk
 //! without touching this file.
 
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ fn concrete(path: &str) -> String {
 
 fn needed(access: Access) -> Option<Role> {
     match access {
-        Access::Public | Access::DsnKey => None,
+        Access::Public | Access::DsnKey | Access::Widget | Access::Token => None,
         Access::Viewer => Some(Role::Viewer),
         Access::Agent => Some(Role::Agent),
         Access::Admin => Some(Role::Admin),
@@ -107,6 +108,73 @@ async fn every_protected_route_refuses_anonymous_and_lower_roles() {
         }
     }
     assert!(checked >= 10, "only {checked} protected routes walked");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    s.stop().await;
+}
+
+/// Routes whose access is a public credential (a widget's site key, a secret in the URL) answer
+/// a request without a valid one with a client error, never a success; and the routes a widget
+/// visitor shares with agents refuse a made-up widget credential.
+#[tokio::test]
+async fn public_credential_routes_refuse_missing_and_bogus_credentials() {
+    let s = TestServer::start().await;
+    let routes = s.state.routes.clone();
+    let public: Vec<_> = routes
+        .iter()
+        .filter(|r| matches!(r.access, Access::Widget | Access::Token))
+        .collect();
+    for (path, access) in [
+        ("/api/chat/widget/session", Access::Widget),
+        ("/api/chat/widget/config", Access::Widget),
+        ("/ping/{ping_id}", Access::Token),
+        ("/ping/{ping_id}/{signal}", Access::Token),
+        ("/api/push/{ping_id}", Access::Token),
+    ] {
+        assert!(
+            public.iter().any(|r| r.path == path && r.access == access),
+            "{path} is not listed with {access:?} access"
+        );
+    }
+    let mut problems = Vec::new();
+    for r in &public {
+        let what = format!("{} {} ({:?})", r.method, r.path, r.access);
+        let bogus = concrete(r.path).replace("/1", "/not-a-real-token-0000");
+        for path in [concrete(r.path), bogus] {
+            let resp = s
+                .http
+                .request(r.method.clone(), s.url(&path))
+                .header("x-hearth-site-key", "hs_not_a_real_key")
+                .send()
+                .await
+                .unwrap();
+            if !resp.status().is_client_error() {
+                problems.push(format!("{what}: {path} got {}", resp.status()));
+            }
+        }
+    }
+    let shared = routes
+        .iter()
+        .filter(|r| r.access == Access::Agent && r.path.starts_with("/api/chat/session/"));
+    let mut walked = 0;
+    for r in shared {
+        walked += 1;
+        let resp = s
+            .http
+            .request(r.method.clone(), s.url(&concrete(r.path)))
+            .header("x-hearth-site-key", "hs_not_a_real_key")
+            .header("x-hearth-visitor-token", "not_a_real_token")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != 401 {
+            let what = format!("{} {}", r.method, r.path);
+            problems.push(format!(
+                "{what}: a made-up widget credential got {}",
+                resp.status()
+            ));
+        }
+    }
+    assert!(walked >= 5, "only {walked} visitor routes walked");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     s.stop().await;
 }

@@ -27,6 +27,7 @@ use super::{Chat, ChatError, InboxQuery, NewSite, VisitorHello, Who, hours};
 use crate::app::AppState;
 use crate::http::auth::{Admin, Agent};
 use crate::http::error::{ApiError, ApiJson, ApiResult, Code};
+use crate::http::public::{SITE_KEY_HEADER, VISITOR_TOKEN_HEADER, Widget, header_str};
 use crate::http::routes::{Access, Routes};
 
 use admin::*;
@@ -40,9 +41,6 @@ mod agents;
 mod tickets;
 mod visitor;
 mod widget;
-
-const SITE_KEY_HEADER: &str = "x-hearth-site-key";
-const VISITOR_TOKEN_HEADER: &str = "x-hearth-visitor-token";
 
 fn cors() -> CorsLayer {
     CorsLayer::new()
@@ -72,8 +70,8 @@ pub fn routes() -> Routes {
         // ---- the widget ----
         .add(Method::GET, "/widget.js", Access::Public, "The chat widget loader (embed with the site's snippet)", widget_script(get(widget_js)))
         .add(Method::GET, "/widget/{file}", Access::Public, "Chat widget modules, loaded by /widget.js", widget_script(get(widget_file)))
-        .add(Method::POST, "/api/chat/widget/session", Access::Public, "Start or resume a widget visitor session (site key; user_id + user_hash for verified users)", widget(post(widget_session)))
-        .add(Method::GET, "/api/chat/widget/config", Access::Public, "The widget's state for a site key: online, away or closed, and when the team is back", widget(get(widget_config)))
+        .add(Method::POST, "/api/chat/widget/session", Access::Widget, "Start or resume a widget visitor session (site key; user_id + user_hash for verified users)", widget(post(widget_session)))
+        .add(Method::GET, "/api/chat/widget/config", Access::Widget, "The widget's state for a site key: online, away or closed, and when the team is back", widget(get(widget_config)))
         // ---- visitor (own conversations) or agent ----
         .add(Method::POST, "/api/chat/start", Access::Agent, "Start a conversation (widget visitor): {customer_name, customer_email, initial_message} → {chat_id, websocket_url}", widget(post(start)))
         .add(Method::GET, "/api/chat/my-chats", Access::Agent, "A visitor's conversations, or an agent's assigned ones", widget(get(my_chats)))
@@ -116,34 +114,26 @@ pub fn routes() -> Routes {
 
 // ---- the caller --------------------------------------------------------------------------
 
-/// A widget visitor (site key + visitor token) or a signed-in agent.
+/// A widget visitor ([`Widget`] access: site key + visitor token, checked here) or a
+/// signed-in agent. The routes that take it are listed as `Access::Agent`: without a widget
+/// credential they are an agent's.
 pub struct Caller(pub Who);
-
-fn query_param(parts: &Parts, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let key =
-            header_str(&parts.headers, SITE_KEY_HEADER).or_else(|| query_param(parts, "site_key"));
-        let token = header_str(&parts.headers, VISITOR_TOKEN_HEADER)
-            .or_else(|| query_param(parts, "visitor_token"));
         let has_user = parts.headers.contains_key(header::AUTHORIZATION)
             || crate::accounts::session_cookie(&parts.headers).is_some();
-        if let (Some(key), Some(token), false) = (&key, &token, has_user) {
-            let (site, visitor) = s.chat.authenticate_visitor(key, token).await?;
+        if let (
+            Some(Widget {
+                site_key,
+                visitor_token: Some(token),
+            }),
+            false,
+        ) = (Widget::read(parts), has_user)
+        {
+            let (site, visitor) = s.chat.authenticate_visitor(&site_key, &token).await?;
             return Ok(Caller(Who::Visitor {
                 site_id: site.id,
                 visitor,

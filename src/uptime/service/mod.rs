@@ -35,6 +35,8 @@ use super::store::{
 };
 use crate::bus::Priority;
 use crate::config::{Config, HumanDuration};
+use crate::limit::{KeyedWindows, Windows};
+use crate::metrics;
 use crate::store::{Db, StoreError, codec, now_ms};
 
 pub use record::prune;
@@ -117,8 +119,8 @@ pub(crate) struct Inner {
     wake: Notify,
     inflight: Mutex<HashSet<u64>>,
     cache: RwLock<HashMap<u64, Arc<Compiled>>>,
-    /// ping id → (minute window start, pings in it)
-    ping_windows: Mutex<HashMap<String, (i64, u32)>>,
+    /// Pings per ping id and clock minute.
+    pings: KeyedWindows,
     pages: super::pages::PageCache,
     checks_total: AtomicU64,
     checks_failed_total: AtomicU64,
@@ -181,7 +183,7 @@ impl Uptime {
                 wake: Notify::new(),
                 inflight: Mutex::new(HashSet::new()),
                 cache: RwLock::new(HashMap::new()),
-                ping_windows: Mutex::new(HashMap::new()),
+                pings: KeyedWindows::new(60_000, PINGS_PER_MINUTE, Windows::OnTheClock),
                 pages: Default::default(),
                 checks_total: AtomicU64::new(0),
                 checks_failed_total: AtomicU64::new(0),
@@ -238,16 +240,28 @@ impl Uptime {
 
     pub fn render_metrics(&self, out: &mut String) {
         let i = &self.inner;
-        out.push_str(&format!(
-            "# HELP hearth_uptime_checks_total Checks run since start.\n# TYPE hearth_uptime_checks_total counter\nhearth_uptime_checks_total {}\n\
-             # HELP hearth_uptime_checks_failed_total Checks whose verdict was down since start.\n# TYPE hearth_uptime_checks_failed_total counter\nhearth_uptime_checks_failed_total {}\n\
-             # HELP hearth_uptime_notifications_total monitor.<slug>.down/up events published since start.\n# TYPE hearth_uptime_notifications_total counter\nhearth_uptime_notifications_total {}\n\
-             # HELP hearth_uptime_checks_in_flight Checks running now.\n# TYPE hearth_uptime_checks_in_flight gauge\nhearth_uptime_checks_in_flight {}\n",
-            i.checks_total.load(Ordering::Relaxed),
-            i.checks_failed_total.load(Ordering::Relaxed),
-            i.notifications_total.load(Ordering::Relaxed),
-            i.inflight.lock().expect("inflight").len(),
-        ));
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let checks = "Checks run since start.";
+        metrics::counter(
+            out,
+            "hearth_uptime_checks_total",
+            checks,
+            load(&i.checks_total),
+        );
+        let failed = "Checks whose verdict was down since start.";
+        let failed_total = load(&i.checks_failed_total);
+        metrics::counter(
+            out,
+            "hearth_uptime_checks_failed_total",
+            failed,
+            failed_total,
+        );
+        let sent = "monitor.<slug>.down/up events published since start.";
+        let sent_total = load(&i.notifications_total);
+        metrics::counter(out, "hearth_uptime_notifications_total", sent, sent_total);
+        let inflight = i.inflight.lock().expect("inflight").len();
+        let running = "Checks running now.";
+        metrics::gauge(out, "hearth_uptime_checks_in_flight", running, inflight);
     }
 
     fn forget(&self, id: u64) {
@@ -572,18 +586,7 @@ impl Uptime {
 
     /// A fixed window per ping id (also for unknown ids, so guessing costs the same).
     fn allow_ping(&self, ping_id: &str) -> bool {
-        let now = now_ms();
-        let window = now - now.rem_euclid(60_000);
-        let mut map = self.inner.ping_windows.lock().expect("ping windows");
-        if map.len() > 100_000 {
-            map.retain(|_, (w, _)| *w == window);
-        }
-        let entry = map.entry(ping_id.to_string()).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= PINGS_PER_MINUTE
+        self.inner.pings.hit(ping_id, now_ms()).is_ok()
     }
 }
 

@@ -1,6 +1,7 @@
 //! A WebSocket hub: live connections in rooms, each with a bounded outbound queue.
 //!
-//! Generic over the message type so it can move to `http/` when another part needs it. A
+//! The shared hub (issue 13, item 4): generic over the room key and the message type, so any
+//! part with live sockets (chat today) keeps its own rooms and frames on top. A
 //! connection is registered with a [`Registration`] whose drop unregisters it, so a socket
 //! task that ends for any reason (close, error, panic) leaves nothing behind. Fan-out never
 //! waits: a connection whose queue is full is dropped from the hub (its receiver then ends,
