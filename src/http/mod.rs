@@ -246,6 +246,13 @@ async fn metrics_text(_: Viewer, State(s): State<AppState>) -> Response {
         "Size of hearth.redb.",
         db_bytes,
     );
+    prom::gauge(
+        &mut out,
+        "hearth_db_used_bytes",
+        "Bytes of hearth.redb its tables use, at the last walk (db stats or the disk budget); \
+         the rest of the file is free pages.",
+        s.db.used_bytes(),
+    );
     let space = s.db.space();
     prom::gauge(
         &mut out,

@@ -211,9 +211,13 @@ async fn detail(
     State(s): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<ApiJson<Value>, ApiError> {
+    detail_with_names(&s, id).await
+}
+
+/// An issue's detail with `user_names`: the names of the people in its history, comments and
+/// assignee, so the page says "assigned to Ana" to viewers too (names only, never emails).
+async fn detail_with_names(s: &AppState, id: u64) -> Result<ApiJson<Value>, ApiError> {
     let mut issue = s.issues.detail(id).await?;
-    // dash (issue 16): the names of the people in the history, comments and assignee, so the
-    // page says "assigned to Ana" to viewers too (names only, never emails).
     let mut ids: Vec<u64> = vec![];
     ids.extend(issue["assignee_id"].as_u64());
     for h in issue["history"].as_array().into_iter().flatten() {
@@ -303,30 +307,7 @@ async fn set_status(
     ApiJson(change): ApiJson<StatusChange>,
 ) -> Result<ApiJson<Value>, ApiError> {
     s.issues.set_status(vec![id], user.user_id, change).await?;
-    let mut issue = s.issues.detail(id).await?;
-    // dash (issue 16): the names of the people in the history, comments and assignee, so the
-    // page says "assigned to Ana" to viewers too (names only, never emails).
-    let mut ids: Vec<u64> = vec![];
-    ids.extend(issue["assignee_id"].as_u64());
-    for h in issue["history"].as_array().into_iter().flatten() {
-        ids.extend(h["user_id"].as_u64());
-        if h["action"] == "assign" {
-            for k in ["from", "to"] {
-                ids.extend(h[k].as_str().and_then(|v| v.parse::<u64>().ok()));
-            }
-        }
-    }
-    for c in issue["comments"].as_array().into_iter().flatten() {
-        ids.extend(c["user_id"].as_u64());
-    }
-    let users = s.accounts.list_users().await?;
-    let names: serde_json::Map<String, Value> = users
-        .iter()
-        .filter(|u| ids.contains(&u.id))
-        .map(|u| (u.id.to_string(), json!(u.name)))
-        .collect();
-    issue["user_names"] = Value::Object(names);
-    Ok(ApiJson(json!({ "issue": issue })))
+    detail_with_names(&s, id).await
 }
 
 #[derive(Deserialize)]
@@ -377,30 +358,7 @@ async fn assign(
     ApiJson(a): ApiJson<AssignBody>,
 ) -> Result<ApiJson<Value>, ApiError> {
     s.issues.assign(id, user.user_id, a.user_id).await?;
-    let mut issue = s.issues.detail(id).await?;
-    // dash (issue 16): the names of the people in the history, comments and assignee, so the
-    // page says "assigned to Ana" to viewers too (names only, never emails).
-    let mut ids: Vec<u64> = vec![];
-    ids.extend(issue["assignee_id"].as_u64());
-    for h in issue["history"].as_array().into_iter().flatten() {
-        ids.extend(h["user_id"].as_u64());
-        if h["action"] == "assign" {
-            for k in ["from", "to"] {
-                ids.extend(h[k].as_str().and_then(|v| v.parse::<u64>().ok()));
-            }
-        }
-    }
-    for c in issue["comments"].as_array().into_iter().flatten() {
-        ids.extend(c["user_id"].as_u64());
-    }
-    let users = s.accounts.list_users().await?;
-    let names: serde_json::Map<String, Value> = users
-        .iter()
-        .filter(|u| ids.contains(&u.id))
-        .map(|u| (u.id.to_string(), json!(u.name)))
-        .collect();
-    issue["user_names"] = Value::Object(names);
-    Ok(ApiJson(json!({ "issue": issue })))
+    detail_with_names(&s, id).await
 }
 
 #[derive(Deserialize)]

@@ -663,7 +663,6 @@ impl Issues {
     /// Appends this part's Prometheus metrics.
     pub fn render_metrics(&self, out: &mut String) {
         let Some(inner) = &self.inner else { return };
-        inner.db.render_metrics(out);
         let m = &inner.metrics;
         for (name, help, v) in [
             (

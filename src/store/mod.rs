@@ -443,18 +443,6 @@ impl Db {
         self.used_bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// `hearth_db_used_bytes` (as of the last walk), beside `hearth_db_size_bytes` (the file).
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP hearth_db_used_bytes Bytes of hearth.redb its tables use, at the last walk \
-             (db stats or the disk budget); the rest of the file is free pages.\n\
-             # TYPE hearth_db_used_bytes gauge\nhearth_db_used_bytes {}",
-            self.used_bytes()
-        );
-    }
-
     pub async fn backup_to(&self, dest: std::path::PathBuf) -> StoreResult<u64> {
         let db = self.clone();
         let src = (*self.path).clone();
