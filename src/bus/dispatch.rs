@@ -746,6 +746,11 @@ pub(super) async fn prune_once(inner: &Arc<Inner>) -> Result<u64, BusError> {
                 let ev: Event = codec::decode(v.value())?;
                 let over_count = len > max_events;
                 let young = ev.time_ms >= cutoff && !over_count;
+                // From the first young entry among the newest `keep_recent`, every later entry
+                // is younger and kept too: stop instead of decoding the rest on every pass.
+                if young && seq.saturating_add(keep_recent) > newest {
+                    break;
+                }
                 if young
                     && (ev.subject != TRIMMED_SUBJECT || seq.saturating_add(keep_recent) > newest)
                 {
